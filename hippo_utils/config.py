@@ -1,0 +1,562 @@
+"""Typed, validated reading of the FlexUNet ``train_eval_infer.config`` INI format.
+
+The original system parsed every value with ``eval``. Here each value is a Python
+literal read with :func:`ast.literal_eval`, converted to the type its key declares,
+and checked. Sections and keys read as attributes named as in the file::
+
+    cfg = load_config("configs/demo.config")
+    cfg.model.num_layers, cfg.model.base_kernels, cfg.mask.rgb_map
+
+Relative paths in a file are resolved against the folder of that file (the original
+system was run from the folder holding its config). Paths given as ``--set``
+overrides are resolved against the current directory, as a shell user expects.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import dataclasses
+import difflib
+import logging
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+logger = logging.getLogger(__name__)
+
+RGB = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class ModelSection:
+    """[model]: the FlexUNet architecture and its compilation."""
+
+    model: str = "TensorFlowFlexUNet"
+    generator: bool = False
+    image_width: int = 512
+    image_height: int = 512
+    image_channels: int = 3
+    input_normalize: bool = True
+    normalization: bool = False
+    num_classes: int = 2
+    base_filters: int = 16
+    base_kernels: tuple[int, int] = (11, 11)
+    num_layers: int = 8
+    dropout_rate: float = 0.05
+    dilation: tuple[int, int] = (1, 1)
+    optimizer: str = "Adam"
+    learning_rate: float = 0.00007
+    clipvalue: float | None = 0.5
+    loss: str = "categorical_crossentropy"
+    metrics: tuple[str, ...] = ("dice_coef_multiclass",)
+    show_summary: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """[dataset]: kept for compatibility; one dataset class exists here."""
+
+    class_name: str = "ImageCategorizedMaskDataset"
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """[train]: the training run and where it writes."""
+
+    epochs: int = 100
+    batch_size: int = 2
+    patience: int = 10
+    metrics: tuple[str, ...] = ("dice_coef_multiclass", "val_dice_coef_multiclass")
+    model_dir: Path = Path("models")
+    eval_dir: Path = Path("eval")
+    images_dir: Path | None = None  # default: <derive.output_dir>/train/images
+    masks_dir: Path | None = None
+    learning_rate_reducer: bool = True
+    reducer_factor: float = 0.5
+    reducer_patience: int = 4
+    epoch_change_infer: bool = True
+    epoch_change_infer_dir: Path = Path("epoch_change_infer")
+    num_infer_images: int = 6
+    save_weights_only: bool = True
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class SplitDirsSection:
+    """[valid] and [test]: an image folder and its mask folder."""
+
+    images_dir: Path | None = None  # default: <derive.output_dir>/<split>/images
+    masks_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class InferSection:
+    """[infer]: images to segment and where the masks go."""
+
+    images_dir: Path | None = None  # default: <derive.output_dir>/mini_test/images
+    output_dir: Path = Path("mini_test_output")
+    merged_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    """[image]: channel order of the 8-bit images."""
+
+    color_order: str = "RGB"
+
+
+@dataclass(frozen=True)
+class MaskSection:
+    """[mask]: how mask colours map to classes."""
+
+    mask_file_format: str = ".png"
+    rgb_map: dict[RGB, int] = field(default_factory=lambda: {(0, 0, 0): 0, (255, 0, 0): 1})
+
+
+@dataclass(frozen=True)
+class DeriveSection:
+    """[derive]: turning MRI volumes into the 2D image/mask dataset (new here)."""
+
+    source_dir: Path | None = None
+    layout: str = "auto"  # auto, hfh, msd or pairs
+    output_dir: Path = Path("derived")
+    plane: str = "coronal"  # coronal, axial, sagittal, or axis0/axis1/axis2 (array axis)
+    image_size: tuple[int, int] | None = None  # (height, width); default: [model] size
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, valid, test by subject
+    seed: int = 42
+    empty_slice_ratio: float = 0.25  # label-free slices kept per labelled slice
+    label_map: dict[int, int] = field(default_factory=lambda: {1: 1, 2: 1})
+    intensity_percentiles: tuple[float, float] = (0.5, 99.5)
+    mini_test_size: int = 6
+    skip_unpaired: bool = False
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
+    "dataset": DatasetSection,
+    "train": TrainSection,
+    "valid": SplitDirsSection,
+    "test": SplitDirsSection,
+    "infer": InferSection,
+    "image": ImageSection,
+    "mask": MaskSection,
+    "derive": DeriveSection,
+}
+
+# Settings of the original FlexUNet system that this project accepts, so that a user's
+# config loads unchanged, and does not use. Each one is reported as a notice.
+ORIGINAL_UNUSED_KEYS: dict[str, set[str]] = {
+    "model": {"dropout_seed_fixing", "seed", "activation"},
+    "train": {
+        "create_backup", "steps_per_epoch", "validation_steps", "dataset_splitter",
+        "seedreset_callback", "epoch_change_tiledinfer", "epoch_change_tiledinfer_dir",
+        "epoch_change_tiled_infer", "epoch_change_tiled_infer_dir", "image_datapath",
+        "mask_datapath", "save_model_file",
+    },
+    "valid": {"image_datapath", "mask_datapath"},
+    "test": {"image_datapath", "mask_datapath"},
+    "infer": {"binarize", "threshold", "mask_colorize", "sharpening", "color_converter"},
+    "image": {"color_converter", "gamma", "sharpening"},
+    "mask": {
+        "mask_datatype", "blur", "blur_size", "binarize", "threshold", "grayscaling",
+        "color_order",
+    },
+}
+ORIGINAL_UNUSED_SECTIONS = {
+    "eval", "tiledinfer", "segmentation", "generator", "augmentor", "deformation",
+    "distortion", "barrdistortion", "pincdistortion", "sharpening", "brightening",
+}
+
+VALID_LAYOUTS = ("auto", "hfh", "msd", "pairs")
+VALID_PLANES = ("coronal", "axial", "sagittal", "axis0", "axis1", "axis2")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole configuration: one attribute per section, plus where it came from."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    dataset: DatasetSection = field(default_factory=DatasetSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    valid: SplitDirsSection = field(default_factory=SplitDirsSection)
+    test: SplitDirsSection = field(default_factory=SplitDirsSection)
+    infer: InferSection = field(default_factory=InferSection)
+    image: ImageSection = field(default_factory=ImageSection)
+    mask: MaskSection = field(default_factory=MaskSection)
+    derive: DeriveSection = field(default_factory=DeriveSection)
+    path: Path | None = None
+    sections_present: frozenset[str] = frozenset()
+    notices: tuple[str, ...] = ()
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the derived slices: [derive] image_size, else [model]."""
+        if self.derive.image_size is not None:
+            return self.derive.image_size
+        return (self.model.image_height, self.model.image_width)
+
+    def require(self, section: str, command: str) -> None:
+        """Raise a ValueError if ``section`` was not in the file that ``command`` needs."""
+        if section not in self.sections_present:
+            raise ValueError(
+                f"{self.path or 'config'}: no [{section}] section, which `{command}` needs. "
+                f"Add [{section}] (see configs/demo.config for an example)."
+            )
+
+    def to_ini(self) -> str:
+        """The config written back as INI text (Python literals), loadable again."""
+        lines: list[str] = []
+        for name in SECTIONS:
+            lines.append(f"[{name}]")
+            for f in dataclasses.fields(getattr(self, name)):
+                value = getattr(getattr(self, name), f.name)
+                if value is None:
+                    continue
+                lines.append(f"{f.name} = {_literal(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, Path):
+        return repr(str(value))
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return repr(list(value))
+    return repr(value)
+
+
+# ----------------------------------------------------------------------- conversion
+class _Where:
+    """Names the place of a value in messages: file, section and key."""
+
+    def __init__(self, path: Path | str | None, section: str, key: str):
+        self.path, self.section, self.key = path, section, key
+
+    def __str__(self) -> str:
+        prefix = f"{self.path}: " if self.path else ""
+        return f"{prefix}[{self.section}] {self.key}"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or None"
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return "a tuple (" + ", ".join(_type_name(a) for a in args) + ")"
+    if origin is dict:
+        k, v = typing.get_args(tp)
+        return f"a dict {{{_type_name(k)}: {_type_name(v)}}}"
+    if tp is Path:
+        return 'a path string such as "./models/"'
+    return {int: "an integer", float: "a number", bool: "True or False", str: "a quoted string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
+    """Convert a literal to ``tp`` or raise a ValueError naming ``where``."""
+
+    def fail() -> typing.NoReturn:
+        raise ValueError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where, base_dir)
+            except ValueError:
+                continue
+        fail()
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        fail()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        fail()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        fail()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        fail()
+    if tp is Path:
+        if isinstance(value, (str, Path)) and str(value).strip():
+            p = Path(os.path.expanduser(str(value)))
+            return Path(os.path.normpath(p if p.is_absolute() else base_dir / p))
+        fail()
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (tuple, list)):
+            fail()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], where, base_dir) for v in value)
+        if len(value) != len(args):
+            fail()
+        return tuple(_convert(v, a, where, base_dir) for v, a in zip(value, args))
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail()
+        kt, vt = typing.get_args(tp)
+        return {
+            _convert(k, kt, where, base_dir): _convert(v, vt, where, base_dir)
+            for k, v in value.items()
+        }
+    raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
+
+
+def _parse_literal(text: str, where: _Where, tp: Any, lenient_strings: bool) -> Any:
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError) as exc:
+        wants_text = tp in (str, Path) or str in typing.get_args(tp) or Path in typing.get_args(tp)
+        if lenient_strings and wants_text:
+            return text.strip()
+        hint = ' Strings must be quoted, e.g. "Adam".' if wants_text else ""
+        raise ValueError(
+            f"{where}: malformed value {text.strip()!r}; expected a Python literal "
+            f"({_type_name(tp)}).{hint} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _closest(word: str, choices: typing.Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _section_fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+# ---------------------------------------------------------------------------- loading
+def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> Config:
+    """Read, type-check and validate a ``train_eval_infer.config`` file.
+
+    Args:
+        path: the INI file. ``;`` and ``#`` start comment lines.
+        overrides: ``"section.key=value"`` strings applied after the file, parsed and
+            validated the same way (an unquoted value is taken as a string where the key
+            wants a string or a path).
+
+    Returns:
+        The typed :class:`Config`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a section, key or value is invalid; the message names the file,
+            section and key and says what would be valid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    parser = configparser.ConfigParser(
+        interpolation=None, comment_prefixes=(";", "#"), inline_comment_prefixes=None,
+        strict=True, empty_lines_in_values=False,
+    )
+    parser.optionxform = str  # keys are case-sensitive, as in the original
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
+    except configparser.Error as exc:
+        raise ValueError(f"{path}: not a valid INI file: {exc}") from None
+
+    base_dir = path.resolve().parent
+    raw: dict[str, dict[str, Any]] = {}
+    notices: list[str] = []
+    for section in parser.sections():
+        if section in ORIGINAL_UNUSED_SECTIONS:
+            notices.append(f"{path}: [{section}] belongs to the original FlexUNet system "
+                           "and is not used here; ignored.")
+            continue
+        if section not in SECTIONS:
+            raise ValueError(
+                f"{path}: unknown section [{section}].{_closest(section, SECTIONS)} "
+                f"Valid sections: {', '.join(SECTIONS)}."
+            )
+        fields_ = _section_fields(SECTIONS[section])
+        raw[section] = {}
+        for key, text in parser.items(section):
+            where = _Where(path, section, key)
+            if key not in fields_:
+                if key in ORIGINAL_UNUSED_KEYS.get(section, ()):
+                    notices.append(f"{where} is a setting of the original FlexUNet system "
+                                   "that this project does not use; ignored.")
+                    continue
+                raise ValueError(
+                    f"{where}: unknown key.{_closest(key, fields_)} "
+                    f"Valid keys in [{section}]: {', '.join(fields_)}."
+                )
+            value = _parse_literal(text, where, fields_[key], lenient_strings=False)
+            raw[section][key] = _convert(value, fields_[key], where, base_dir)
+
+    for item in overrides:
+        section, key, value = _parse_override(item, path)
+        raw.setdefault(section, {})[key] = value
+    for note in notices:
+        logger.info(note)
+    return _build(raw, path, frozenset(parser.sections()) | frozenset(raw), tuple(notices))
+
+
+def _parse_override(item: str, path: Path) -> tuple[str, str, Any]:
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ValueError(f"--set {item!r}: expected section.key=value, "
+                         "e.g. --set derive.output_dir=out/derived")
+    name, text = item.split("=", 1)
+    section, key = name.strip().split(".", 1)
+    if section not in SECTIONS:
+        raise ValueError(f"--set {item!r}: unknown section [{section}].{_closest(section, SECTIONS)}")
+    fields_ = _section_fields(SECTIONS[section])
+    if key not in fields_:
+        raise ValueError(f"--set {item!r}: unknown key [{section}] {key}.{_closest(key, fields_)} "
+                         f"Valid keys: {', '.join(fields_)}.")
+    where = _Where(f"--set {name}", section, key)
+    value = _parse_literal(text, where, fields_[key], lenient_strings=True)
+    return section, key, _convert(value, fields_[key], where, Path.cwd())
+
+
+def _build(raw: dict[str, dict[str, Any]], path: Path | None, present: frozenset[str],
+           notices: tuple[str, ...]) -> Config:
+    sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
+    cfg = Config(**sections, path=path, sections_present=present, notices=notices)
+    cfg = _fill_dataset_dirs(cfg)
+    validate(cfg)
+    return cfg
+
+
+def _fill_dataset_dirs(cfg: Config) -> Config:
+    """Folders left unset default to the split folders of the derived dataset."""
+    out = cfg.derive.output_dir
+    if not out.is_absolute() and cfg.path is not None:
+        out = cfg.path.resolve().parent / out
+    derive = dataclasses.replace(cfg.derive, output_dir=out)
+
+    def dirs(section: Any, split: str) -> Any:
+        return dataclasses.replace(
+            section,
+            images_dir=section.images_dir or out / split / "images",
+            masks_dir=section.masks_dir or out / split / "masks",
+        )
+
+    infer = cfg.infer
+    if infer.images_dir is None:
+        infer = dataclasses.replace(infer, images_dir=out / "mini_test" / "images")
+    return dataclasses.replace(
+        cfg, derive=derive, train=dirs(cfg.train, "train"), valid=dirs(cfg.valid, "valid"),
+        test=dirs(cfg.test, "test"), infer=infer,
+    )
+
+
+# ------------------------------------------------------------------------- validation
+def validate(cfg: Config) -> None:
+    """Check values that types alone cannot; raise a ValueError naming the key."""
+    src = cfg.path or "config"
+
+    def err(section: str, key: str, msg: str) -> typing.NoReturn:
+        raise ValueError(f"{_Where(src, section, key)}: {msg}")
+
+    m = cfg.model
+    for key in ("image_width", "image_height", "image_channels", "num_classes",
+                "base_filters", "num_layers"):
+        if getattr(m, key) < 1:
+            err("model", key, f"must be a positive integer, got {getattr(m, key)}")
+    if m.image_channels not in (1, 3):
+        err("model", "image_channels", f"must be 1 (grey) or 3 (RGB), got {m.image_channels}")
+    if m.num_classes < 2:
+        err("model", "num_classes", "must be at least 2 (background and one structure)")
+    if m.num_layers < 2:
+        err("model", "num_layers", f"must be at least 2 (one level and the bridge), got {m.num_layers}")
+    for key in ("base_kernels", "dilation"):
+        val = getattr(m, key)
+        if val[0] != val[1] or val[0] < 1:
+            err("model", key, f"must be a square pair of positive integers like (3,3), got {val}")
+    if m.base_kernels[0] % 2 == 0:
+        err("model", "base_kernels", f"must be odd so that 'same' padding is centred, got {m.base_kernels}")
+    factor = 2 ** (m.num_layers - 1)
+    for key in ("image_height", "image_width"):
+        size = getattr(m, key)
+        if size % factor:
+            err("model", key, f"{size} must be divisible by 2**(num_layers-1) = {factor} "
+                f"for num_layers = {m.num_layers}; use a multiple of {factor} or fewer layers")
+    if not 0 <= m.dropout_rate < 1:
+        err("model", "dropout_rate", f"must be in [0, 1), got {m.dropout_rate}")
+    if m.dropout_rate * (m.num_layers - 1) >= 1:
+        err("model", "dropout_rate", f"dropout_rate * (num_layers-1) = "
+            f"{m.dropout_rate * (m.num_layers - 1):g} must stay below 1 (the deepest level's rate)")
+    if m.learning_rate <= 0:
+        err("model", "learning_rate", f"must be positive, got {m.learning_rate}")
+    if m.clipvalue is not None and m.clipvalue <= 0:
+        err("model", "clipvalue", f"must be positive or None, got {m.clipvalue}")
+
+    t = cfg.train
+    for key in ("epochs", "batch_size"):
+        if getattr(t, key) < 1:
+            err("train", key, f"must be at least 1, got {getattr(t, key)}")
+    for key in ("patience", "reducer_patience", "num_infer_images"):
+        if getattr(t, key) < 0:
+            err("train", key, f"must be zero or more, got {getattr(t, key)}")
+    if not 0 < t.reducer_factor < 1:
+        err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
+
+    if cfg.image.color_order not in ("RGB", "BGR"):
+        err("image", "color_order", f'must be "RGB" or "BGR", got {cfg.image.color_order!r}')
+
+    rgb_map = cfg.mask.rgb_map
+    for colour in rgb_map:
+        if not all(0 <= c <= 255 for c in colour):
+            err("mask", "rgb_map", f"colour {colour} has a channel outside 0..255")
+    classes = sorted(rgb_map.values())
+    if classes != list(range(len(rgb_map))):
+        err("mask", "rgb_map", f"class indices must be 0..{len(rgb_map) - 1}, each once; got {classes}")
+    if m.num_classes != len(rgb_map):
+        err("model", "num_classes", f"is {m.num_classes} but [mask] rgb_map has {len(rgb_map)} "
+            f"colours (classes {classes}); they must agree")
+    if cfg.mask.mask_file_format.lower() not in (".png",):
+        err("mask", "mask_file_format", f'only ".png" is supported (lossless), got '
+            f"{cfg.mask.mask_file_format!r}")
+
+    d = cfg.derive
+    if d.layout not in VALID_LAYOUTS:
+        err("derive", "layout", f"{d.layout!r} is not one of {', '.join(VALID_LAYOUTS)}."
+            f"{_closest(d.layout, VALID_LAYOUTS)}")
+    if d.plane not in VALID_PLANES:
+        err("derive", "plane", f"{d.plane!r} is not one of {', '.join(VALID_PLANES)}."
+            f"{_closest(d.plane, VALID_PLANES)}")
+    if any(f < 0 for f in d.split) or abs(sum(d.split) - 1) > 1e-6 or d.split[0] == 0:
+        err("derive", "split", f"train, valid and test fractions must be >= 0, sum to 1 and "
+            f"give train a share; got {d.split}")
+    if d.empty_slice_ratio < 0:
+        err("derive", "empty_slice_ratio", f"must be zero or more, got {d.empty_slice_ratio}")
+    lo, hi = d.intensity_percentiles
+    if not 0 <= lo < hi <= 100:
+        err("derive", "intensity_percentiles", f"need 0 <= low < high <= 100, got {(lo, hi)}")
+    if d.image_size is not None and min(d.image_size) < 8:
+        err("derive", "image_size", f"must be at least (8, 8), got {d.image_size}")
+    if cfg.image_size != (m.image_height, m.image_width):
+        err("derive", "image_size", f"{cfg.image_size} differs from [model] image_height, "
+            f"image_width = {(m.image_height, m.image_width)}; the model reads the derived slices")
+    for src_label, cls in d.label_map.items():
+        if src_label <= 0:
+            err("derive", "label_map", f"source label {src_label}: only labels > 0 are mapped "
+                "(0 is background)")
+        if not 0 <= cls < m.num_classes:
+            err("derive", "label_map", f"label {src_label} -> class {cls}, but classes run "
+                f"0..{m.num_classes - 1} ([model] num_classes = {m.num_classes})")
+    if d.mini_test_size < 0:
+        err("derive", "mini_test_size", f"must be zero or more, got {d.mini_test_size}")
