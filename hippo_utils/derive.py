@@ -1,0 +1,274 @@
+"""Deriving the 2D image/mask training set from labelled MRI volumes.
+
+Output (the layout the trainer reads)::
+
+    OUT/{train,valid,test}/{images,masks}/SUBJECT_SLICE.png
+    OUT/mini_test/{images,masks}/...      a few test slices for training previews
+    OUT/manifest.csv                      one row per slice: subject, split, geometry...
+    OUT/dataset.json                      settings, fingerprint, sources and checksums
+    OUT/statistics.png, OUT/samples.png   images per split; sample images and masks
+
+Subjects, never slices, are split. Every labelled slice is kept, plus a share of
+label-free slices that contain tissue. The whole folder is built under a temporary
+name and renamed into place, so an interrupted run leaves no partial dataset, and a
+re-run with the same settings and sources changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hippo_utils import __version__
+from hippo_utils.config import Config
+from hippo_utils.fsutil import atomic_dir, sha256_file
+from hippo_utils.layouts import SourceSet, Subject, find_subjects
+from hippo_utils.preprocess import SliceGeometry, normalize_intensity, slice_geometry
+from hippo_utils.volumes import load_labels, load_volume
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+MANIFEST_COLUMNS = (
+    "subject", "split", "slice_index", "image", "mask", "source", "label_source", "has_label",
+    "label_pixels", "spacing", "source_shape",
+    "plane", "axis", "row_axis", "col_axis", "flip_rows", "flip_cols", "in_shape", "pixel_mm",
+    "resized", "pad", "out_size",
+)
+
+
+@dataclass(frozen=True)
+class DeriveResult:
+    """What :func:`derive_dataset` did."""
+
+    output_dir: Path
+    layout: str
+    counts: dict[str, int]  # slices per split
+    subjects: dict[str, list[str]]  # subject names per split
+    skipped: bool  # True when an identical dataset was already there
+
+
+def split_subjects(names: list[str], fractions: tuple[float, float, float],
+                   seed: int) -> dict[str, list[str]]:
+    """Assign whole subjects to train/valid/test, reproducibly from ``seed``.
+
+    The names are sorted first, so the split does not depend on listing order. Every
+    split with a non-zero fraction gets at least one subject when there are enough.
+    """
+    order = sorted(names)
+    perm = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
+    n = len(perm)
+    counts = [int(round(f * n)) for f in fractions]
+    for i in (1, 2):  # valid and test get one subject each if asked for and possible
+        if fractions[i] > 0 and counts[i] == 0 and n - sum(counts) + counts[0] > 1:
+            counts[i] = 1
+    counts[0] = n - counts[1] - counts[2]
+    if counts[0] < 1:
+        raise ValueError(f"[derive] split {fractions} leaves no training subject out of {n}")
+    out, start = {}, 0
+    for split, c in zip(SPLITS, counts):
+        out[split] = sorted(perm[start:start + c])
+        start += c
+    return out
+
+
+def _class_colours(cfg: Config) -> np.ndarray:
+    """(num_classes, 3) uint8 lookup table: class index -> mask colour."""
+    lut = np.zeros((cfg.model.num_classes, 3), np.uint8)
+    for colour, cls in cfg.mask.rgb_map.items():
+        lut[cls] = colour
+    return lut
+
+
+def map_labels(labels: np.ndarray, label_map: dict[int, int], name: str) -> np.ndarray:
+    """Source label values -> class indices; unknown values are an error naming the file."""
+    present = set(np.unique(labels).tolist()) - {0}
+    unknown = sorted(present - set(label_map))
+    if unknown:
+        raise ValueError(f"{name}: label values {unknown} are not in [derive] label_map "
+                         f"{label_map}; map them (e.g. {{{unknown[0]}: 1}}) or fix the file")
+    lut = np.zeros(256, np.uint8)
+    for src, cls in label_map.items():
+        lut[src] = cls
+    return lut[labels]
+
+
+def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> str:
+    """Hash of everything that determines the derived files."""
+    d = cfg.derive
+    settings = {
+        "layout": sources.layout, "plane": d.plane, "image_size": list(cfg.image_size),
+        "split": list(d.split), "seed": d.seed, "empty_slice_ratio": d.empty_slice_ratio,
+        "label_map": sorted(d.label_map.items()), "percentiles": list(d.intensity_percentiles),
+        "mini_test_size": d.mini_test_size, "rgb_map": sorted(cfg.mask.rgb_map.items()),
+        "sources": sorted(checksums.items()),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _select_slices(classes: np.ndarray, tissue: np.ndarray, ratio: float,
+                   rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """Indices of labelled slices, and of label-free slices with tissue to keep."""
+    area = classes.reshape(classes.shape[0], -1).astype(bool).sum(axis=1)
+    labelled = np.nonzero(area > 0)[0]
+    candidates = np.nonzero((area == 0) & tissue)[0]
+    k = min(len(candidates), int(round(ratio * len(labelled))))
+    empty = np.sort(rng.choice(candidates, size=k, replace=False)) if k else np.array([], int)
+    return labelled.tolist(), empty.tolist()
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
+                    lut: np.ndarray) -> list[dict]:
+    d = cfg.derive
+    volume = load_volume(subject.image)
+    labels = load_labels(subject.label, like=volume)
+    classes_src = map_labels(labels, d.label_map, str(subject.label))
+    geom = slice_geometry(volume, d.plane, cfg.image_size)
+    norm = geom.orient(normalize_intensity(volume, d.intensity_percentiles))
+    classes = geom.orient(classes_src)
+    tissue = (norm > 0.1).reshape(norm.shape[0], -1).mean(axis=1) > 0.05
+    rng = np.random.default_rng([d.seed, zlib.crc32(subject.name.encode())])
+    keep_labelled, keep_empty = _select_slices(classes, tissue, d.empty_slice_ratio, rng)
+
+    rows = []
+    for idx in sorted(keep_labelled + keep_empty):
+        image = np.rint(geom.to_model(norm[idx]) * 255).astype(np.uint8)
+        mask_cls = geom.to_model(classes[idx], is_label=True)
+        stem = f"{subject.name}_{idx:03d}"
+        img_rel, mask_rel = f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"
+        (out / img_rel).write_bytes(_png_bytes(image))
+        (out / mask_rel).write_bytes(_png_bytes(lut[mask_cls]))
+        rows.append({
+            "subject": subject.name, "split": split, "slice_index": idx, "image": img_rel,
+            "mask": mask_rel, "source": str(subject.image), "label_source": str(subject.label),
+            "has_label": int(mask_cls.any()), "label_pixels": int(np.count_nonzero(mask_cls)),
+            "spacing": "x".join(f"{s:g}" for s in volume.spacing),
+            "source_shape": "x".join(str(s) for s in volume.shape), **geom.as_row(),
+        })
+    return rows
+
+
+def _choose_mini_test(rows: list[dict], n: int) -> list[dict]:
+    """Up to ``n`` labelled test slices, spread over subjects, largest label area first."""
+    pool = [r for r in rows if r["split"] == "test" and r["has_label"]] or \
+           [r for r in rows if r["split"] == "valid" and r["has_label"]]
+    by_subject: dict[str, list[dict]] = {}
+    for r in sorted(pool, key=lambda r: (-r["label_pixels"], r["image"])):
+        by_subject.setdefault(r["subject"], []).append(r)
+    chosen: list[dict] = []
+    while len(chosen) < n and any(by_subject.values()):
+        for name in sorted(by_subject):
+            if by_subject[name] and len(chosen) < n:
+                chosen.append(by_subject[name].pop(0))
+    return sorted(chosen, key=lambda r: r["image"])
+
+
+def read_manifest(dataset_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of ``dataset_dir/manifest.csv`` as dicts of strings."""
+    path = Path(dataset_dir) / "manifest.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; derive the dataset first "
+                                "(python -m hippo_utils derive CONFIG)")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> DeriveResult:
+    """Derive the 2D dataset described by ``cfg.derive``.
+
+    Args:
+        cfg: the configuration; [derive] source_dir and output_dir are used.
+        force: replace an existing dataset made with other settings or sources (only
+            once the new one is complete). Without it such a dataset is never touched.
+        progress: show a progress bar over subjects.
+
+    Returns:
+        A :class:`DeriveResult`; ``skipped`` is True when an identical dataset exists.
+
+    Raises:
+        FileNotFoundError, ValueError: bad source folder or files, with the name.
+        FileExistsError: a dataset with different settings exists and ``force`` is off.
+    """
+    d = cfg.derive
+    if d.source_dir is None:
+        raise ValueError(f"{cfg.path}: [derive] source_dir is not set; point it at the volumes")
+    sources = find_subjects(d.source_dir, d.layout, d.skip_unpaired)
+    checksums = {}
+    for s in sources.labelled:
+        for f in (s.image, s.label):
+            checksums[f.name] = sha256_file(f)
+            if f.suffix.lower() == ".img":
+                checksums[f.with_suffix(".hdr").name] = sha256_file(f.with_suffix(".hdr"))
+    fp = fingerprint(cfg, sources, checksums)
+    out = d.output_dir
+    meta_path = out / "dataset.json"
+    if out.exists():
+        old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if old.get("fingerprint") == fp:
+            logger.info("%s is up to date (fingerprint %s); nothing to do", out, fp)
+            return DeriveResult(out, sources.layout, old["counts"], old["subjects"], True)
+        if not force:
+            what = "was made with other settings or sources" if old else "is not a derived dataset"
+            raise FileExistsError(
+                f"{out} already exists and {what}. Choose another [derive] output_dir, or "
+                "re-run with --force to replace it (the old one is kept until the new one is complete)"
+            )
+
+    split = split_subjects([s.name for s in sources.labelled], d.split, d.seed)
+    split_of = {name: sp for sp, names in split.items() for name in names}
+    lut = _class_colours(cfg)
+    rows: list[dict] = []
+    from tqdm.auto import tqdm
+
+    with atomic_dir(out, replace=True) as tmp:
+        for sp in (*SPLITS, "mini_test"):
+            (tmp / sp / "images").mkdir(parents=True)
+            (tmp / sp / "masks").mkdir(parents=True)
+        for subject in tqdm(sources.labelled, desc="deriving slices", unit="subject",
+                            disable=not progress):
+            rows.extend(_derive_subject(subject, split_of[subject.name], cfg, tmp, lut))
+        for r in _choose_mini_test(rows, d.mini_test_size):
+            for key in ("image", "mask"):
+                name = Path(r[key]).name
+                (tmp / "mini_test" / f"{key}s" / name).write_bytes((tmp / r[key]).read_bytes())
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        (tmp / "manifest.csv").write_text(buf.getvalue())
+        counts = {sp: sum(r["split"] == sp for r in rows) for sp in SPLITS}
+        meta = {
+            "fingerprint": fp, "hippo_utils_version": __version__, "layout": sources.layout,
+            "source_dir": str(d.source_dir), "config": str(cfg.path), "counts": counts,
+            "subjects": split, "image_size": list(cfg.image_size), "plane": d.plane,
+            "label_map": {str(k): v for k, v in d.label_map.items()},
+            "rgb_map": [[list(c), v] for c, v in cfg.mask.rgb_map.items()],
+            "sources_sha256": dict(sorted(checksums.items())),
+        }
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
+        from hippo_utils import plots
+
+        plots.save_figure(plots.split_statistics(counts, split), tmp / "statistics.png")
+        plots.save_figure(plots.sample_grid(tmp, rows), tmp / "samples.png")
+    logger.info("derived %s slices from %d subjects into %s", counts, len(sources.labelled), out)
+    return DeriveResult(out, sources.layout, counts, split, False)
+
+
+def geometry_of(row: dict[str, str]) -> SliceGeometry:
+    """The :class:`SliceGeometry` recorded in a manifest row."""
+    return SliceGeometry.from_row(row)

@@ -1,0 +1,162 @@
+"""Finding subjects in the three supported source layouts, paired by name.
+
+- ``hfh``: the Kaggle HFH set: ``Train/HFH_NNN.img`` with
+  ``Train/Labels/HFH_NNN_Hipp_Labels.img``, unlabelled subjects in ``Test/``.
+  The folder may sit one level down (as the Kaggle zip unpacks).
+- ``msd``: the Medical Segmentation Decathlon: ``imagesTr/``, ``labelsTr/``,
+  ``dataset.json``, unlabelled ``imagesTs/``. macOS ``._`` files are skipped.
+- ``pairs``: ``images/NAME.nii.gz`` with ``labels/NAME.nii.gz``.
+
+Images and labels are always paired by subject name, never by listing order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hippo_utils.volumes import is_volume_file, strip_volume_suffix
+
+logger = logging.getLogger(__name__)
+
+HFH_LABEL_SUFFIX = "_Hipp_Labels"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One subject: its image file and, when labelled, its label file."""
+
+    name: str
+    image: Path
+    label: Path | None = None
+
+
+@dataclass(frozen=True)
+class SourceSet:
+    """The subjects found in a source folder."""
+
+    layout: str
+    root: Path
+    labelled: tuple[Subject, ...]
+    unlabelled: tuple[Subject, ...]
+
+
+def _volumes_by_name(folder: Path, strip: str = "") -> dict[str, Path]:
+    """Map subject name -> volume file in ``folder``, refusing duplicate names."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            continue
+        if not is_volume_file(path):
+            if not path.name.lower().endswith(".hdr") and not path.name.startswith("."):
+                logger.debug("skipping non-volume file %s", path)
+            continue
+        name = strip_volume_suffix(path.name)
+        if strip and name.endswith(strip):
+            name = name[: -len(strip)]
+        if name in found:
+            raise ValueError(f"{folder}: duplicate subject ID {name!r}: {found[name].name} and "
+                             f"{path.name}; keep one file per subject")
+        found[name] = path
+    return found
+
+
+def _pair(images: dict[str, Path], labels: dict[str, Path], where: str,
+          skip_unpaired: bool) -> list[Subject]:
+    missing_label = sorted(set(images) - set(labels))
+    missing_image = sorted(set(labels) - set(images))
+    if (missing_label or missing_image) and not skip_unpaired:
+        parts = []
+        if missing_label:
+            parts.append(f"images without a label: {', '.join(missing_label)}")
+        if missing_image:
+            parts.append(f"labels without an image: {', '.join(missing_image)}")
+        raise ValueError(f"{where}: {'; '.join(parts)}. Images and labels are paired by name; "
+                         "fix the names, remove the strays, or set [derive] skip_unpaired = True")
+    for name in missing_label + missing_image:
+        logger.warning("%s: skipping unpaired subject %s", where, name)
+    return [Subject(n, images[n], labels[n]) for n in sorted(set(images) & set(labels))]
+
+
+def _find_dir(root: Path, name: str) -> Path | None:
+    """``root/name`` or ``root/*/name`` (case-insensitive), for zips that add a level."""
+    for base in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        for child in base.iterdir() if base.is_dir() else ():
+            if child.is_dir() and child.name.lower() == name.lower():
+                return child
+    return None
+
+
+def detect_layout(root: Path) -> str:
+    """Guess the layout of ``root``; raise a ValueError that lists what was looked for."""
+    if _find_dir(root, "imagesTr") is not None:
+        return "msd"
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        return "pairs"
+    train = _find_dir(root, "Train")
+    if train is not None and (_find_dir(train, "Labels") is not None):
+        return "hfh"
+    raise ValueError(
+        f"{root}: unrecognised layout. Expected one of: hfh (Train/HFH_NNN.img with "
+        "Train/Labels/HFH_NNN_Hipp_Labels.img), msd (imagesTr/, labelsTr/, dataset.json) or "
+        "pairs (images/NAME.nii.gz with labels/NAME.nii.gz)"
+    )
+
+
+def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
+                  skip_unpaired: bool = False) -> SourceSet:
+    """Find and pair the subjects of a source folder.
+
+    Args:
+        source_dir: the folder holding the data set.
+        layout: ``auto``, ``hfh``, ``msd`` or ``pairs``.
+        skip_unpaired: log and skip images without labels (and the reverse) instead of
+            raising.
+
+    Raises:
+        FileNotFoundError: the folder is missing.
+        ValueError: empty folder, unknown layout, duplicate IDs, unpaired files.
+    """
+    root = Path(source_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"source folder not found: {root}")
+    if not any(root.iterdir()):
+        raise ValueError(f"{root}: the source folder is empty")
+    if layout == "auto":
+        layout = detect_layout(root)
+
+    unlabelled: dict[str, Path] = {}
+    if layout == "hfh":
+        train = _find_dir(root, "Train")
+        labels_dir = _find_dir(train, "Labels") if train else None
+        if train is None or labels_dir is None:
+            raise ValueError(f"{root}: not the hfh layout: no Train/ folder with Train/Labels/ inside")
+        labelled = _pair(_volumes_by_name(train), _volumes_by_name(labels_dir, HFH_LABEL_SUFFIX),
+                         str(train), skip_unpaired)
+        test = _find_dir(train.parent, "Test")
+        if test is not None:
+            unlabelled = _volumes_by_name(test)
+    elif layout == "msd":
+        images, labels = _find_dir(root, "imagesTr"), _find_dir(root, "labelsTr")
+        if images is None or labels is None:
+            raise ValueError(f"{root}: not the msd layout: imagesTr/ and labelsTr/ are both needed")
+        if not (images.parent / "dataset.json").exists():
+            logger.info("%s: no dataset.json beside imagesTr/; pairing by file name", images.parent)
+        labelled = _pair(_volumes_by_name(images), _volumes_by_name(labels), str(images.parent),
+                         skip_unpaired)
+        tests = _find_dir(root, "imagesTs")
+        if tests is not None:
+            unlabelled = _volumes_by_name(tests)
+    elif layout == "pairs":
+        if not (root / "images").is_dir() or not (root / "labels").is_dir():
+            raise ValueError(f"{root}: not the pairs layout: images/ and labels/ are both needed")
+        labelled = _pair(_volumes_by_name(root / "images"), _volumes_by_name(root / "labels"),
+                         str(root), skip_unpaired)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; use auto, hfh, msd or pairs")
+    if not labelled:
+        raise ValueError(f"{root}: no labelled subjects found in the {layout} layout")
+    return SourceSet(layout, root, tuple(labelled),
+                     tuple(Subject(n, p) for n, p in sorted(unlabelled.items())))

@@ -1,0 +1,108 @@
+"""Figures for the notebooks and the command line.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, not pyplot, so that
+nothing depends on a backend or global state; in a notebook a returned Figure shows
+itself, and :func:`save_figure` writes it atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from hippo_utils.fsutil import atomic_write_bytes
+
+SPLIT_COLOURS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#55A868"}
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def split_statistics(counts: dict[str, int], subjects: dict[str, list[str]] | None = None) -> Figure:
+    """Bar chart of images per split (as the original showed), with subject counts."""
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
+    names = list(counts)
+    bars = ax.bar(names, [counts[n] for n in names], color=[SPLIT_COLOURS.get(n, "grey") for n in names])
+    for bar, n in zip(bars, names):
+        label = f"{counts[n]}" + (f"\n{len(subjects[n])} subj." if subjects else "")
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel("images")
+    ax.set_title("Derived slices per split (split by subject)")
+    ax.margins(y=0.25)
+    return fig
+
+
+def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a coloured mask onto a grey uint8 image; black mask pixels leave it alone."""
+    grey = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    grey = grey.astype(np.float32)
+    on = mask_rgb.any(axis=-1, keepdims=True)
+    out = np.where(on, (1 - alpha) * grey + alpha * mask_rgb.astype(np.float32), grey)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def sample_grid(dataset_dir: str | os.PathLike[str], rows: Sequence[dict], n: int = 6,
+                split: str = "train") -> Figure:
+    """Images (top) and their masks overlaid (bottom) for ``n`` labelled slices of a split."""
+    root = Path(dataset_dir)
+    pool = [r for r in rows if r["split"] == split and int(r["has_label"])]
+    if not pool:
+        pool = [r for r in rows if int(r["has_label"])]
+    pick = [pool[i] for i in np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)] if pool else []
+    fig = Figure(figsize=(2.2 * max(len(pick), 1), 4.6))
+    axes = fig.subplots(2, max(len(pick), 1), squeeze=False)
+    for i, r in enumerate(pick):
+        img = np.asarray(Image.open(root / r["image"]).convert("L"))
+        mask = np.asarray(Image.open(root / r["mask"]).convert("RGB"))
+        axes[0, i].imshow(img, cmap="gray", vmin=0, vmax=255)
+        axes[0, i].set_title(f"{r['subject']} #{r['slice_index']}", fontsize=8)
+        axes[1, i].imshow(overlay(img, mask))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(f"{split}: images (top) and masks (bottom)", fontsize=10)
+    return fig
+
+
+def three_planes(volume: np.ndarray, spacing: Sequence[float], labels: np.ndarray | None = None,
+                 point: Sequence[int] | None = None, title: str = "") -> Figure:
+    """Three orthogonal slices through ``point`` (default: the label centre), with the
+    right aspect for anisotropic voxels. Axes are array axes (0, 1, 2)."""
+    if point is None:
+        if labels is not None and labels.any():
+            point = [int(np.median(ix)) for ix in np.nonzero(labels)]
+        else:
+            point = [s // 2 for s in volume.shape]
+    fig = Figure(figsize=(13, 4.4))
+    axes = fig.subplots(1, 3)
+    for ax_i, ax in enumerate(axes):
+        sl = [slice(None)] * 3
+        sl[ax_i] = point[ax_i]
+        img = volume[tuple(sl)]
+        rest = [a for a in range(3) if a != ax_i]
+        # Show the higher array axis upward so that "superior" is up for HFH-like data.
+        show = np.rot90(img)
+        aspect = spacing[rest[1]] / spacing[rest[0]]
+        ax.imshow(show, cmap="gray", aspect=aspect)
+        if labels is not None:
+            lab = np.rot90(labels[tuple(sl)])
+            masked = np.ma.masked_where(lab == 0, lab)
+            ax.imshow(masked, cmap="autumn", alpha=0.5, aspect=aspect, interpolation="nearest")
+        ax.set_title(f"axis {ax_i} = {point[ax_i]}  ({spacing[rest[0]]:g} x {spacing[rest[1]]:g} mm pixels)",
+                     fontsize=9)
+        ax.set_xlabel(f"array axis {rest[0]}")
+        ax.set_ylabel(f"array axis {rest[1]}")
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,194 @@
+"""From a volume to model-sized 2D slices, and back: the one geometry both derivation
+and volume inference use.
+
+Orientation (documented, explicit): for an anatomical plane the array axes are read
+from the affine (``nibabel.aff2axcodes``). Slices are shown in radiological
+convention, as the HFH slices of the original system were:
+
+- coronal: rows run superior -> inferior, columns subject right -> left;
+- axial: rows anterior -> posterior, columns right -> left;
+- sagittal: rows superior -> inferior, columns anterior -> posterior.
+
+``axis0``/``axis1``/``axis2`` slice along that array axis with no reorientation, for
+crops whose affine does not describe anatomy.
+
+In-plane resampling and resizing are one interpolation: a slice of H x W voxels of
+``row_mm`` x ``col_mm`` is resized to (h, w) with h/w equal to the physical aspect
+(square output pixels), scaled to fit the output size, and centred with zero padding.
+Images use bilinear interpolation (anti-aliased when shrinking), label maps use
+nearest neighbour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from hippo_utils.volumes import Volume
+
+# For each plane: (slice axis letters, row direction, column direction).
+_PLANES = {
+    "coronal": ("AP", "I", "L"),
+    "axial": ("SI", "P", "L"),
+    "sagittal": ("LR", "I", "P"),
+}
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """How one volume's slices map to model images (the same for all its slices)."""
+
+    plane: str
+    axis: int  # source array axis that is sliced
+    row_axis: int  # source array axis along image rows
+    col_axis: int
+    flip_rows: bool
+    flip_cols: bool
+    in_shape: tuple[int, int]  # (H, W) slice shape in source voxels
+    pixel_mm: tuple[float, float]  # (row, col) voxel size in mm
+    resized: tuple[int, int]  # (h, w) after resampling and scaling
+    pad: tuple[int, int]  # (top, left) zero padding
+    out_size: tuple[int, int]  # model image (height, width)
+
+    def as_row(self) -> dict[str, str | int]:
+        """Flat manifest columns."""
+        d = asdict(self)
+        return {k: "x".join(f"{v:g}" for v in val) if isinstance(val, tuple) else val
+                for k, val in d.items()}
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> SliceGeometry:
+        """Inverse of :meth:`as_row`, for manifest rows read as strings."""
+        def pair(key: str, typ: type) -> tuple:
+            return tuple(typ(float(v)) for v in row[key].split("x"))
+        return cls(
+            plane=row["plane"], axis=int(row["axis"]), row_axis=int(row["row_axis"]),
+            col_axis=int(row["col_axis"]), flip_rows=row["flip_rows"] in ("True", "1", True),
+            flip_cols=row["flip_cols"] in ("True", "1", True), in_shape=pair("in_shape", int),
+            pixel_mm=pair("pixel_mm", float), resized=pair("resized", int), pad=pair("pad", int),
+            out_size=pair("out_size", int),
+        )
+
+    # -- whole volumes -------------------------------------------------------------
+    def orient(self, data: np.ndarray) -> np.ndarray:
+        """Source array -> (slices, H, W) in display orientation."""
+        out = np.transpose(data, (self.axis, self.row_axis, self.col_axis))
+        if self.flip_rows:
+            out = out[:, ::-1, :]
+        if self.flip_cols:
+            out = out[:, :, ::-1]
+        return out
+
+    def unorient(self, stack: np.ndarray) -> np.ndarray:
+        """(slices, H, W[, C]) in display orientation -> source array axis order."""
+        if self.flip_rows:
+            stack = stack[:, ::-1]
+        if self.flip_cols:
+            stack = stack[:, :, ::-1]
+        order = [self.axis, self.row_axis, self.col_axis]
+        inverse = [order.index(i) for i in range(3)] + list(range(3, stack.ndim))
+        return np.ascontiguousarray(np.transpose(stack, inverse))
+
+    # -- single slices ---------------------------------------------------------------
+    def to_model(self, slice2d: np.ndarray, is_label: bool = False) -> np.ndarray:
+        """One oriented (H, W) slice -> padded model-size image (float32 or uint8 labels)."""
+        h, w = self.resized
+        if is_label:
+            small = np.asarray(Image.fromarray(slice2d.astype(np.uint8)).resize(
+                (w, h), Image.Resampling.NEAREST))
+            out = np.zeros(self.out_size, np.uint8)
+        else:
+            small = np.asarray(Image.fromarray(slice2d.astype(np.float32), mode="F").resize(
+                (w, h), Image.Resampling.BILINEAR))
+            out = np.zeros(self.out_size, np.float32)
+        top, left = self.pad
+        out[top:top + h, left:left + w] = small
+        return out
+
+    def from_model(self, image: np.ndarray, is_label: bool = False) -> np.ndarray:
+        """Model-size (H', W'[, C]) output -> oriented (H, W[, C]) slice on the source grid.
+
+        Channels (e.g. class probabilities) are resized one by one with bilinear
+        interpolation, so that an argmax afterwards gives smooth boundaries; label maps
+        use nearest neighbour.
+        """
+        top, left = self.pad
+        h, w = self.resized
+        crop = image[top:top + h, left:left + w]
+        size = (self.in_shape[1], self.in_shape[0])
+        if is_label:
+            return np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
+        if crop.ndim == 2:
+            return np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(
+                size, Image.Resampling.BILINEAR))
+        return np.stack([self.from_model(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
+
+
+def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:
+    """(slice axis, row axis, col axis, flip rows, flip cols) for ``plane``.
+
+    Raises:
+        ValueError: the affine does not let the plane be found (e.g. two axes that
+            point the same way), or the plane name is unknown.
+    """
+    if plane.startswith("axis"):
+        axis = int(plane[4:])
+        rest = [a for a in range(3) if a != axis]
+        return axis, rest[0], rest[1], False, False
+    if plane not in _PLANES:
+        raise ValueError(f"unknown plane {plane!r}; use coronal, axial, sagittal or axis0..axis2")
+    codes = volume.axcodes
+    slice_letters, row_dir, col_dir = _PLANES[plane]
+
+    def axis_of(letters: str) -> int:
+        hits = [i for i, c in enumerate(codes) if c in letters]
+        if len(hits) != 1:
+            raise ValueError(f"{volume.path or 'volume'}: cannot find the {letters} axis in its "
+                             f"orientation {''.join(codes)}; use plane = axis0/axis1/axis2")
+        return hits[0]
+
+    axis = axis_of(slice_letters)
+    row_axis = axis_of(row_dir + _OPPOSITE[row_dir])
+    col_axis = axis_of(col_dir + _OPPOSITE[col_dir])
+    return axis, row_axis, col_axis, codes[row_axis] != row_dir, codes[col_axis] != col_dir
+
+
+def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int]) -> SliceGeometry:
+    """The geometry that maps ``volume``'s slices along ``plane`` to ``out_size`` images."""
+    axis, row_axis, col_axis, flip_rows, flip_cols = plane_axes(volume, plane)
+    spacing = volume.spacing
+    H, W = volume.shape[row_axis], volume.shape[col_axis]
+    row_mm, col_mm = spacing[row_axis], spacing[col_axis]
+    scale = min(out_size[0] / (H * row_mm), out_size[1] / (W * col_mm))  # px per mm
+    h = max(1, min(out_size[0], round(H * row_mm * scale)))
+    w = max(1, min(out_size[1], round(W * col_mm * scale)))
+    pad = ((out_size[0] - h) // 2, (out_size[1] - w) // 2)
+    return SliceGeometry(plane, axis, row_axis, col_axis, flip_rows, flip_cols, (H, W),
+                         (row_mm, col_mm), (h, w), pad, tuple(out_size))
+
+
+def normalize_intensity(volume: Volume | np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
+                        ) -> np.ndarray:
+    """Scale a volume to 0..1 by its own robust intensity range.
+
+    The low and high percentiles are mapped to 0 and 1 and values outside are clipped,
+    so that files stored as uint8 0..255 and float32 up to 1e6 end up alike. The
+    percentiles are taken over every 3rd voxel (deterministic), which is enough for
+    millions of voxels.
+
+    Raises:
+        ValueError: the volume is constant (no contrast to normalise).
+    """
+    data = volume.data if isinstance(volume, Volume) else np.asarray(volume, np.float32)
+    name = getattr(volume, "path", None) or "volume"
+    sample = data.ravel()[::3] if data.size > 30000 else data.ravel()
+    lo, hi = np.percentile(sample, percentiles)
+    if not hi > lo:
+        lo, hi = float(data.min()), float(data.max())
+        if not hi > lo:
+            raise ValueError(f"{name}: the volume is constant ({lo:g}); nothing to segment")
+    out = (data - np.float32(lo)) / np.float32(hi - lo)
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
