@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ class DeriveSection:
     """[derive]: turning MRI volumes into the 2D image/mask dataset (new here)."""
 
     source_dir: Path | None = None
-    layout: str = "auto"  # auto, hfh, msd or pairs
+    layout: str = "auto"  # auto, hfh, msd, pairs or slices (2D image/mask folders)
     output_dir: Path = Path("derived")
     plane: str = "coronal"  # coronal, axial, sagittal, or axis0/axis1/axis2 (array axis)
     image_size: tuple[int, int] | None = None  # (height, width); default: [model] size
@@ -136,6 +137,16 @@ class DeriveSection:
     skip_unpaired: bool = False
 
 
+@dataclass(frozen=True)
+class SyntheticSection:
+    """[synthetic]: the embedded default data made when no real data is given (new here)."""
+
+    n_labelled: int = 20
+    n_unlabelled: int = 4
+    seed: int = 2011
+    atrophy_fraction: float = 0.3
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "dataset": DatasetSection,
@@ -146,6 +157,7 @@ SECTIONS: dict[str, type] = {
     "image": ImageSection,
     "mask": MaskSection,
     "derive": DeriveSection,
+    "synthetic": SyntheticSection,
 }
 
 # Settings of the original FlexUNet system that this project accepts, so that a user's
@@ -172,7 +184,7 @@ ORIGINAL_UNUSED_SECTIONS = {
     "distortion", "barrdistortion", "pincdistortion", "sharpening", "brightening",
 }
 
-VALID_LAYOUTS = ("auto", "hfh", "msd", "pairs")
+VALID_LAYOUTS = ("auto", "hfh", "msd", "pairs", "slices")
 VALID_PLANES = ("coronal", "axial", "sagittal", "axis0", "axis1", "axis2")
 
 
@@ -189,6 +201,7 @@ class Config:
     image: ImageSection = field(default_factory=ImageSection)
     mask: MaskSection = field(default_factory=MaskSection)
     derive: DeriveSection = field(default_factory=DeriveSection)
+    synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     path: Path | None = None
     sections_present: frozenset[str] = frozenset()
     notices: tuple[str, ...] = ()
@@ -299,7 +312,7 @@ def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
         fail()
     if tp is Path:
         if isinstance(value, (str, Path)) and str(value).strip():
-            p = Path(os.path.expanduser(str(value)))
+            p = Path(_expand_vars(os.path.expanduser(str(value))))
             return Path(os.path.normpath(p if p.is_absolute() else base_dir / p))
         fail()
     if origin is tuple:
@@ -320,6 +333,14 @@ def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
             for k, v in value.items()
         }
     raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
+
+
+def _expand_vars(text: str) -> str:
+    """Expand ``$VAR``/``${VAR}`` that are set and non-empty; leave others visible, so
+    that a "not found" error still names the variable."""
+    def sub(m: re.Match[str]) -> str:
+        return os.environ.get(m.group(1) or m.group(2)) or m.group(0)
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, text)
 
 
 def _parse_literal(text: str, where: _Where, tp: Any, lenient_strings: bool) -> Any:
@@ -558,5 +579,11 @@ def validate(cfg: Config) -> None:
         if not 0 <= cls < m.num_classes:
             err("derive", "label_map", f"label {src_label} -> class {cls}, but classes run "
                 f"0..{m.num_classes - 1} ([model] num_classes = {m.num_classes})")
+    syn = cfg.synthetic
+    if syn.n_labelled < 3 or syn.n_unlabelled < 0:
+        err("synthetic", "n_labelled", f"need at least 3 labelled subjects (one per split), got "
+            f"{syn.n_labelled}")
+    if not 0 <= syn.atrophy_fraction <= 1:
+        err("synthetic", "atrophy_fraction", f"must be in [0, 1], got {syn.atrophy_fraction}")
     if d.mini_test_size < 0:
         err("derive", "mini_test_size", f"must be zero or more, got {d.mini_test_size}")

@@ -31,8 +31,8 @@ from PIL import Image
 from hippo_utils import __version__
 from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_dir, sha256_file
-from hippo_utils.layouts import SourceSet, Subject, find_subjects
-from hippo_utils.preprocess import SliceGeometry, normalize_intensity, slice_geometry
+from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
+from hippo_utils.preprocess import SliceGeometry, image_geometry, normalize_intensity, slice_geometry
 from hippo_utils.volumes import load_labels, load_volume
 
 logger = logging.getLogger(__name__)
@@ -163,6 +163,66 @@ def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
     return rows
 
 
+def mask_to_classes(mask: np.ndarray, rgb_map: dict[tuple[int, int, int], int], name: str,
+                    exact: bool = True) -> np.ndarray:
+    """A mask image (grey or RGB) -> class indices through ``rgb_map``.
+
+    Args:
+        exact: every colour must be in ``rgb_map`` (lossless masks). Otherwise (JPEG or
+            interpolated masks) each pixel takes the nearest ``rgb_map`` colour, and a
+            grey mask with a two-class map is binarised at half intensity.
+
+    Raises:
+        ValueError: with ``exact``, a colour that is not in ``rgb_map``, naming the file.
+    """
+    rgb = mask[..., :3] if mask.ndim == 3 else np.repeat(mask[..., None], 3, axis=2)
+    colours = np.array(list(rgb_map), np.int32)
+    classes = np.array(list(rgb_map.values()), np.uint8)
+    if exact:
+        flat = rgb.reshape(-1, 3).astype(np.int32)
+        keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+        ckeys = (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
+        unknown = np.setdiff1d(np.unique(keys), ckeys)
+        if unknown.size:
+            bad = [((k >> 16) & 255, (k >> 8) & 255, k & 255) for k in unknown[:5]]
+            raise ValueError(f"{name}: mask colours {bad} are not in [mask] rgb_map "
+                             f"{dict(rgb_map)}; add them to rgb_map or fix the mask")
+        lut = dict(zip(ckeys.tolist(), classes.tolist()))
+        return np.vectorize(lut.__getitem__, otypes=[np.uint8])(keys).reshape(rgb.shape[:2])
+    is_grey = np.abs(rgb.astype(np.int16) - rgb[..., :1]).max() <= 16
+    if is_grey and len(rgb_map) == 2:
+        return (rgb[..., 0] > 127).astype(np.uint8) * int(classes[np.argmax(colours.sum(1))])
+    dist = ((rgb[..., None, :].astype(np.int32) - colours) ** 2).sum(-1)
+    return classes[np.argmin(dist, axis=-1)]
+
+
+def _derive_slice_pair(subject: Subject, split: str, cfg: Config, out: Path,
+                       lut: np.ndarray) -> list[dict]:
+    """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
+    image = np.asarray(Image.open(subject.image).convert("L"), np.float32)
+    mask = np.asarray(Image.open(subject.label).convert("RGB"))
+    if mask.shape[:2] != image.shape:
+        raise ValueError(f"{subject.label}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
+                         f"its image {subject.image.name} ({image.shape[1]}x{image.shape[0]})")
+    # External masks are often JPEG or resized: each pixel takes the nearest rgb_map colour.
+    classes = mask_to_classes(mask, cfg.mask.rgb_map, str(subject.label), exact=False)
+    geom = image_geometry(image.shape, cfg.image_size)
+    norm = normalize_intensity(image, cfg.derive.intensity_percentiles)
+    img8 = np.rint(geom.to_model(norm) * 255).astype(np.uint8)
+    cls = geom.to_model(classes, is_label=True)
+    img_rel = f"{split}/images/{subject.name}.png"
+    mask_rel = f"{split}/masks/{subject.name}.png"
+    (out / img_rel).write_bytes(_png_bytes(img8))
+    (out / mask_rel).write_bytes(_png_bytes(lut[cls]))
+    return [{
+        "subject": slice_subject(subject.name), "split": split, "slice_index": 0,
+        "image": img_rel, "mask": mask_rel, "source": str(subject.image),
+        "label_source": str(subject.label), "has_label": int(cls.any()),
+        "label_pixels": int(np.count_nonzero(cls)), "spacing": "1x1x1",
+        "source_shape": f"{image.shape[0]}x{image.shape[1]}", **geom.as_row(),
+    }]
+
+
 def _choose_mini_test(rows: list[dict], n: int) -> list[dict]:
     """Up to ``n`` labelled test slices, spread over subjects, largest label area first."""
     pool = [r for r in rows if r["split"] == "test" and r["has_label"]] or \
@@ -229,8 +289,11 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
                 "re-run with --force to replace it (the old one is kept until the new one is complete)"
             )
 
-    split = split_subjects([s.name for s in sources.labelled], d.split, d.seed)
+    subject_of = {s.name: (slice_subject(s.name) if sources.layout == "slices" else s.name)
+                  for s in sources.labelled}
+    split = split_subjects(sorted(set(subject_of.values())), d.split, d.seed)
     split_of = {name: sp for sp, names in split.items() for name in names}
+    derive_one = _derive_slice_pair if sources.layout == "slices" else _derive_subject
     lut = _class_colours(cfg)
     rows: list[dict] = []
     from tqdm.auto import tqdm
@@ -241,7 +304,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             (tmp / sp / "masks").mkdir(parents=True)
         for subject in tqdm(sources.labelled, desc="deriving slices", unit="subject",
                             disable=not progress):
-            rows.extend(_derive_subject(subject, split_of[subject.name], cfg, tmp, lut))
+            rows.extend(derive_one(subject, split_of[subject_of[subject.name]], cfg, tmp, lut))
         for r in _choose_mini_test(rows, d.mini_test_size):
             for key in ("image", "mask"):
                 name = Path(r[key]).name

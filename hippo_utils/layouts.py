@@ -6,6 +6,10 @@
 - ``msd``: the Medical Segmentation Decathlon: ``imagesTr/``, ``labelsTr/``,
   ``dataset.json``, unlabelled ``imagesTs/``. macOS ``._`` files are skipped.
 - ``pairs``: ``images/NAME.nii.gz`` with ``labels/NAME.nii.gz``.
+- ``slices``: 2D slices already cut, ``images/NAME.png|jpg`` with ``masks/NAME.png|jpg``
+  (the seed format of the original system), possibly one level down (``test/images``).
+  The subject is read from the name: ``HFH_NNN`` where present, else the part before
+  the first ``_``.
 
 Images and labels are always paired by subject name, never by listing order.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,19 +94,42 @@ def _find_dir(root: Path, name: str) -> Path | None:
     return None
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def slice_subject(name: str) -> str:
+    """Subject ID of a 2D slice file name: ``10045_HFH_003.jpg`` -> ``HFH_003``."""
+    stem = Path(name).stem
+    m = re.search(r"HFH_\d+", stem, flags=re.IGNORECASE)
+    return m.group(0).upper() if m else stem.split("_")[0]
+
+
+def _slice_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(images, masks) folders of a 2D slice set at ``root`` or one level down."""
+    for base in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if (base / "images").is_dir() and (base / "masks").is_dir():
+            files = [p for p in (base / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            if files:
+                return base / "images", base / "masks"
+    return None
+
+
 def detect_layout(root: Path) -> str:
     """Guess the layout of ``root``; raise a ValueError that lists what was looked for."""
     if _find_dir(root, "imagesTr") is not None:
         return "msd"
     if (root / "images").is_dir() and (root / "labels").is_dir():
         return "pairs"
+    if _slice_dirs(root) is not None:
+        return "slices"
     train = _find_dir(root, "Train")
     if train is not None and (_find_dir(train, "Labels") is not None):
         return "hfh"
     raise ValueError(
         f"{root}: unrecognised layout. Expected one of: hfh (Train/HFH_NNN.img with "
         "Train/Labels/HFH_NNN_Hipp_Labels.img), msd (imagesTr/, labelsTr/, dataset.json) or "
-        "pairs (images/NAME.nii.gz with labels/NAME.nii.gz)"
+        "pairs (images/NAME.nii.gz with labels/NAME.nii.gz) or slices (images/ and masks/ "
+        "with 2D .png/.jpg files of the same names)"
     )
 
 
@@ -121,7 +149,8 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
     """
     root = Path(source_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"source folder not found: {root}")
+        hint = " (an environment variable in the path is not set)" if "$" in str(root) else ""
+        raise FileNotFoundError(f"source folder not found: {root}{hint}")
     if not any(root.iterdir()):
         raise ValueError(f"{root}: the source folder is empty")
     if layout == "auto":
@@ -154,8 +183,18 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
             raise ValueError(f"{root}: not the pairs layout: images/ and labels/ are both needed")
         labelled = _pair(_volumes_by_name(root / "images"), _volumes_by_name(root / "labels"),
                          str(root), skip_unpaired)
+    elif layout == "slices":
+        dirs = _slice_dirs(root)
+        if dirs is None:
+            raise ValueError(f"{root}: not the slices layout: images/ and masks/ with 2D files needed")
+
+        def by_name(folder: Path) -> dict[str, Path]:
+            return {p.stem: p for p in sorted(folder.iterdir())
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+
+        labelled = _pair(by_name(dirs[0]), by_name(dirs[1]), str(dirs[0].parent), skip_unpaired)
     else:
-        raise ValueError(f"unknown layout {layout!r}; use auto, hfh, msd or pairs")
+        raise ValueError(f"unknown layout {layout!r}; use auto, hfh, msd, pairs or slices")
     if not labelled:
         raise ValueError(f"{root}: no labelled subjects found in the {layout} layout")
     return SourceSet(layout, root, tuple(labelled),

@@ -160,14 +160,28 @@ def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int]) -> Sli
     """The geometry that maps ``volume``'s slices along ``plane`` to ``out_size`` images."""
     axis, row_axis, col_axis, flip_rows, flip_cols = plane_axes(volume, plane)
     spacing = volume.spacing
-    H, W = volume.shape[row_axis], volume.shape[col_axis]
-    row_mm, col_mm = spacing[row_axis], spacing[col_axis]
+    return _fit(plane, axis, row_axis, col_axis, flip_rows, flip_cols,
+                (volume.shape[row_axis], volume.shape[col_axis]),
+                (spacing[row_axis], spacing[col_axis]), out_size)
+
+
+def image_geometry(shape: tuple[int, int], out_size: tuple[int, int],
+                   pixel_mm: tuple[float, float] = (1.0, 1.0)) -> SliceGeometry:
+    """The geometry of a single 2D image (rows, cols) of ``pixel_mm`` pixels."""
+    return _fit("image", 2, 0, 1, False, False, (int(shape[0]), int(shape[1])), pixel_mm, out_size)
+
+
+def _fit(plane: str, axis: int, row_axis: int, col_axis: int, flip_rows: bool, flip_cols: bool,
+         in_shape: tuple[int, int], pixel_mm: tuple[float, float],
+         out_size: tuple[int, int]) -> SliceGeometry:
+    """Square output pixels, scaled to fit ``out_size``, centred with padding."""
+    (H, W), (row_mm, col_mm) = in_shape, pixel_mm
     scale = min(out_size[0] / (H * row_mm), out_size[1] / (W * col_mm))  # px per mm
     h = max(1, min(out_size[0], round(H * row_mm * scale)))
     w = max(1, min(out_size[1], round(W * col_mm * scale)))
     pad = ((out_size[0] - h) // 2, (out_size[1] - w) // 2)
     return SliceGeometry(plane, axis, row_axis, col_axis, flip_rows, flip_cols, (H, W),
-                         (row_mm, col_mm), (h, w), pad, tuple(out_size))
+                         (float(row_mm), float(col_mm)), (h, w), pad, tuple(out_size))
 
 
 def normalize_intensity(volume: Volume | np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -360,6 +361,9 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)
         (tmp / "synthetic_subjects.csv").write_text(buf.getvalue())
+        params = {"n_labelled": n_labelled, "n_unlabelled": n_unlabelled, "seed": seed,
+                  "atrophy_fraction": atrophy_fraction}
+        (tmp / "synthetic.json").write_text(json.dumps(params) + "\n")
         (tmp / "README.txt").write_text(
             "Synthetic HFH-like T1W data made by hippo_utils.synthetic (not real patients).\n"
             f"seed={seed} labelled={n_labelled} unlabelled={n_unlabelled}\n"

@@ -1,0 +1,98 @@
+"""Command line: ``python -m hippo_utils SUBCOMMAND ...``.
+
+Errors print one clear line and exit with status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from hippo_utils import __version__
+
+logger = logging.getLogger("hippo_utils")
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+def _config(args: argparse.Namespace):
+    from hippo_utils.config import load_config
+
+    return load_config(args.config, overrides=args.set or ())
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from hippo_utils.synthetic import synthesize
+
+    dest = synthesize(args.dest, n_labelled=args.labelled, n_unlabelled=args.unlabelled,
+                      seed=args.seed, atrophy_fraction=args.atrophy_fraction, overwrite=args.force)
+    print(f"wrote {args.labelled} labelled and {args.unlabelled} unlabelled synthetic subjects to {dest}")
+    return 0
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    from hippo_utils.data import ensure_synthetic
+    from hippo_utils.derive import derive_dataset
+
+    cfg = _config(args)
+    cfg.require("derive", "derive")
+    if args.synthetic_if_missing and cfg.derive.source_dir and not cfg.derive.source_dir.exists():
+        print(f"{cfg.derive.source_dir} is missing: making the synthetic HFH-like set there")
+        ensure_synthetic(cfg)
+    result = derive_dataset(cfg, force=args.force, progress=not args.quiet)
+    state = "already up to date" if result.skipped else "derived"
+    print(f"{state}: {result.output_dir} ({result.layout} layout)")
+    for split, n in result.counts.items():
+        print(f"  {split:5s} {n:5d} slices from {len(result.subjects[split])} subjects")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hippo_utils",
+        description="Hippocampus segmentation of T1-weighted MRI with a configurable U-Net.",
+    )
+    parser.add_argument("--version", action="version", version=f"hippo_utils {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notices")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("synthesize", help="write the synthetic HFH-like data set (Kaggle layout)")
+    p.add_argument("dest", help="folder to create")
+    p.add_argument("--labelled", type=int, default=20, help="labelled subjects (default 20)")
+    p.add_argument("--unlabelled", type=int, default=4, help="unlabelled subjects (default 4)")
+    p.add_argument("--seed", type=int, default=2011)
+    p.add_argument("--atrophy-fraction", type=float, default=0.3,
+                   help="share of subjects with one shrunken hippocampus")
+    p.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("derive", help="derive the 2D image/mask dataset from volumes ([derive])")
+    p.add_argument("config", help="the .config file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing dataset made with other settings")
+    p.add_argument("--synthetic-if-missing", action="store_true",
+                   help="make the synthetic set at [derive] source_dir when it does not exist")
+    p.set_defaults(func=cmd_derive)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was left in place", file=sys.stderr)
+        return 130
