@@ -346,14 +346,14 @@ def _expand_vars(text: str) -> str:
 def _parse_literal(text: str, where: _Where, tp: Any, lenient_strings: bool) -> Any:
     try:
         return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError) as exc:
+    except (ValueError, SyntaxError):
         wants_text = tp in (str, Path) or str in typing.get_args(tp) or Path in typing.get_args(tp)
         if lenient_strings and wants_text:
             return text.strip()
         hint = ' Strings must be quoted, e.g. "Adam".' if wants_text else ""
         raise ValueError(
             f"{where}: malformed value {text.strip()!r}; expected a Python literal "
-            f"({_type_name(tp)}).{hint} ({type(exc).__name__}: {exc})"
+            f"({_type_name(tp)}).{hint}"
         ) from None
 
 
@@ -447,7 +447,7 @@ def _parse_override(item: str, path: Path) -> tuple[str, str, Any]:
     if key not in fields_:
         raise ValueError(f"--set {item!r}: unknown key [{section}] {key}.{_closest(key, fields_)} "
                          f"Valid keys: {', '.join(fields_)}.")
-    where = _Where(f"--set {name}", section, key)
+    where = _Where("--set", section, key)
     value = _parse_literal(text, where, fields_[key], lenient_strings=True)
     return section, key, _convert(value, fields_[key], where, Path.cwd())
 

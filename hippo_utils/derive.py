@@ -184,7 +184,7 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[tuple[int, int, int], int], 
         ckeys = (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
         unknown = np.setdiff1d(np.unique(keys), ckeys)
         if unknown.size:
-            bad = [((k >> 16) & 255, (k >> 8) & 255, k & 255) for k in unknown[:5]]
+            bad = [(int(k >> 16) & 255, int(k >> 8) & 255, int(k) & 255) for k in unknown[:5]]
             raise ValueError(f"{name}: mask colours {bad} are not in [mask] rgb_map "
                              f"{dict(rgb_map)}; add them to rgb_map or fix the mask")
         lut = dict(zip(ckeys.tolist(), classes.tolist()))

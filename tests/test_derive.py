@@ -1,0 +1,294 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hippo_utils import load_config
+from hippo_utils.derive import (derive_dataset, mask_to_classes, read_manifest, split_subjects)
+from hippo_utils.layouts import find_subjects
+from hippo_utils.preprocess import SliceGeometry, normalize_intensity, slice_geometry
+from hippo_utils.volumes import Volume, load_volume
+
+from conftest import toy_volume, write_config, write_nifti
+
+
+@pytest.fixture(scope="module")
+def hfh_dataset(synthetic_hfh, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("der")
+    cfg = load_config(write_config(tmp / "c.config", {
+        "source_dir": str(synthetic_hfh), "output_dir": str(tmp / "out"),
+        "split": (0.5, 0.25, 0.25), "mini_test_size": 2}))
+    return cfg, derive_dataset(cfg, progress=False)
+
+
+def test_hfh_layout_outputs(hfh_dataset):
+    cfg, result = hfh_dataset
+    out = result.output_dir
+    assert result.layout == "hfh"
+    rows = read_manifest(out)
+    for col in ("subject", "split", "slice_index", "image", "mask", "source", "plane", "pad"):
+        assert col in rows[0]
+    for r in rows:
+        img = Image.open(out / r["image"])
+        mask = Image.open(out / r["mask"])
+        assert img.mode == "L" and img.size == (64, 64)
+        assert mask.mode == "RGB" and mask.size == (64, 64)
+        colours = set(map(tuple, np.asarray(mask).reshape(-1, 3).tolist()))
+        assert colours <= {(0, 0, 0), (255, 0, 0)}
+        assert bool(int(r["has_label"])) == ((255, 0, 0) in colours)
+    assert len(list((out / "mini_test" / "images").iterdir())) == 2
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["counts"] == result.counts and "sources_sha256" in meta
+    assert (out / "statistics.png").stat().st_size > 1000
+
+
+def test_split_is_by_subject(hfh_dataset):
+    _, result = hfh_dataset
+    rows = read_manifest(result.output_dir)
+    splits_of = {}
+    for r in rows:
+        splits_of.setdefault(r["subject"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of.values())
+    assert {sp for s in splits_of.values() for sp in s} == {"train", "valid", "test"}
+
+
+def test_every_labelled_slice_and_a_share_of_empty_ones(hfh_dataset, synthetic_hfh):
+    cfg, result = hfh_dataset
+    rows = [r for r in read_manifest(result.output_dir) if r["subject"] == "HFH_001"]
+    lab = load_volume(synthetic_hfh / "Train" / "Labels" / "HFH_001_Hipp_Labels.img").data
+    labelled = sorted(np.nonzero(lab.any(axis=(0, 2)))[0].tolist())  # coronal = axis 1
+    kept = [int(r["slice_index"]) for r in rows if r["has_label"] == "1"]
+    assert kept == labelled
+    empty = [r for r in rows if r["has_label"] == "0"]
+    assert len(empty) == round(cfg.derive.empty_slice_ratio * len(labelled))
+
+
+def test_rerun_changes_nothing_and_other_settings_are_refused(hfh_dataset):
+    cfg, result = hfh_dataset
+    out = result.output_dir
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    again = derive_dataset(cfg, progress=False)
+    assert again.skipped
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    other = load_config(cfg.path, ["derive.seed=99"])
+    with pytest.raises(FileExistsError, match="other settings.*--force"):
+        derive_dataset(other, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_same_settings_give_the_same_bytes(hfh_dataset, tmp_path):
+    cfg, result = hfh_dataset
+    copy = derive_dataset(load_config(cfg.path, [f"derive.output_dir={tmp_path / 'copy'}"]), progress=False)
+    for name in ("manifest.csv", "train/images", "test/masks"):
+        a, b = result.output_dir / name, copy.output_dir / name
+        files = sorted(a.rglob("*")) if a.is_dir() else [a]
+        for f in files:
+            assert f.read_bytes() == (b / f.relative_to(a)).read_bytes(), f
+
+
+def test_failure_leaves_no_partial_dataset(synthetic_hfh, tmp_path, monkeypatch):
+    import hippo_utils.derive as derive_mod
+
+    cfg = load_config(write_config(tmp_path / "c.config", {
+        "source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out")}))
+    real = derive_mod._derive_subject
+    calls = []
+
+    def boom(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(derive_mod, "_derive_subject", boom)
+    with pytest.raises(RuntimeError):
+        derive_dataset(cfg, progress=False)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["c.config"]  # no temporary folder left
+
+
+def _pairs_tree(root, names, affine=None, shuffle_labels=False):
+    for i, name in enumerate(names):
+        img, lab = toy_volume(i)
+        write_nifti(root / "images" / f"{name}.nii.gz", img, affine)
+        write_nifti(root / "labels" / f"{name}.nii.gz", lab, affine)
+    return root
+
+
+def test_pairs_and_msd_layouts(tmp_path):
+    names = [f"case_{i:02d}" for i in range(5)]
+    pairs = _pairs_tree(tmp_path / "pairs", names)
+    assert find_subjects(pairs).layout == "pairs"
+    msd = tmp_path / "msd"
+    for i, name in enumerate(names):
+        img, lab = toy_volume(i)
+        write_nifti(msd / "imagesTr" / f"{name}.nii.gz", img)
+        write_nifti(msd / "labelsTr" / f"{name}.nii.gz", lab)
+    (msd / "imagesTr" / "._case_00.nii.gz").write_bytes(b"mac junk")  # as in the MSD tarball
+    (msd / "dataset.json").write_text("{}")
+    src = find_subjects(msd)
+    assert src.layout == "msd" and [s.name for s in src.labelled] == names
+    for root, layout in ((pairs, "pairs"), (msd, "msd")):
+        cfg = load_config(write_config(tmp_path / f"{layout}.config", {
+            "source_dir": str(root), "output_dir": str(tmp_path / f"out_{layout}"),
+            "plane": "axis1", "label_map": {1: 1, 2: 1}}, size=32))
+        result = derive_dataset(cfg, progress=False)
+        assert result.layout == layout and sum(result.counts.values()) > 0
+
+
+def test_pairing_is_by_name_not_listing_order(tmp_path):
+    root = _pairs_tree(tmp_path / "p", ["b_subject", "a_subject", "c_subject"])
+    # Each label's blob size differs by seed; rename files so that sorted order of
+    # labels differs from images if pairing went by position.
+    os.rename(root / "labels" / "a_subject.nii.gz", root / "labels" / "tmp.nii.gz")
+    os.rename(root / "labels" / "c_subject.nii.gz", root / "labels" / "a_subject.nii.gz")
+    os.rename(root / "labels" / "tmp.nii.gz", root / "labels" / "c_subject.nii.gz")
+    os.rename(root / "images" / "a_subject.nii.gz", root / "images" / "tmp.nii.gz")
+    os.rename(root / "images" / "c_subject.nii.gz", root / "images" / "a_subject.nii.gz")
+    os.rename(root / "images" / "tmp.nii.gz", root / "images" / "c_subject.nii.gz")
+    for s in find_subjects(root).labelled:
+        img = load_volume(s.image).data
+        lab = load_volume(s.label).data
+        assert img[lab > 0].mean() > img[lab == 0].mean() + 50  # the blob is where the label is
+
+
+def test_unpaired_and_duplicate_subjects(tmp_path):
+    root = _pairs_tree(tmp_path / "p", ["s1", "s2", "s3"])
+    (root / "labels" / "s3.nii.gz").unlink()
+    with pytest.raises(ValueError, match="images without a label: s3"):
+        find_subjects(root)
+    assert [s.name for s in find_subjects(root, skip_unpaired=True).labelled] == ["s1", "s2"]
+    img, _ = toy_volume(0)
+    write_nifti(root / "images" / "s1.nii", img)
+    with pytest.raises(ValueError, match="duplicate subject ID 's1'"):
+        find_subjects(root, skip_unpaired=True)
+
+
+def test_empty_missing_and_unknown_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source folder not found"):
+        find_subjects(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        find_subjects(tmp_path / "empty")
+    (tmp_path / "odd" / "stuff").mkdir(parents=True)
+    with pytest.raises(ValueError, match="unrecognised layout.*hfh.*msd.*pairs"):
+        find_subjects(tmp_path / "odd")
+
+
+def test_split_subjects_is_seeded_and_order_free():
+    names = [f"s{i}" for i in range(20)]
+    a = split_subjects(names, (0.7, 0.15, 0.15), 1)
+    b = split_subjects(list(reversed(names)), (0.7, 0.15, 0.15), 1)
+    assert a == b and [len(a[s]) for s in ("train", "valid", "test")] == [14, 3, 3]
+    assert split_subjects(names, (0.7, 0.15, 0.15), 2) != a
+    small = split_subjects(["x", "y", "z"], (0.8, 0.1, 0.1), 0)
+    assert all(len(v) == 1 for v in small.values())
+
+
+def _oriented_copies(data):
+    """The same anatomy stored in different axis orders and flips, with matching affines."""
+    spacing = (0.8, 2.0, 0.9)
+    base = np.diag([*spacing, 1.0])
+    yield data, base
+    flipped = np.diag([-spacing[0], spacing[1], spacing[2], 1.0])  # x stored reversed
+    yield data[::-1], flipped
+    perm = np.zeros((4, 4))
+    perm[3, 3] = 1
+    perm[:3, :3] = np.array([[0, spacing[0], 0], [0, 0, spacing[1]], [spacing[2], 0, 0]])
+    # array axes (z, x, y): world x = axis1, world y = axis2, world z = axis0
+    yield np.transpose(data, (2, 0, 1)), perm
+
+
+def test_orientation_is_handled_explicitly():
+    img, _ = toy_volume(3, shape=(24, 20, 22))
+    slices = []
+    for data, affine in _oriented_copies(img):
+        vol = Volume(np.ascontiguousarray(data), affine)
+        geom = slice_geometry(vol, "coronal", (32, 32))
+        slices.append(geom.orient(vol.data))
+    for s in slices[1:]:
+        np.testing.assert_array_equal(s, slices[0])
+
+
+@pytest.mark.parametrize("spacing, size", [((1, 1, 1), (64, 64)), ((0.78, 2.0, 0.78), (48, 64)),
+                                           ((2.0, 1.0, 0.5), (40, 40))])
+def test_geometry_round_trip(spacing, size):
+    _, lab = toy_volume(1, shape=(30, 26, 34))
+    vol = Volume(lab.astype(np.float32), np.diag([*spacing, 1.0]))
+    geom = slice_geometry(vol, "axis1", size)
+    assert SliceGeometry.from_row({k: str(v) for k, v in geom.as_row().items()}) == geom
+    # Square output pixels: the physical aspect is kept.
+    (h, w), (H, W) = geom.resized, geom.in_shape
+    aspect = (H * geom.pixel_mm[0]) / (W * geom.pixel_mm[1])
+    assert abs((h / w) / aspect - 1) <= 1 / min(h, w)  # within half a pixel of rounding each way
+    stack = geom.orient(lab)
+    back = np.stack([geom.from_model(geom.to_model(s, is_label=True), is_label=True) for s in stack])
+    restored = geom.unorient(back)
+    assert restored.shape == lab.shape
+    assert (restored == lab).mean() > 0.97
+
+
+def test_normalisation_is_robust_to_scale():
+    img, _ = toy_volume(2)
+    a = normalize_intensity(img)
+    b = normalize_intensity(img * 1e4 + 7)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert a.min() == 0.0 and a.max() == 1.0
+    with pytest.raises(ValueError, match="constant"):
+        normalize_intensity(np.full((4, 4, 4), 3.0))
+
+
+def test_mask_colours_map_through_rgb_map():
+    rgb_map = {(0, 0, 0): 0, (255, 0, 0): 1}
+    mask = np.zeros((4, 4, 3), np.uint8)
+    mask[1, 1] = (255, 0, 0)
+    np.testing.assert_array_equal(mask_to_classes(mask, rgb_map, "m.png"), (mask[..., 0] > 0))
+    mask[2, 2] = (0, 255, 0)
+    with pytest.raises(ValueError, match=r"m.png: mask colours \[\(0, 255, 0\)\] are not in"):
+        mask_to_classes(mask, rgb_map, "m.png")
+    grey = np.array([[0, 100], [200, 255]], np.uint8)  # a lossy grey mask, binarised at half
+    np.testing.assert_array_equal(mask_to_classes(grey, rgb_map, "g.jpg", exact=False), [[0, 0], [1, 1]])
+
+
+def test_unknown_label_values_are_an_error(tmp_path):
+    root = _pairs_tree(tmp_path / "p", ["s1", "s2", "s3"])
+    cfg = load_config(write_config(tmp_path / "c.config", {
+        "source_dir": str(root), "output_dir": str(tmp_path / "out"), "plane": "axis1",
+        "label_map": {1: 1}}, size=32))
+    with pytest.raises(ValueError, match=r"s\d.nii.gz: label values \[2\] are not in \[derive\] label_map"):
+        derive_dataset(cfg, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+# -- real data (skipped with a reason when HIPPO_REAL_DATA is unset) -----------------------
+@pytest.mark.real_data
+def test_real_msd_pairs(real_data, tmp_path):
+    src = real_data / "msd-task04-hippocampus"
+    subset = tmp_path / "msd"
+    for sub in ("images", "labels"):
+        (subset / sub).mkdir(parents=True)
+        for f in sorted((src / sub).glob("*.nii.gz"))[:12]:
+            (subset / sub / f.name).symlink_to(f)
+    cfg = load_config(write_config(tmp_path / "c.config", {
+        "source_dir": str(subset), "output_dir": str(tmp_path / "out"), "layout": "pairs",
+        "plane": "axis1", "label_map": {1: 1, 2: 1}}))
+    result = derive_dataset(cfg, progress=False)
+    rows = read_manifest(result.output_dir)
+    assert len({r["subject"] for r in rows}) == 12
+    assert sum(r["has_label"] == "1" for r in rows) > 300
+    assert {r["spacing"] for r in rows} == {"1x1x1"}
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("folder, n_subjects", [("hfh-slices-atlan-antillia", 23),
+                                                ("hfh-slices-sarah-antillia", 8)])
+def test_real_hfh_slice_folders(real_data, tmp_path, folder, n_subjects):
+    cfg = load_config(write_config(tmp_path / "c.config", {
+        "source_dir": str(real_data / folder), "output_dir": str(tmp_path / "out")}))
+    result = derive_dataset(cfg, progress=False)
+    assert result.layout == "slices"
+    rows = read_manifest(result.output_dir)
+    assert len({r["subject"] for r in rows}) == n_subjects
+    assert sum(r["has_label"] == "1" for r in rows) >= 0.9 * len(rows)
