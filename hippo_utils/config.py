@@ -323,7 +323,7 @@ def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
             return tuple(_convert(v, args[0], where, base_dir) for v in value)
         if len(value) != len(args):
             fail()
-        return tuple(_convert(v, a, where, base_dir) for v, a in zip(value, args))
+        return tuple(_convert(v, a, where, base_dir) for v, a in zip(value, args, strict=True))
     if origin is dict:
         if not isinstance(value, dict):
             fail()

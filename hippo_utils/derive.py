@@ -75,7 +75,7 @@ def split_subjects(names: list[str], fractions: tuple[float, float, float],
     if counts[0] < 1:
         raise ValueError(f"[derive] split {fractions} leaves no training subject out of {n}")
     out, start = {}, 0
-    for split, c in zip(SPLITS, counts):
+    for split, c in zip(SPLITS, counts, strict=True):
         out[split] = sorted(perm[start:start + c])
         start += c
     return out
@@ -187,7 +187,7 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[tuple[int, int, int], int], 
             bad = [(int(k >> 16) & 255, int(k >> 8) & 255, int(k) & 255) for k in unknown[:5]]
             raise ValueError(f"{name}: mask colours {bad} are not in [mask] rgb_map "
                              f"{dict(rgb_map)}; add them to rgb_map or fix the mask")
-        lut = dict(zip(ckeys.tolist(), classes.tolist()))
+        lut = dict(zip(ckeys.tolist(), classes.tolist(), strict=True))
         return np.vectorize(lut.__getitem__, otypes=[np.uint8])(keys).reshape(rgb.shape[:2])
     is_grey = np.abs(rgb.astype(np.int16) - rgb[..., :1]).max() <= 16
     if is_grey and len(rgb_map) == 2:
@@ -330,6 +330,17 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
         plots.save_figure(plots.sample_grid(tmp, rows), tmp / "samples.png")
     logger.info("derived %s slices from %d subjects into %s", counts, len(sources.labelled), out)
     return DeriveResult(out, sources.layout, counts, split, False)
+
+
+def split_summary(rows: list[dict[str, str]]) -> list[dict[str, int | str]]:
+    """One row per split: subjects, slices, labelled and label-free slices."""
+    table = []
+    for sp in SPLITS:
+        mine = [r for r in rows if r["split"] == sp]
+        labelled = sum(str(r["has_label"]) == "1" for r in mine)
+        table.append({"split": sp, "subjects": len({r["subject"] for r in mine}), "slices": len(mine),
+                      "labelled": labelled, "label_free": len(mine) - labelled})
+    return table
 
 
 def geometry_of(row: dict[str, str]) -> SliceGeometry:

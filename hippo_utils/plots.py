@@ -12,11 +12,20 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 
 from hippo_utils.fsutil import atomic_write_bytes
+
+
+class Figure(matplotlib.figure.Figure):
+    """A figure that shows itself in Jupyter without pyplot or a backend (``_repr_png_``)."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        return buf.getvalue()
 
 SPLIT_COLOURS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#55A868"}
 
@@ -34,7 +43,7 @@ def split_statistics(counts: dict[str, int], subjects: dict[str, list[str]] | No
     ax = fig.subplots()
     names = list(counts)
     bars = ax.bar(names, [counts[n] for n in names], color=[SPLIT_COLOURS.get(n, "grey") for n in names])
-    for bar, n in zip(bars, names):
+    for bar, n in zip(bars, names, strict=True):
         label = f"{counts[n]}" + (f"\n{len(subjects[n])} subj." if subjects else "")
         ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=9)
@@ -105,4 +114,47 @@ def three_planes(volume: np.ndarray, spacing: Sequence[float], labels: np.ndarra
         ax.set_ylabel(f"array axis {rest[1]}")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def aspect_comparison(volume: np.ndarray, spacing: Sequence[float], axis: int, index: int,
+                      labels: np.ndarray | None = None) -> Figure:
+    """The same slice drawn with square pixels (wrong for anisotropic voxels) and with
+    the physical aspect, to show why in-plane resampling matters."""
+    sl = [slice(None)] * 3
+    sl[axis] = index
+    img = np.rot90(volume[tuple(sl)])
+    rest = [a for a in range(3) if a != axis]
+    true_aspect = spacing[rest[1]] / spacing[rest[0]]
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, aspect, title in ((axes[0], 1.0, "pixels drawn square (distorted)"),
+                              (axes[1], true_aspect, f"physical aspect ({spacing[rest[0]]:g} x "
+                                                     f"{spacing[rest[1]]:g} mm voxels)")):
+        ax.imshow(img, cmap="gray", aspect=aspect)
+        if labels is not None:
+            lab = np.rot90(labels[tuple(sl)])
+            ax.contour(lab > 0, levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_axis_off()
+    return fig
+
+
+def intensity_histograms(volumes: dict[str, np.ndarray], normalised: dict[str, np.ndarray]) -> Figure:
+    """Raw intensity histograms (different scanner scales) beside normalised ones."""
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 2)
+    for name, data in volumes.items():
+        sample = data.ravel()[::7]
+        axes[0].hist(sample[sample > 0], bins=100, histtype="step", label=name, density=True)
+    for name, data in normalised.items():
+        sample = data.ravel()[::7]
+        axes[1].hist(sample[sample > 0], bins=100, histtype="step", label=name, density=True)
+    axes[0].set_title("raw intensities (voxels > 0)")
+    axes[1].set_title("after per-volume percentile normalisation")
+    axes[0].set_xlabel("scanner units")
+    axes[1].set_xlabel("0..1")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
     return fig

@@ -66,7 +66,7 @@ class SubjectTruth:
 def _grid(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> list[np.ndarray]:
     """Broadcastable mm coordinates (x toward left, y anterior, z superior), centred."""
     axes = []
-    for n, s, ax in zip(shape, spacing, range(3)):
+    for n, s, ax in zip(shape, spacing, range(3), strict=True):
         c = (np.arange(n, dtype=np.float32) - (n - 1) / 2) * s
         axes.append(c.reshape([-1 if i == ax else 1 for i in range(3)]))
     return axes
@@ -83,7 +83,7 @@ def _paint(img: np.ndarray, coords, centre, semi, value: float,
     """Set ``value`` inside an axis-aligned ellipsoid, touching only its bounding box."""
     sl = tuple(
         slice(int(np.searchsorted(c.ravel(), c0 - s0)), int(np.searchsorted(c.ravel(), c0 + s0)) + 1)
-        for c, c0, s0 in zip(coords, centre, semi)
+        for c, c0, s0 in zip(coords, centre, semi, strict=True)
     )
     xs, ys, zs = (c[tuple(sl[i] if c.shape[i] > 1 else slice(None) for i in range(3))]
                   for c in coords)
@@ -118,7 +118,7 @@ def _waves(rng: np.random.Generator, x, y, z, n: int, wavelength: tuple[float, f
 def _tube(x, y, z, path: np.ndarray, semi: np.ndarray) -> np.ndarray:
     """Soft occupancy (0..1) of a chain of ellipsoids centred on ``path`` (K, 3)."""
     best = np.full(np.broadcast_shapes(x.shape, y.shape, z.shape), np.inf, np.float32)
-    for c, s in zip(path, semi):
+    for c, s in zip(path, semi, strict=True):
         np.minimum(best, _ellipsoid_r(x, y, z, c, s), out=best)
     return np.clip((1.0 - best) * 4.0 + 0.5, 0.0, 1.0)
 

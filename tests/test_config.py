@@ -5,7 +5,7 @@ import pytest
 from hippo_utils import load_config
 from hippo_utils.config import Config
 
-from conftest import REPO
+from helpers import REPO
 
 ORIGINAL = REPO / "tests" / "data" / "original_train_eval_infer.config"
 
@@ -80,7 +80,8 @@ def test_values_are_never_evaluated(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("[model]\nimage_width = 100\nimage_height = 100\nnum_layers = 4\n", "divisible by 2\\*\\*\\(num_layers-1\\) = 8"),
+    ("[model]\nimage_width = 100\nimage_height = 100\nnum_layers = 4\n",
+     "divisible by 2\\*\\*\\(num_layers-1\\) = 8"),
     ("[model]\nbase_kernels = (4,4)\n", "must be odd"),
     ("[model]\nnum_classes = 3\n", "rgb_map has 2 colours"),
     ("[derive]\nsplit = (0.5, 0.2, 0.2)\n", "sum to 1"),

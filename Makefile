@@ -1,0 +1,29 @@
+# The two commands of the README quick start:
+#   make demo   set up, then run the pipeline on the embedded synthetic data
+#   make test   set up, then run the unit tests and the notebooks (quick config)
+# Everything lives in .venv; nothing is installed system-wide.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed; set PYTHON=python3.x")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[notebooks,test]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m hippo_utils derive configs/demo.config --synthetic-if-missing
+
+test: setup
+	$(PY) -m pytest --nbval-lax tests notebooks
+
+lint: setup
+	$(PY) -m ruff check hippo_utils tests notebooks benchmarks
