@@ -49,6 +49,18 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from hippo_utils.trainer import train
+
+    cfg = _config(args)
+    cfg.require("train", "train")
+    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"trained {result.epochs_done} epochs into {result.model_dir}; best "
+          f"{cfg.train.monitor} = {result.best:.4f}" if result.best is not None else
+          f"trained {result.epochs_done} epochs into {result.model_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hippo_utils",
@@ -78,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-if-missing", action="store_true",
                    help="make the synthetic set at [derive] source_dir when it does not exist")
     p.set_defaults(func=cmd_derive)
+
+    p = sub.add_parser("train", help="train the FlexUNet on the derived dataset ([model], [train])")
+    p.add_argument("config", help="the .config file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in [train] model_dir up to [train] epochs in total")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

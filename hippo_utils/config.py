@@ -85,6 +85,22 @@ class TrainSection:
     num_infer_images: int = 6
     save_weights_only: bool = True
     seed: int = 42
+    monitor: str = "val_dice_fg"  # what checkpoints, early stopping and the reducer watch
+    cache: str = "auto"  # auto (in memory when it fits 1 GiB), memory or none
+    distribute: bool = False  # tf.distribute.MirroredStrategy over all visible GPUs
+    steps_per_execution: int = 1
+
+
+@dataclass(frozen=True)
+class AugmentSection:
+    """[augment]: paired image/mask augmentation of training batches (new here)."""
+
+    enabled: bool = False
+    hflip: bool = True  # left-right mirror (hippocampi are near-symmetric)
+    rotation: float = 10.0  # maximum degrees either way
+    scale: tuple[float, float] = (0.9, 1.1)
+    brightness: float = 0.1  # maximum shift, as a fraction of the 0..255 range
+    contrast: float = 0.15  # maximum relative change
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,7 @@ SECTIONS: dict[str, type] = {
     "mask": MaskSection,
     "derive": DeriveSection,
     "synthetic": SyntheticSection,
+    "augment": AugmentSection,
 }
 
 # Settings of the original FlexUNet system that this project accepts, so that a user's
@@ -202,6 +219,7 @@ class Config:
     mask: MaskSection = field(default_factory=MaskSection)
     derive: DeriveSection = field(default_factory=DeriveSection)
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
     path: Path | None = None
     sections_present: frozenset[str] = frozenset()
     notices: tuple[str, ...] = ()
@@ -532,6 +550,18 @@ def validate(cfg: Config) -> None:
     for key in ("patience", "reducer_patience", "num_infer_images"):
         if getattr(t, key) < 0:
             err("train", key, f"must be zero or more, got {getattr(t, key)}")
+    if t.cache not in ("auto", "memory", "none"):
+        err("train", "cache", f'must be "auto", "memory" or "none", got {t.cache!r}')
+    if not t.monitor.startswith("val_") and t.monitor not in ("loss", "dice_fg"):
+        err("train", "monitor", f"{t.monitor!r}: use a logged metric such as \"val_dice_fg\" "
+            "or \"val_loss\"")
+    if t.steps_per_execution < 1:
+        err("train", "steps_per_execution", f"must be at least 1, got {t.steps_per_execution}")
+    a = cfg.augment
+    if not 0 <= a.rotation <= 45:
+        err("augment", "rotation", f"must be 0..45 degrees, got {a.rotation}")
+    if not 0.5 <= a.scale[0] <= a.scale[1] <= 2:
+        err("augment", "scale", f"need 0.5 <= low <= high <= 2, got {a.scale}")
     if not 0 < t.reducer_factor < 1:
         err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
 

@@ -87,3 +87,24 @@ def resolve_source(cfg: Config, data_dir: str | None = None, allow_download: boo
     return DataSource(path, "synthetic",
                       f"No real data found (HIPPO_DATA_DIR is unset, no download): using the "
                       f"SYNTHETIC HFH-like set in {path}. It is made by hippo_utils, not real patients.")
+
+
+def ensure_dataset(cfg: Config, data_dir: str | None = None) -> Path:
+    """The derived dataset of ``cfg``, derived first if it is missing.
+
+    Lets any notebook run on its own, or out of order: when notebook 01 has not run,
+    the data is chosen as there (your data, a download, or the synthetic set).
+    """
+    import dataclasses
+
+    from hippo_utils.derive import derive_dataset
+
+    out = cfg.derive.output_dir
+    if (out / "dataset.json").is_file():
+        return out
+    source = resolve_source(cfg, data_dir)
+    logger.warning("%s", source.message)
+    layout = cfg.derive.layout if source.path == cfg.derive.source_dir else "auto"
+    derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(
+        cfg.derive, source_dir=source.path, layout=layout)))
+    return out

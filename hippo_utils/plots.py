@@ -158,3 +158,128 @@ def intensity_histograms(volumes: dict[str, np.ndarray], normalised: dict[str, n
         ax.set_yscale("log")
         ax.legend(fontsize=8)
     return fig
+
+
+def history_plot(history: dict[str, list[float]], columns: Sequence[str], title: str = "") -> Figure:
+    """Line plot of logged values per epoch (1-based on the x axis)."""
+    fig = Figure(figsize=(5.5, 3.4))
+    ax = fig.subplots()
+    for col in columns:
+        values = history.get(col, [])
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
+                linestyle="--" if col.startswith("val_") else "-", label=col)
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
+                  names: Sequence[str], tile: int = 160) -> np.ndarray:
+    """A uint8 RGB grid: one column per slice, rows image / ground truth / prediction.
+
+    Pure NumPy and PIL (no matplotlib), so that a live panel can redraw it every epoch.
+    """
+    cols = []
+    for img, truth, pred in zip(images, truths, preds, strict=True):
+        grey = img[..., 0] if img.ndim == 3 else img
+        grey = np.clip(grey, 0, 255).astype(np.uint8)
+        column = [np.repeat(grey[..., None], 3, axis=2), overlay(grey, truth), overlay(grey, pred)]
+        column = [np.asarray(Image.fromarray(c).resize((tile, tile), Image.Resampling.NEAREST))
+                  for c in column]
+        cols.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255)
+                                    for c in column], axis=0))
+    return np.concatenate(cols, axis=1) if cols else np.zeros((tile, tile, 3), np.uint8)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def architecture(m, title: str = "") -> Figure:
+    """The FlexUNet of a [model] section drawn as a U: one box per level with its filters,
+    kernel, dilation and feature-map size; skip connections across. No graphviz needed."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from hippo_utils.model import level_specs
+
+    specs = level_specs(m)
+    L = len(specs)
+    fig = Figure(figsize=(11, 0.75 * L + 1.6))
+    ax = fig.subplots()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-L - 0.6, 1.2)
+    ax.set_axis_off()
+    width, height = 2.9, 0.6
+
+    def box(x, y, text, colour):
+        ax.add_patch(FancyBboxPatch((x, y - height / 2), width, height, boxstyle="round,pad=0.03",
+                                    facecolor=colour, edgecolor="#333333", linewidth=0.8))
+        ax.text(x + width / 2, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(xy0, xy1, style="-|>", colour="#333333", ls="-"):
+        ax.add_patch(FancyArrowPatch(xy0, xy1, arrowstyle=style, mutation_scale=9, color=colour,
+                                     linestyle=ls, linewidth=0.9))
+
+    for s in specs:
+        y = -s.level
+        label = (f"{'bridge' if s.level == L - 1 else f'enc{s.level}'}: {s.filters} filters, "
+                 f"{s.kernel}x{s.kernel}" + (f" d{s.dilation}" if s.dilation > 1 else "")
+                 + f"\n{s.size[0]}x{s.size[1]}, dropout {s.dropout:.2f}")
+        x = 3.55 if s.level == L - 1 else 0.3
+        box(x, y, label, "#d6e4f0" if s.level < L - 1 else "#f3d9c6")
+        if s.level < L - 1:
+            box(6.8, y, f"dec{s.level}: up 2x2 -> {s.filters}, concat\n{s.filters} filters, "
+                f"{s.kernel}x{s.kernel}, {s.size[0]}x{s.size[1]}", "#dcefd8")
+            arrow((0.3 + width / 2, y - height / 2), (0.3 + width / 2 if s.level < L - 2 else 3.55,
+                                                      y - 1 + (height / 2 if s.level < L - 2 else 0)))
+            arrow((0.3 + width, y), (6.8, y), style="-|>", colour="#888888", ls="--")
+            start = (6.8 + width / 2, y - 1 + height / 2) if s.level < L - 2 else (3.55 + width, y - 1)
+            arrow(start, (6.8 + width / 2, y - height / 2))
+    ax.text(8.25, 0.75, f"head: 1x1 conv -> {m.num_classes} classes, softmax", ha="center", fontsize=8)
+    ax.text(1.75, 0.75, f"input {m.image_height}x{m.image_width}x{m.image_channels}"
+            + (" (/255)" if m.input_normalize else ""), ha="center", fontsize=8)
+    ax.text(5.0, -L - 0.35, "dashed: skip connections; down: 2x2 max-pool; up: 2x2 stride-2 transposed conv",
+            ha="center", fontsize=7, color="#555555")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def image_figure(array: np.ndarray, title: str = "", width: float = 9.0) -> Figure:
+    """Show an RGB or grey array as a figure (keeps the notebooks free of plotting code)."""
+    h, w = array.shape[:2]
+    fig = Figure(figsize=(width, width * h / w + 0.4))
+    ax = fig.subplots()
+    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str],
+                   epochs: Sequence[int], names: Sequence[str]) -> Figure:
+    """The saved ``Epoch_{n}_{name}.png`` predictions overlaid on their images: one row per
+    epoch (e.g. start, middle, end), one column per slice."""
+    preview_dir, images_dir = Path(preview_dir), Path(images_dir)
+    fig = Figure(figsize=(2.2 * len(names), 2.3 * len(epochs)))
+    axes = fig.subplots(len(epochs), len(names), squeeze=False)
+    for r, epoch in enumerate(epochs):
+        for c, name in enumerate(names):
+            img = np.asarray(Image.open(images_dir / f"{name}.png").convert("L"))
+            pred = np.asarray(Image.open(preview_dir / f"Epoch_{epoch}_{name}.png").convert("RGB"))
+            pred = np.asarray(Image.fromarray(pred).resize(img.shape[::-1], Image.Resampling.NEAREST))
+            axes[r, c].imshow(overlay(img, pred))
+            axes[r, c].set_axis_off()
+            axes[r, c].set_title(f"epoch {epoch}: {name}", fontsize=7)
+    return fig

@@ -27,3 +27,37 @@ def real_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"HIPPO_REAL_DATA={value} is not a folder")
     return path
+
+
+@pytest.fixture
+def clear_keras():
+    """A fresh Keras session per model test."""
+    import keras
+
+    keras.backend.clear_session()
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def tiny_config(synthetic_hfh, tmp_path_factory):
+    """A derived 32x32 dataset and a tiny model config to train on it."""
+    from hippo_utils import load_config
+    from hippo_utils.derive import derive_dataset
+
+    from helpers import write_config
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    extra = "\n".join([
+        "[train]", "epochs = 2", "batch_size = 16", "patience = 5", "num_infer_images = 2",
+        f"model_dir = {str(tmp / 'run' / 'models')!r}", f"eval_dir = {str(tmp / 'run' / 'eval')!r}",
+        f"epoch_change_infer_dir = {str(tmp / 'run' / 'previews')!r}",
+    ])
+    path = write_config(tmp / "tiny.config", {
+        "source_dir": str(synthetic_hfh), "output_dir": str(tmp / "derived"),
+        "split": (0.5, 0.25, 0.25), "mini_test_size": 2}, size=32, extra=extra)
+    text = path.read_text().replace("num_layers = 4", "num_layers = 3\nbase_filters = 4\nlearning_rate = 0.003")
+    path.write_text(text)
+    cfg = load_config(path)
+    derive_dataset(cfg, progress=False)
+    return cfg

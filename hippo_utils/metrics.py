@@ -1,0 +1,148 @@
+"""Segmentation metrics and losses.
+
+Pure NumPy functions do the maths (and are what evaluation uses); thin Keras wrappers
+make them training losses and metrics.
+
+**Foreground Dice** (the headline metric) is computed per class, background excluded,
+from hard labels. Conventions for empty masks, per class:
+
+- ground truth empty and prediction empty: Dice = 1 (nothing to find, nothing found);
+- exactly one of them empty: Dice = 0.
+
+During training, :class:`ForegroundDice` pools intersections and sizes over all the
+slices of an epoch before dividing, so empty slices do not dominate it; the reported
+value is the mean over foreground classes.
+
+**dice_coef_multiclass** reproduces the original system's metric for comparison: a
+soft Dice summed over height, width *and all classes including the background*, per
+sample, then averaged over the batch, with smooth = 1. Because the background is 99%
+of every slice, it stays near 1 whatever the model does on the hippocampus (a model
+that predicts background everywhere scores about 0.99). It is not a hippocampus Dice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------- NumPy
+def dice_score(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Dice of two binary masks, 1.0 when both are empty."""
+    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
+    denom = t.sum() + p.sum()
+    return 1.0 if denom == 0 else float(2.0 * np.logical_and(t, p).sum() / denom)
+
+
+def iou_score(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Intersection over union of two binary masks, 1.0 when both are empty."""
+    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
+    union = np.logical_or(t, p).sum()
+    return 1.0 if union == 0 else float(np.logical_and(t, p).sum() / union)
+
+
+def per_class_dice(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Foreground Dice for each class 1..num_classes-1 of two label maps."""
+    return {c: dice_score(truth == c, pred == c) for c in range(1, num_classes)}
+
+
+def dice_coef_multiclass_np(y_true: np.ndarray, y_pred: np.ndarray, smooth: float = 1.0) -> float:
+    """The original's metric on one-hot (N, H, W, C) arrays: background included."""
+    axes = (1, 2, 3)
+    inter = (y_true * y_pred).sum(axis=axes)
+    total = y_true.sum(axis=axes) + y_pred.sum(axis=axes)
+    return float(np.mean((2.0 * inter + smooth) / (total + smooth)))
+
+
+# --------------------------------------------------------------------------- Keras
+def dice_coef_multiclass(y_true, y_pred, smooth: float = 1.0):
+    """Keras form of the original metric (see the module docstring)."""
+    from keras import ops
+
+    y_true = ops.cast(y_true, y_pred.dtype)
+    inter = ops.sum(y_true * y_pred, axis=(1, 2, 3))
+    total = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(y_pred, axis=(1, 2, 3))
+    return ops.mean((2.0 * inter + smooth) / (total + smooth))
+
+
+def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """1 - soft Dice over the foreground classes, pooled over the batch."""
+    from keras import ops
+
+    y_true = ops.cast(y_true, y_pred.dtype)[..., 1:]
+    y_pred = y_pred[..., 1:]
+    inter = ops.sum(y_true * y_pred, axis=(0, 1, 2))
+    total = ops.sum(y_true, axis=(0, 1, 2)) + ops.sum(y_pred, axis=(0, 1, 2))
+    return 1.0 - ops.mean((2.0 * inter + smooth) / (total + smooth))
+
+
+def ce_dice_loss(y_true, y_pred):
+    """Categorical cross-entropy plus the foreground soft Dice loss."""
+    import keras
+    from keras import ops
+
+    ce = ops.mean(keras.losses.categorical_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred))
+    return ce + soft_dice_loss(y_true, y_pred)
+
+
+LOSSES = {"categorical_crossentropy": "categorical_crossentropy", "dice": soft_dice_loss,
+          "ce_dice": ce_dice_loss}
+
+
+def get_loss(name: str):
+    """The loss for a [model] loss name."""
+    if name not in LOSSES:
+        raise ValueError(f"[model] loss = {name!r} is not one of {', '.join(LOSSES)}")
+    return LOSSES[name]
+
+
+def _foreground_dice_class():
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="hippo_utils")
+    class ForegroundDice(keras.metrics.Metric):
+        """Epoch-pooled hard Dice over the foreground classes (see the module docstring)."""
+
+        def __init__(self, num_classes: int, name: str = "dice_fg", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.num_classes = num_classes
+            shape = (num_classes - 1,)
+            self.inter = self.add_variable(shape=shape, initializer="zeros", name="inter")
+            self.total = self.add_variable(shape=shape, initializer="zeros", name="total")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            t = ops.one_hot(ops.argmax(y_true, axis=-1), self.num_classes)[..., 1:]
+            p = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes)[..., 1:]
+            self.inter.assign_add(ops.sum(t * p, axis=(0, 1, 2)))
+            self.total.assign_add(ops.sum(t, axis=(0, 1, 2)) + ops.sum(p, axis=(0, 1, 2)))
+
+        def result(self):
+            dice = ops.where(self.total > 0, 2.0 * self.inter / ops.maximum(self.total, 1.0), 1.0)
+            return ops.mean(dice)
+
+        def reset_state(self):
+            self.inter.assign(ops.zeros_like(self.inter))
+            self.total.assign(ops.zeros_like(self.total))
+
+        def get_config(self):
+            return {**super().get_config(), "num_classes": self.num_classes}
+
+    return ForegroundDice
+
+
+_FG = None
+
+
+def ForegroundDice(num_classes: int, name: str = "dice_fg"):  # noqa: N802 - a class factory
+    """A Keras metric: epoch-pooled foreground Dice (defined lazily to keep imports cheap)."""
+    global _FG
+    if _FG is None:
+        _FG = _foreground_dice_class()
+    return _FG(num_classes, name=name)
+
+
+def custom_objects() -> dict:
+    """What ``keras.models.load_model`` needs to load a saved FlexUNet."""
+    ForegroundDice(2)  # defines and registers the class
+    return {"dice_coef_multiclass": dice_coef_multiclass, "soft_dice_loss": soft_dice_loss,
+            "ce_dice_loss": ce_dice_loss, "ForegroundDice": _FG}

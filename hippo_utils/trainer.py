@@ -1,0 +1,355 @@
+"""Training the FlexUNet from a config, with outputs in the original system's formats.
+
+``train.model_dir`` receives::
+
+    best.weights.h5 (or best.keras)  the best model by [train] monitor (save_weights_only)
+    last.keras                       the last epoch, with optimizer state, for --resume
+    state.json                       epochs done, best value, early-stopping counter
+    history.json                     every logged value per epoch
+    train_eval_infer.config          the config that trained it
+
+``train.eval_dir`` receives ``train_metrics.csv`` and ``train_losses.csv`` (the original's
+``epoch,metric,val_metric,`` format) and line plots of both. Every file is written
+atomically. An existing model folder is never deleted: training into one that already
+holds a run is refused unless resuming.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hippo_utils.config import Config, load_config
+from hippo_utils.fsutil import atomic_path, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "train_eval_infer.config"
+KNOWN_METRICS = ("dice_fg", "dice_coef_multiclass")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow (an explicit call; importing does nothing)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def monitor_mode(monitor: str) -> str:
+    return "max" if "dice" in monitor else "min"
+
+
+def compile_model(model, cfg: Config) -> None:
+    """Adam with [model] learning_rate and clipvalue, the configured loss, and metrics:
+    foreground Dice always, plus those of [model] metrics."""
+    import keras
+
+    from hippo_utils.metrics import ForegroundDice, dice_coef_multiclass, get_loss
+
+    m = cfg.model
+    if m.optimizer.lower() != "adam":
+        raise ValueError(f"[model] optimizer = {m.optimizer!r}: only \"Adam\" is supported")
+    unknown = [x for x in m.metrics if x not in KNOWN_METRICS]
+    if unknown:
+        raise ValueError(f"[model] metrics {unknown}: known metrics are {', '.join(KNOWN_METRICS)}")
+    metrics = [ForegroundDice(m.num_classes)]
+    if "dice_coef_multiclass" in m.metrics:
+        metrics.append(dice_coef_multiclass)
+    opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
+    model.compile(optimizer=opt, loss=get_loss(m.loss), metrics=metrics,
+                  steps_per_execution=cfg.train.steps_per_execution)
+
+
+# ------------------------------------------------------------------------ outputs
+def write_history_files(history: dict[str, list[float]], cfg: Config) -> None:
+    """train_metrics.csv, train_losses.csv (original format) and their plots."""
+    from hippo_utils import plots
+
+    eval_dir = cfg.train.eval_dir
+    epochs = len(history.get("loss", []))
+    metric_cols = [c for c in cfg.train.metrics if c in history] or ["dice_fg", "val_dice_fg"]
+    for name, cols in (("train_metrics", metric_cols), ("train_losses", ["loss", "val_loss"])):
+        cols = [c for c in cols if c in history]
+        lines = ["epoch," + "".join(f"{c}," for c in cols)]
+        lines += [f"{e}, " + ", ".join(f"{history[c][e]:.4f}" for c in cols) for e in range(epochs)]
+        atomic_write_text(eval_dir / f"{name}.csv", "\n".join(lines) + "\n")
+        plots.save_figure(plots.history_plot(history, cols, name.replace("_", " ")),
+                          eval_dir / f"{name}.png")
+
+
+def _callbacks_module():
+    import keras
+
+    class AtomicState(keras.callbacks.Callback):
+        """Each epoch: last.keras, state.json, history.json, CSVs and plots, atomically."""
+
+        def __init__(self, cfg: Config, history: dict[str, list[float]], best: float | None,
+                     early_stopping=None):
+            super().__init__()
+            self.cfg, self.history, self.best = cfg, history, best
+            self.early = early_stopping
+            self.mode = monitor_mode(cfg.train.monitor)
+            self.t0 = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            logs["epoch_time_s"] = time.perf_counter() - self.t0
+            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            for k, v in logs.items():
+                self.history.setdefault(k, []).append(float(v))
+            model_dir = self.cfg.train.model_dir
+            value = logs.get(self.cfg.train.monitor)
+            improved = value is not None and (
+                self.best is None or (value > self.best if self.mode == "max" else value < self.best))
+            if improved:
+                self.best = float(value)
+                if self.cfg.train.save_weights_only:
+                    with atomic_path(model_dir / "best.weights.h5") as tmp:
+                        self.model.save_weights(str(tmp))
+                else:
+                    with atomic_path(model_dir / "best.keras") as tmp:
+                        self.model.save(str(tmp))
+            with atomic_path(model_dir / "last.keras") as tmp:
+                self.model.save(str(tmp))
+            state = {"epoch": epoch + 1, "best": self.best, "monitor": self.cfg.train.monitor,
+                     "best_epoch": int(np.argmax(self.history[self.cfg.train.monitor]) if self.mode == "max"
+                                       else np.argmin(self.history[self.cfg.train.monitor])) + 1
+                     if self.cfg.train.monitor in self.history else None,
+                     "early_stopping_wait": int(getattr(self.early, "wait", 0))}
+            atomic_write_text(model_dir / "history.json", json.dumps(self.history, indent=1) + "\n")
+            atomic_write_text(model_dir / "state.json", json.dumps(state, indent=1) + "\n")
+            write_history_files(self.history, self.cfg)
+
+    class EpochPreviews(keras.callbacks.Callback):
+        """Predict the first ``num_infer_images`` mini_test slices after each epoch; write
+        ``Epoch_{n}_{name}.png`` (the predicted mask, as the original did) and tell listeners."""
+
+        def __init__(self, cfg: Config, write_files: bool,
+                     listeners: Sequence[Callable[[int, dict], None]] = ()):
+            super().__init__()
+            from hippo_utils.dataset import load_images, pair_files
+
+            self.cfg, self.write_files, self.listeners = cfg, write_files, list(listeners)
+            images_dir = cfg.derive.output_dir / "mini_test" / "images"
+            masks_dir = cfg.derive.output_dir / "mini_test" / "masks"
+            try:
+                pairs = pair_files(images_dir, masks_dir)[: cfg.train.num_infer_images]
+            except (FileNotFoundError, ValueError) as exc:
+                logger.warning("no epoch previews: %s", exc)
+                pairs = []
+            self.names = [p[0].stem for p in pairs]
+            self.images = load_images([p[0] for p in pairs], cfg) if pairs else None
+            from PIL import Image
+
+            self.truths = [np.asarray(Image.open(p[1]).convert("RGB")) for p in pairs]
+            self.lut = np.zeros((cfg.model.num_classes, 3), np.uint8)
+            for colour, cls in cfg.mask.rgb_map.items():
+                self.lut[cls] = colour
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.images is None:
+                return
+            probs = self.model.predict(self.images, batch_size=len(self.images), verbose=0)
+            preds = self.lut[np.argmax(probs, axis=-1)]
+            if self.write_files:
+                from hippo_utils.derive import _png_bytes
+                from hippo_utils.fsutil import atomic_write_bytes
+
+                out = self.cfg.train.epoch_change_infer_dir
+                for name, pred in zip(self.names, preds, strict=True):
+                    atomic_write_bytes(out / f"Epoch_{epoch + 1}_{name}.png", _png_bytes(pred))
+            update = {"names": self.names, "images": self.images, "truths": self.truths,
+                      "preds": list(preds), "logs": dict(logs or {})}
+            for listener in self.listeners:
+                listener(epoch, update)
+
+    class EpochProgress(keras.callbacks.Callback):
+        """One tqdm bar per epoch (headless); a summary line when it ends."""
+
+        def __init__(self, total_epochs: int, steps: int, monitor: str):
+            super().__init__()
+            self.total, self.steps, self.monitor, self.bar = total_epochs, steps, monitor, None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.total}", unit="batch",
+                            leave=False)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+            logs = logs or {}
+            shown = ", ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg")
+                              if k in logs)
+            logger.info("epoch %d/%d: %s", epoch + 1, self.total, shown)
+
+    return AtomicState, EpochPreviews, EpochProgress
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model_dir: Path
+    history: dict[str, list[float]]
+    best: float | None
+    epochs_done: int
+    model: object = None
+
+
+def _check_metric_names(cfg: Config) -> None:
+    logged = {"loss", "dice_fg", *cfg.model.metrics}
+    valid = logged | {f"val_{x}" for x in logged}
+    bad = [x for x in cfg.train.metrics if x not in valid]
+    if bad:
+        raise ValueError(f"{cfg.path}: [train] metrics {bad} are not logged; valid: {', '.join(sorted(valid))}")
+    if cfg.train.monitor not in valid:
+        raise ValueError(f"{cfg.path}: [train] monitor = {cfg.train.monitor!r} is not logged; "
+                         f"valid: {', '.join(sorted(valid))}")
+
+
+def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool = True,
+          extra_callbacks: Sequence = ()) -> TrainResult:
+    """Train the FlexUNet of ``cfg`` on its derived dataset.
+
+    Args:
+        cfg: the configuration.
+        resume: continue the run in ``train.model_dir`` from its last complete epoch up to
+            ``train.epochs`` in total (optimizer state, best value and early-stopping
+            counter restored).
+        live: show a live ipywidgets panel (previews and curves, updated in place); for
+            notebooks.
+        progress: headless progress bars (ignored when ``live``).
+        extra_callbacks: more Keras callbacks.
+
+    Raises:
+        FileExistsError: ``model_dir`` already holds a run and ``resume`` is off.
+        FileNotFoundError / ValueError: missing dataset or bad settings, with the name.
+    """
+    import keras
+    import tensorflow as tf
+
+    from hippo_utils.dataset import make_dataset
+    from hippo_utils.metrics import custom_objects
+    from hippo_utils.model import build_flexunet
+
+    t = cfg.train
+    _check_metric_names(cfg)
+    model_dir = t.model_dir
+    state_path = model_dir / "state.json"
+    if state_path.exists() and not resume:
+        raise FileExistsError(
+            f"{model_dir} already holds a training run ({state_path.name}). Use --resume to continue "
+            "it, or choose another [train] model_dir (e.g. --set train.model_dir=runs/new/models); "
+            "nothing was deleted")
+    if resume and not state_path.exists():
+        raise FileNotFoundError(f"{model_dir}: no run to resume (no {state_path.name}); train without --resume")
+    set_seed(t.seed)
+    train_ds = make_dataset(cfg, "train")
+    valid_ds = make_dataset(cfg, "valid")
+    steps = int(np.ceil(len(train_ds.files) / t.batch_size))
+
+    strategy = tf.distribute.MirroredStrategy() if t.distribute else tf.distribute.get_strategy()
+    history: dict[str, list[float]] = {}
+    best, initial_epoch, wait = None, 0, 0
+    with strategy.scope():
+        if resume:
+            state = json.loads(state_path.read_text())
+            initial_epoch, best, wait = state["epoch"], state["best"], state.get("early_stopping_wait", 0)
+            history = json.loads((model_dir / "history.json").read_text())
+            history = {k: v[:initial_epoch] for k, v in history.items()}
+            model = keras.models.load_model(model_dir / "last.keras", custom_objects=custom_objects())
+            logger.info("resuming %s after epoch %d (best %s = %s)", model_dir, initial_epoch, t.monitor, best)
+        else:
+            model = build_flexunet(cfg.model, seed=t.seed)
+            compile_model(model, cfg)
+    if cfg.model.show_summary:
+        model.summary(print_fn=logger.info)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    t.eval_dir.mkdir(parents=True, exist_ok=True)
+    # The resolved config (absolute paths, --set overrides applied), so the run is self-describing.
+    from hippo_utils import __version__
+
+    header = f"; written by hippo_utils {__version__} from {cfg.path}\n"
+    atomic_write_text(model_dir / CONFIG_NAME, header + cfg.to_ini())
+    if initial_epoch >= t.epochs:
+        logger.info("%s: already trained for %d of %d epochs; nothing to do", model_dir, initial_epoch, t.epochs)
+        return TrainResult(model_dir, history, best, initial_epoch, model)
+
+    AtomicState, EpochPreviews, EpochProgress = _callbacks_module()
+    mode = monitor_mode(t.monitor)
+    early = keras.callbacks.EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience)
+    callbacks: list = [early]
+    if t.learning_rate_reducer:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=t.monitor, mode=mode, factor=t.reducer_factor, patience=t.reducer_patience, verbose=0))
+    callbacks.append(AtomicState(cfg, history, best, early))
+    listeners = []
+    if live:
+        from hippo_utils.widgets import LiveTrainingPanel
+
+        panel = LiveTrainingPanel(cfg, total_epochs=t.epochs, steps=steps, history=history)
+        callbacks.append(panel)
+        listeners.append(panel.show_previews)
+    elif progress:
+        callbacks.append(EpochProgress(t.epochs, steps, t.monitor))
+    if t.epoch_change_infer or live:
+        callbacks.append(EpochPreviews(cfg, write_files=t.epoch_change_infer, listeners=listeners))
+    callbacks.extend(extra_callbacks)
+    if resume:  # carry the early-stopping state over the interruption
+        early.on_train_begin()
+        early.wait, early.best = wait, best if best is not None else early.best
+        early.on_train_begin = lambda logs=None: None
+    model.fit(train_ds, validation_data=valid_ds, epochs=t.epochs, initial_epoch=initial_epoch,
+              callbacks=callbacks, verbose=0, shuffle=False)
+    final = json.loads(state_path.read_text())
+    return TrainResult(model_dir, history, final["best"], final["epoch"], model)
+
+
+def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
+    """The trained model in ``model_dir`` and the config that trained it.
+
+    Args:
+        which: ``best`` (the checkpoint of the best epoch) or ``last``.
+
+    Raises:
+        FileNotFoundError: no model or config in ``model_dir``.
+        ValueError: the weights do not fit the saved config's architecture.
+    """
+    import keras
+
+    from hippo_utils.metrics import custom_objects
+    from hippo_utils.model import build_flexunet
+
+    model_dir = Path(model_dir)
+    cfg_path = model_dir / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}; is this a training output folder "
+                                "([train] model_dir)?")
+    cfg = load_config(cfg_path)
+    path = {"best": [model_dir / "best.keras", model_dir / "best.weights.h5"],
+            "last": [model_dir / "last.keras"]}[which]
+    found = next((p for p in path if p.exists()), None)
+    if found is None:
+        raise FileNotFoundError(f"{model_dir}: no {' or '.join(p.name for p in path)}")
+    if found.suffix == ".keras":
+        model = keras.models.load_model(found, custom_objects=custom_objects(), compile=False)
+    else:
+        model = build_flexunet(cfg.model)
+        try:
+            model.load_weights(str(found))
+        except ValueError as exc:
+            raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path} "
+                             f"({exc})") from None
+    return model, cfg

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from hippo_utils.metrics import (
+    ForegroundDice,
+    dice_coef_multiclass,
+    dice_coef_multiclass_np,
+    dice_score,
+    iou_score,
+    per_class_dice,
+    soft_dice_loss,
+)
+
+
+def _onehot(labels, n=2):
+    return np.eye(n, dtype=np.float32)[labels]
+
+
+def test_dice_and_iou_by_hand():
+    t = np.zeros((4, 4), bool)
+    p = np.zeros((4, 4), bool)
+    t[0, :4] = True  # 4 pixels
+    p[0, :2] = True  # 2 pixels, both inside
+    p[1, 0] = True  # 1 outside
+    assert dice_score(t, p) == pytest.approx(2 * 2 / (4 + 3))
+    assert iou_score(t, p) == pytest.approx(2 / 5)
+
+
+def test_empty_mask_conventions():
+    empty = np.zeros((3, 3), bool)
+    one = empty.copy()
+    one[1, 1] = True
+    assert dice_score(empty, empty) == 1.0 and iou_score(empty, empty) == 1.0
+    assert dice_score(empty, one) == 0.0 and dice_score(one, empty) == 0.0
+
+
+def test_per_class_dice_excludes_background():
+    truth = np.array([[0, 1, 1, 2]])
+    pred = np.array([[0, 1, 2, 2]])
+    assert per_class_dice(truth, pred, 3) == {1: pytest.approx(2 / 3), 2: pytest.approx(2 / 3)}
+
+
+def test_original_metric_counts_the_background_and_sits_near_one():
+    truth = np.zeros((1, 64, 64), int)
+    truth[0, 30:34, 30:34] = 1  # 16 hippocampus pixels of 4096
+    all_background = np.zeros_like(truth)
+    value = dice_coef_multiclass_np(_onehot(truth), _onehot(all_background))
+    assert value == pytest.approx((2 * 4080 + 1) / (2 * 4096 + 1))
+    assert value > 0.99  # a model that finds nothing scores 0.996
+    assert dice_score(truth == 1, all_background == 1) == 0.0
+    keras_value = float(dice_coef_multiclass(_onehot(truth), _onehot(all_background)))
+    assert keras_value == pytest.approx(value, rel=1e-6)
+
+
+def test_foreground_dice_metric_pools_over_the_epoch():
+    metric = ForegroundDice(2)
+    truth = np.zeros((2, 4, 4), int)
+    pred = np.zeros((2, 4, 4), int)
+    truth[0, 0, :2] = 1  # slice 0: 2 true pixels, 1 found
+    pred[0, 0, 0] = 1
+    # slice 1: empty truth, empty prediction (would be 1.0 on its own; pooling ignores it)
+    metric.update_state(_onehot(truth), _onehot(pred))
+    assert float(metric.result()) == pytest.approx(2 * 1 / (2 + 1))
+    metric.reset_state()
+    metric.update_state(_onehot(np.zeros((1, 2, 2), int)), _onehot(np.zeros((1, 2, 2), int)))
+    assert float(metric.result()) == 1.0  # nothing to find, nothing predicted
+
+
+def test_soft_dice_loss_by_hand():
+    truth = _onehot(np.array([[[0, 1], [1, 0]]]))
+    assert float(soft_dice_loss(truth, truth, smooth=0.0)) == pytest.approx(0.0, abs=1e-6)
+    half = truth.copy()
+    half[..., 1] *= 0.5
+    half[..., 0] = 1 - half[..., 1]
+    # foreground: intersection 1, sizes 2 + 1 -> Dice 2/3
+    assert float(soft_dice_loss(truth, half, smooth=0.0)) == pytest.approx(1 / 3, rel=1e-5)

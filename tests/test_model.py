@@ -1,0 +1,51 @@
+import dataclasses
+
+import pytest
+
+from hippo_utils import load_config
+from hippo_utils.model import build_flexunet, level_specs
+
+from helpers import REPO
+
+ORIGINAL = REPO / "tests" / "data" / "original_train_eval_infer.config"
+
+
+def test_original_512_configuration_has_the_original_parameter_count(clear_keras):
+    model = build_flexunet(load_config(ORIGINAL).model)
+    assert model.count_params() == 126_809_218
+    assert model.output_shape == (None, 512, 512, 2)
+
+
+def test_128_with_six_layers(clear_keras):
+    m = dataclasses.replace(load_config(ORIGINAL).model, image_width=128, image_height=128, num_layers=6)
+    assert build_flexunet(m).count_params() == 10_144_386
+
+
+def test_levels_follow_the_rules():
+    m = load_config(ORIGINAL).model
+    specs = level_specs(m)
+    assert [s.filters for s in specs] == [16 * 2**i for i in range(8)]
+    assert [s.kernel for s in specs] == [11, 9, 7, 5, 3, 3, 3, 3]
+    assert [s.dropout for s in specs] == pytest.approx([0.05 * i for i in range(8)])
+    assert specs[-1].size == (4, 4)
+    d = dataclasses.replace(m, dilation=(3, 3))
+    assert [s.dilation for s in level_specs(d)][:4] == [3, 2, 1, 1]
+
+
+def test_every_layer_is_named_and_batchnorm_is_optional(clear_keras):
+    m = dataclasses.replace(load_config(REPO / "configs" / "ci.config").model, normalization=True)
+    model = build_flexunet(m)
+    names = [layer.name for layer in model.layers]
+    for expected in ("enc0_conv1", "enc0_bn1", "enc0_drop", "enc3_conv2", "dec2_up", "dec0_concat", "head"):
+        assert expected in names
+    assert not any(n.startswith(("conv2d", "dropout", "max_pooling")) for n in names)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"image_width": 100, "image_height": 100}, "divisible by 2\\*\\*\\(num_layers-1\\) = 8"),
+    ({"base_kernels": (4, 4)}, "must be odd"),
+])
+def test_impossible_architectures(change, match):
+    m = dataclasses.replace(load_config(REPO / "configs" / "ci.config").model, **change)
+    with pytest.raises(ValueError, match=match):
+        build_flexunet(m)

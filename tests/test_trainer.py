@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+
+from hippo_utils import load_config
+from hippo_utils.trainer import load_trained, train
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_config):
+    import keras
+
+    keras.backend.clear_session()
+    result = train(tiny_config, progress=False)
+    return tiny_config, result
+
+
+def test_training_writes_the_original_outputs(trained):
+    cfg, result = trained
+    t = cfg.train
+    assert result.epochs_done == 2
+    for name in ("best.weights.h5", "last.keras", "state.json", "history.json", "train_eval_infer.config"):
+        assert (t.model_dir / name).is_file(), name
+    lines = (t.eval_dir / "train_metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,dice_coef_multiclass,val_dice_coef_multiclass,"
+    assert len(lines) == 3 and lines[1].startswith("0, ")
+    assert (t.eval_dir / "train_losses.csv").read_text().startswith("epoch,loss,val_loss,")
+    assert (t.eval_dir / "train_metrics.png").stat().st_size > 1000
+    previews = sorted(p.name for p in t.epoch_change_infer_dir.iterdir())
+    assert len(previews) == 4 and previews[0].startswith("Epoch_1_")
+    history = json.loads((t.model_dir / "history.json").read_text())
+    assert len(history["val_dice_fg"]) == 2 and history["loss"][1] < history["loss"][0]
+
+
+def test_existing_run_is_never_overwritten(trained):
+    cfg, _ = trained
+    before = (cfg.train.model_dir / "last.keras").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, progress=False)
+    assert (cfg.train.model_dir / "last.keras").read_bytes() == before
+
+
+def test_resume_continues_from_the_checkpoint(trained):
+    cfg, first = trained
+    more = load_config(cfg.path, ["train.epochs=3"])
+    result = train(more, resume=True, progress=False)
+    assert result.epochs_done == 3
+    history = json.loads((cfg.train.model_dir / "history.json").read_text())
+    assert len(history["loss"]) == 3
+    assert history["loss"][:2] == pytest.approx(first.history["loss"][:2])  # kept, not re-run
+    lines = (cfg.train.eval_dir / "train_metrics.csv").read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["0", "1", "2"]
+
+
+def test_load_trained_predicts(trained):
+    cfg, _ = trained
+    model, saved = load_trained(cfg.train.model_dir)
+    assert saved.model == cfg.model
+    out = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
+    assert out.shape == (1, 32, 32, 2) and np.allclose(out.sum(-1), 1, atol=1e-4)
+
+
+def test_weights_from_another_architecture_are_refused(trained, tmp_path):
+    cfg, _ = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    text = (cfg.train.model_dir / "train_eval_infer.config").read_text()
+    (other / "train_eval_infer.config").write_text(text.replace("base_filters = 4", "base_filters = 8"))
+    (other / "best.weights.h5").write_bytes((cfg.train.model_dir / "best.weights.h5").read_bytes())
+    with pytest.raises(ValueError, match="do not fit the model built from"):
+        load_trained(other)
