@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[notebooks,test]"
 	touch $(STAMP)
 
+DEMO_RUN := runs/demo/models/state.json
+
+# A second `make demo` continues (or, when finished, keeps) the run instead of failing.
 demo: setup
 	$(PY) -m hippo_utils derive configs/demo.config --synthetic-if-missing
+	$(PY) -m hippo_utils train configs/demo.config $$(test -f $(DEMO_RUN) && echo --resume)
 
 test: setup
 	$(PY) -m pytest --nbval-lax tests notebooks

@@ -35,6 +35,14 @@ def config_path(default: str = "demo") -> Path:
     raise FileNotFoundError(f"HIPPO_CONFIG={value}: no such config file (looked in {Path.cwd()} and {root})")
 
 
+def named_config(name: str) -> Path:
+    """A shipped config by name, ``configs/<name>.config``, whatever ``HIPPO_CONFIG`` says."""
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.config"
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped config {path.name} in {path.parent}")
+    return path
+
+
 def table(rows: list[dict]) -> str:
     """Rows of dicts as an aligned plain-text table (no pandas needed)."""
     if not rows:

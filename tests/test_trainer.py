@@ -70,3 +70,11 @@ def test_weights_from_another_architecture_are_refused(trained, tmp_path):
     (other / "best.weights.h5").write_bytes((cfg.train.model_dir / "best.weights.h5").read_bytes())
     with pytest.raises(ValueError, match="do not fit the model built from"):
         load_trained(other)
+
+
+def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
+    run = tmp_path / "mirrored"
+    cfg = load_config(tiny_config.path, ["train.distribute=True", "train.epochs=1", "train.epoch_change_infer=False",
+                                         f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"])
+    result = train(cfg, progress=False)
+    assert result.epochs_done == 1 and (run / "models" / "best.weights.h5").is_file()
