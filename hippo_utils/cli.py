@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:  # TensorFlow's C++ notices would bury our one-line messages
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s: %(message)s")
     try:
@@ -112,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # TensorFlow's data errors carry our message; show it alone
+        if type(exc).__name__ != "InvalidArgumentError" or args.debug:
+            raise
+        m = re.search(r"assertion failed: \[(.*?)\] \[(.*?)\]", str(exc))
+        print(f"error: {m.group(1)} {m.group(2)}" if m else f"error: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was left in place", file=sys.stderr)
