@@ -12,6 +12,8 @@ import re
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
 from hippo_utils import __version__
 
 logger = logging.getLogger("hippo_utils")
@@ -63,6 +65,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hippo_utils.evaluation import evaluate
+
+    cfg = _config(args)
+    result = evaluate(cfg, model_dir=args.model_dir, progress=not args.quiet)
+    print(f"wrote {result.eval_dir}/evaluation.csv (original format): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in result.original.items()))
+    for r in result.slices:
+        print(f"  class {r['class']} on test slices: Dice {r['dice']:.4f}, IoU {r['iou']:.4f}, "
+              f"precision {r['precision']:.4f}, recall {r['recall']:.4f}")
+    if result.subjects:
+        dice = [r["hippocampus_dice"] for r in result.subjects]
+        print(f"  3D hippocampus Dice over {len(dice)} test subjects: {np.mean(dice):.4f} +- {np.std(dice):.4f} "
+              "(evaluation_subjects.csv)")
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from hippo_utils.inference import infer_folder
+    from hippo_utils.trainer import load_trained
+
+    cfg = _config(args)
+    model, _ = load_trained(args.model_dir or cfg.train.model_dir)
+    result = infer_folder(model, cfg, progress=not args.quiet)
+    print(f"segmented {len(result.names)} images into {result.output_dir}"
+          + (f"; strips with ground truth in {result.merged_dir}" if result.merged_dir else ""))
+    return 0
+
+
+def cmd_infer_volume(args: argparse.Namespace) -> int:
+    from hippo_utils.inference import infer_volumes
+
+    results = infer_volumes(args.model_dir, args.inputs, args.out, labels_dir=args.labels,
+                            progress=not args.quiet)
+    print(f"segmented {len(results)} volumes into {args.out} (volumetry.csv"
+          + (", metrics.csv)" if args.labels else ")"))
+    for r in results:
+        extra = f", AI {r.volumetry['asymmetry_index']:+.3f}" if "asymmetry_index" in r.volumetry else ""
+        print(f"  {r.name}: total {r.volumetry['total_mm3']:.0f} mm3{extra}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hippo_utils",
@@ -100,6 +144,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in [train] model_dir up to [train] epochs in total")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate on the test split: slices and 3D subjects")
+    p.add_argument("config", help="the .config file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.add_argument("--model-dir", help="the trained model (default: [train] model_dir)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("infer", help="segment the images of [infer] images_dir, as the original did")
+    p.add_argument("config", help="the .config file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.add_argument("--model-dir", help="the trained model (default: [train] model_dir)")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("infer-volume", help="segment whole volumes; NIfTI labels, volumetry, QC figures")
+    p.add_argument("model_dir", help="a training output folder ([train] model_dir)")
+    p.add_argument("inputs", nargs="+", help="volumes (.nii, .nii.gz, .img/.hdr) or folders of them")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--labels", help="folder of ground-truth labels (same names) for Dice, HD95, volume error")
+    p.set_defaults(func=cmd_infer_volume)
     return parser
 
 

@@ -117,7 +117,14 @@ class InferSection:
 
     images_dir: Path | None = None  # default: <derive.output_dir>/mini_test/images
     output_dir: Path = Path("mini_test_output")
-    merged_dir: Path | None = None
+    merged_dir: Path | None = None  # image | ground truth | prediction strips; default output_dir/merged
+    masks_dir: Path | None = None  # ground truth for the strips; default: ../masks beside images_dir
+    batch_size: int = 16
+    # Volumes: the source label values of the left and right hippocampus. When the model
+    # merged them into one class, its prediction is split by hemisphere; volumetry then
+    # reports left, right and the asymmetry index. None for one-sided crops (MSD).
+    left_right_labels: tuple[int, int] | None = (1, 2)
+    keep_largest_components: int = 0  # per class; 0 keeps everything
 
 
 @dataclass(frozen=True)
@@ -565,6 +572,13 @@ def validate(cfg: Config) -> None:
     if not 0 < t.reducer_factor < 1:
         err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
 
+    i = cfg.infer
+    if i.batch_size < 1:
+        err("infer", "batch_size", f"must be at least 1, got {i.batch_size}")
+    if i.keep_largest_components < 0:
+        err("infer", "keep_largest_components", f"must be zero or more, got {i.keep_largest_components}")
+    if i.left_right_labels is not None and (len(set(i.left_right_labels)) != 2 or min(i.left_right_labels) < 1):
+        err("infer", "left_right_labels", f"two different labels > 0, or None; got {i.left_right_labels}")
     if cfg.image.color_order not in ("RGB", "BGR"):
         err("image", "color_order", f'must be "RGB" or "BGR", got {cfg.image.color_order!r}')
 

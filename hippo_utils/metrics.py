@@ -146,3 +146,48 @@ def custom_objects() -> dict:
     ForegroundDice(2)  # defines and registers the class
     return {"dice_coef_multiclass": dice_coef_multiclass, "soft_dice_loss": soft_dice_loss,
             "ce_dice_loss": ce_dice_loss, "ForegroundDice": _FG}
+
+
+# --------------------------------------------------------------------------- 3D
+def hd95(truth: np.ndarray, pred: np.ndarray, spacing) -> float:
+    """95th-percentile symmetric Hausdorff distance between two masks' surfaces, in mm.
+
+    Conventions: 0.0 when both masks are empty; NaN when exactly one is (the distance
+    to nothing is undefined; tables count these cases separately).
+    """
+    from scipy import ndimage
+
+    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
+    if not t.any() and not p.any():
+        return 0.0
+    if not t.any() or not p.any():
+        return float("nan")
+    both = t | p
+    lo = [max(0, int(ix.min()) - 2) for ix in np.nonzero(both)]
+    hi = [int(ix.max()) + 3 for ix in np.nonzero(both)]
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    t, p = t[crop], p[crop]
+    st = t & ~ndimage.binary_erosion(t, border_value=0)
+    sp = p & ~ndimage.binary_erosion(p, border_value=0)
+    to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    to_t = ndimage.distance_transform_edt(~st, sampling=spacing)
+    return float(np.percentile(np.concatenate([to_p[st], to_t[sp]]), 95))
+
+
+def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing) -> dict[str, float]:
+    """Dice, HD95 (mm), and absolute (mm^3) and relative volume difference of two masks.
+
+    The relative difference is (pred - truth) / truth; NaN when the truth is empty.
+    """
+    voxel = float(np.prod(spacing))
+    vt, vp = float(np.count_nonzero(truth)) * voxel, float(np.count_nonzero(pred)) * voxel
+    return {"dice": dice_score(truth, pred), "hd95_mm": hd95(truth, pred, spacing),
+            "volume_true_mm3": vt, "volume_pred_mm3": vp, "volume_diff_mm3": vp - vt,
+            "volume_diff_rel": (vp - vt) / vt if vt else float("nan")}
+
+
+def precision_recall(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of binary masks; 1.0 where the denominator is empty."""
+    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
+    tp = np.logical_and(t, p).sum()
+    return (float(tp / p.sum()) if p.sum() else 1.0, float(tp / t.sum()) if t.sum() else 1.0)

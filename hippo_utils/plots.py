@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.colors
 import matplotlib.figure
 import numpy as np
 from PIL import Image
@@ -28,6 +29,9 @@ class Figure(matplotlib.figure.Figure):
         return buf.getvalue()
 
 SPLIT_COLOURS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#55A868"}
+# Label values in volume overlays: 1 red, 2 yellow, 3 cyan, 4 magenta (0 is transparent).
+LABEL_COLOURS = ["#000000", "#ff2020", "#ffd21f", "#20d0ff", "#ff40ff"]
+LABEL_CMAP = matplotlib.colors.ListedColormap(LABEL_COLOURS)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -107,11 +111,18 @@ def three_planes(volume: np.ndarray, spacing: Sequence[float], labels: np.ndarra
         if labels is not None:
             lab = np.rot90(labels[tuple(sl)])
             masked = np.ma.masked_where(lab == 0, lab)
-            ax.imshow(masked, cmap="autumn", alpha=0.5, aspect=aspect, interpolation="nearest")
+            ax.imshow(masked, cmap=LABEL_CMAP, vmin=0, vmax=len(LABEL_COLOURS) - 1, alpha=0.55,
+                      aspect=aspect, interpolation="nearest")
         ax.set_title(f"axis {ax_i} = {point[ax_i]}  ({spacing[rest[0]]:g} x {spacing[rest[1]]:g} mm pixels)",
                      fontsize=9)
         ax.set_xlabel(f"array axis {rest[0]}")
         ax.set_ylabel(f"array axis {rest[1]}")
+    if labels is not None:
+        from matplotlib.patches import Patch
+
+        present = [int(v) for v in np.unique(labels) if 0 < v < len(LABEL_COLOURS)]
+        fig.legend(handles=[Patch(color=LABEL_COLOURS[v], label=f"label {v}") for v in present],
+                   loc="lower center", ncol=max(1, len(present)), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
@@ -282,4 +293,21 @@ def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.Pat
             axes[r, c].imshow(overlay(img, pred))
             axes[r, c].set_axis_off()
             axes[r, c].set_title(f"epoch {epoch}: {name}", fontsize=7)
+    return fig
+
+
+def dice_boxplot(subjects: list[dict]) -> Figure:
+    """Box plot of per-subject 3D Dice, one box per class and for the whole hippocampus."""
+    cols = [c for c in subjects[0] if c.endswith("_dice")]
+    fig = Figure(figsize=(1.6 * len(cols) + 2, 3.6))
+    ax = fig.subplots()
+    data = [[r[c] for r in subjects] for c in cols]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(cols) + 1), [c.removesuffix("_dice") for c in cols])
+    for i, values in enumerate(data, start=1):
+        ax.scatter(np.full(len(values), i) + np.linspace(-0.08, 0.08, len(values)), values, s=12,
+                   color="#4C72B0", zorder=3)
+    ax.set_ylabel("3D Dice per subject")
+    ax.set_title(f"test subjects (n = {len(subjects)})")
+    ax.grid(axis="y", alpha=0.3)
     return fig

@@ -121,10 +121,14 @@ class SliceGeometry:
         size = (self.in_shape[1], self.in_shape[0])
         if is_label:
             return np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
-        if crop.ndim == 2:
-            return np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(
+
+        def back(channel: np.ndarray) -> np.ndarray:
+            return np.asarray(Image.fromarray(np.ascontiguousarray(channel, np.float32), mode="F").resize(
                 size, Image.Resampling.BILINEAR))
-        return np.stack([self.from_model(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
+
+        if crop.ndim == 2:
+            return back(crop)
+        return np.stack([back(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
 
 
 def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:

@@ -61,3 +61,19 @@ def tiny_config(synthetic_hfh, tmp_path_factory):
     cfg = load_config(path)
     derive_dataset(cfg, progress=False)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_config, tmp_path_factory):
+    """A model trained for 2 epochs on the tiny dataset, in its own folder."""
+    import keras
+
+    from hippo_utils import load_config
+    from hippo_utils.trainer import train
+
+    run = tmp_path_factory.mktemp("tinyrun")
+    cfg = load_config(tiny_config.path, [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
+                                         f"train.epoch_change_infer_dir={run / 'previews'}"])
+    keras.backend.clear_session()
+    train(cfg, progress=False)
+    return cfg

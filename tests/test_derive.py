@@ -228,6 +228,13 @@ def test_geometry_round_trip(spacing, size):
     restored = geom.unorient(back)
     assert restored.shape == lab.shape
     assert (restored == lab).mean() > 0.97
+    # Class probabilities (as a model gives them) come back aligned too: no shift.
+    onehot = np.eye(3, dtype=np.float32)
+    probs = [geom.from_model(onehot[geom.to_model(s, is_label=True)]) for s in stack]
+    from_probs = geom.unorient(np.stack([p.argmax(-1) for p in probs]).astype(np.uint8))
+    fg, got = lab > 0, from_probs > 0
+    if geom.resized[0] >= geom.in_shape[0] and geom.resized[1] >= geom.in_shape[1]:  # no downsampling
+        assert 2 * (fg & got).sum() / (fg.sum() + got.sum()) > 0.97
 
 
 def test_normalisation_is_robust_to_scale():

@@ -1,0 +1,338 @@
+"""Inference: on image folders (as the original), and on whole volumes, back on the
+input's own grid, with hippocampal volumetry.
+
+Volume inference uses the very geometry of derivation (:mod:`hippo_utils.preprocess`):
+orient, normalise, resample and pad each slice to the model size, predict in batches,
+then resize each class probability back (bilinear), take the argmax on the source grid
+and undo the orientation. The label volume is written as NIfTI with the input's affine
+and shape, with the source label values (classes mapped back through [derive]
+label_map; a merged left/right hippocampus class is split by hemisphere).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hippo_utils.config import Config
+from hippo_utils.fsutil import atomic_write_bytes, atomic_write_text
+from hippo_utils.preprocess import image_geometry, normalize_intensity, slice_geometry
+from hippo_utils.volumes import Volume, load_labels, load_volume, save_nifti, strip_volume_suffix
+
+logger = logging.getLogger(__name__)
+
+
+def class_colours(cfg: Config) -> np.ndarray:
+    """(num_classes, 3) uint8: class index -> mask colour of ``[mask] rgb_map``."""
+    lut = np.zeros((cfg.model.num_classes, 3), np.uint8)
+    for colour, cls in cfg.mask.rgb_map.items():
+        lut[cls] = colour
+    return lut
+
+
+def _as_model_input(grey01: np.ndarray, channels: int) -> np.ndarray:
+    """0..1 grey slices (N, H, W) -> the 0..255 float input the model was trained on.
+
+    Rounded to 8 bits exactly as the derived PNGs were, so inference sees what training saw.
+    """
+    x = np.rint(np.clip(grey01, 0, 1) * 255).astype(np.float32)[..., None]
+    return np.repeat(x, channels, axis=-1) if channels > 1 else x
+
+
+def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool = False,
+                    desc: str = "predicting") -> np.ndarray:
+    """Class probabilities for (N, H, W, C) inputs, in batches (one compiled call each)."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress):
+        out.append(np.asarray(model(inputs[start:start + batch_size], training=False)))
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+# ------------------------------------------------------------------------- volumes
+def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                   progress: bool = False) -> np.ndarray:
+    """Predicted class indices (uint8) on ``volume``'s own grid and axis order."""
+    geom = slice_geometry(volume, cfg.derive.plane, cfg.image_size)
+    norm = geom.orient(normalize_intensity(volume, cfg.derive.intensity_percentiles))
+    inputs = np.stack([geom.to_model(s) for s in norm])
+    probs = predict_batches(model, _as_model_input(inputs, cfg.model.image_channels),
+                            batch_size or cfg.infer.batch_size, progress, desc=volume.path.name
+                            if volume.path else "volume")
+    classes = np.stack([np.argmax(geom.from_model(p), axis=-1) for p in probs]).astype(np.uint8)
+    return geom.unorient(classes)
+
+
+def keep_largest(classes: np.ndarray, n: int) -> np.ndarray:
+    """Keep the ``n`` largest connected components (26-connected) of each class."""
+    from scipy import ndimage
+
+    if n <= 0:
+        return classes
+    out = classes.copy()
+    for c in np.unique(classes):
+        if c == 0:
+            continue
+        comp, count = ndimage.label(classes == c, structure=np.ones((3, 3, 3)))
+        if count <= n:
+            continue
+        sizes = np.bincount(comp.ravel())[1:]
+        keep = np.argsort(sizes)[::-1][:n] + 1
+        out[(comp > 0) & ~np.isin(comp, keep)] = 0
+    return out
+
+
+def _lr_axis(volume: Volume) -> tuple[int, int]:
+    """(array axis pointing left-right, +1 if a higher index is further left else -1)."""
+    codes = volume.axcodes
+    for axis, code in enumerate(codes):
+        if code in "LR":
+            return axis, 1 if code == "L" else -1
+    raise ValueError(f"{volume.path or 'volume'}: no left-right axis in orientation {''.join(codes)}")
+
+
+def split_hemispheres(mask: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Split a bilateral hippocampus mask into (left, right) masks.
+
+    The midline is taken halfway between the two largest connected components along the
+    left-right axis; with a single component, at the centre of the head (voxels above
+    the volume's 20th intensity percentile).
+    """
+    from scipy import ndimage
+
+    axis, sign = _lr_axis(volume)
+    comp, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    coords = np.arange(mask.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
+    if count >= 2:
+        sizes = np.bincount(comp.ravel())[1:]
+        a, b = np.argsort(sizes)[::-1][:2] + 1
+        centres = [np.nonzero(comp == k)[axis].mean() for k in (a, b)]
+        midline = float(np.mean(centres))
+    else:
+        head = volume.data > np.percentile(volume.data, 20)
+        midline = float(np.nonzero(head)[axis].mean())
+    left_side = (coords - midline) * sign > 0
+    return mask & left_side, mask & ~left_side
+
+
+def classes_to_labels(classes: np.ndarray, cfg: Config, volume: Volume) -> np.ndarray:
+    """Model classes -> the source label values of [derive] label_map (uint8)."""
+    by_class: dict[int, list[int]] = {}
+    for src, cls in sorted(cfg.derive.label_map.items()):
+        by_class.setdefault(cls, []).append(src)
+    labels = np.zeros(classes.shape, np.uint8)
+    lr = cfg.infer.left_right_labels
+    for cls, sources in by_class.items():
+        mask = classes == cls
+        if lr is not None and len(sources) > 1 and set(lr) <= set(sources):
+            left, right = split_hemispheres(mask, volume)
+            labels[left], labels[right] = lr[0], lr[1]
+        else:
+            labels[mask] = sources[0]
+    return labels
+
+
+def volumetry(labels: np.ndarray, volume: Volume, cfg: Config) -> dict[str, float]:
+    """Volume in mm^3 per label and in total; left, right and asymmetry index when the
+    config names the left/right labels. AI = (L - R) / ((L + R) / 2)."""
+    voxel_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
+    counts = np.bincount(labels.ravel(), minlength=256)
+    row: dict[str, float] = {f"label_{v}_mm3": round(float(counts[v]) * voxel_mm3, 2)
+                             for v in sorted(set(cfg.derive.label_map))}
+    row["total_mm3"] = round(float(counts[1:].sum()) * voxel_mm3, 2)
+    lr = cfg.infer.left_right_labels
+    if lr is not None:
+        left, right = float(counts[lr[0]]) * voxel_mm3, float(counts[lr[1]]) * voxel_mm3
+        row["left_mm3"], row["right_mm3"] = round(left, 2), round(right, 2)
+        row["asymmetry_index"] = round((left - right) / ((left + right) / 2), 4) if left + right else float("nan")
+    return row
+
+
+@dataclass
+class VolumeResult:
+    name: str
+    labels_path: Path
+    qc_path: Path
+    volumetry: dict[str, float]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, out_dir: str | os.PathLike[str],
+                 truth: str | os.PathLike[str] | None = None, progress: bool = False) -> VolumeResult:
+    """Segment one volume; write ``NAME_labels.nii.gz`` (input affine and shape) and
+    ``NAME_qc.png``; compare with ``truth`` labels when given.
+
+    Raises:
+        FileNotFoundError, ValueError: unreadable input, or truth on another grid.
+    """
+    from hippo_utils import plots
+    from hippo_utils.metrics import volume_metrics
+
+    volume = load_volume(source)
+    name = strip_volume_suffix(volume.path.name) if volume.path else "volume"
+    out_dir = Path(out_dir)
+    classes = keep_largest(segment_volume(model, cfg, volume, progress=progress),
+                           cfg.infer.keep_largest_components)
+    labels = classes_to_labels(classes, cfg, volume)
+    labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header)
+    result = VolumeResult(name, labels_path, out_dir / f"{name}_qc.png", volumetry(labels, volume, cfg))
+    norm = normalize_intensity(volume, cfg.derive.intensity_percentiles)
+    fig = plots.three_planes(norm, volume.spacing, labels, title=f"{name}: predicted hippocampus")
+    plots.save_figure(fig, result.qc_path, dpi=80)
+    if truth is not None:
+        from hippo_utils.derive import map_labels
+
+        gt = load_labels(truth, like=volume)
+        map_labels(gt, cfg.derive.label_map, str(truth))  # refuses label values outside the map
+        for value in output_labels(cfg):
+            for k, v in volume_metrics(gt == value, labels == value, volume.spacing).items():
+                result.metrics[f"label{value}_{k}"] = round(v, 4)
+        for k, v in volume_metrics(gt > 0, labels > 0, volume.spacing).items():
+            result.metrics[f"hippocampus_{k}"] = round(v, 4)
+    return result
+
+
+def output_labels(cfg: Config) -> list[int]:
+    """The source label values that :func:`classes_to_labels` can write."""
+    by_class: dict[int, list[int]] = {}
+    for src, cls in sorted(cfg.derive.label_map.items()):
+        by_class.setdefault(cls, []).append(src)
+    lr = cfg.infer.left_right_labels
+    values = []
+    for sources in by_class.values():
+        split = lr is not None and len(sources) > 1 and set(lr) <= set(sources)
+        values.extend(lr if split else sources[:1])
+    return sorted(values)
+
+
+def write_table(rows: Sequence[dict], csv_path: Path, with_summary: bool = False) -> None:
+    """Rows to CSV (and JSON beside it), atomically; optional mean and std rows."""
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    table = [dict(r) for r in rows]
+    if with_summary:
+        numeric = [c for c in cols if all(isinstance(r.get(c), (int, float)) for r in rows)]
+        for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
+            table.append({cols[0]: stat, **{c: round(float(fn([r[c] for r in rows])), 4) for c in numeric}})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_text(csv_path.with_suffix(".json"), json.dumps(table, indent=1, default=float) + "\n")
+
+
+def find_truth(labels_dir: Path | None, name: str) -> Path | None:
+    """The label file for subject ``name`` in ``labels_dir`` (same name, or HFH's
+    ``NAME_Hipp_Labels``), or None."""
+    if labels_dir is None:
+        return None
+    for stem in (name, f"{name}_Hipp_Labels"):
+        for suffix in (".nii.gz", ".nii", ".img", ".hdr"):
+            if (labels_dir / f"{stem}{suffix}").exists():
+                return labels_dir / f"{stem}{suffix}"
+    raise FileNotFoundError(f"--labels {labels_dir}: no label file for {name} "
+                            f"(looked for {name}.nii.gz, {name}_Hipp_Labels.img, ...)")
+
+
+def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
+                  out_dir: str | os.PathLike[str], labels_dir: str | os.PathLike[str] | None = None,
+                  progress: bool = True) -> list[VolumeResult]:
+    """Segment many volumes with the model in ``model_dir``; write one summary table.
+
+    ``inputs`` may name files or folders (every volume inside is taken). Writes, in
+    ``out_dir``: ``NAME_labels.nii.gz`` and ``NAME_qc.png`` per input, ``volumetry.csv``
+    (and ``.json``), and with ``labels_dir`` also ``metrics.csv`` with per-subject Dice,
+    HD95 and volume difference, with mean and standard deviation.
+    """
+    from tqdm.auto import tqdm
+
+    from hippo_utils.trainer import load_trained
+    from hippo_utils.volumes import is_volume_file
+
+    model, cfg = load_trained(model_dir)
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if is_volume_file(p))
+            if not found:
+                raise ValueError(f"{item}: no .nii, .nii.gz or .img volumes in this folder")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"input not found: {item}")
+    labels_dir = Path(labels_dir) if labels_dir else None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in tqdm(files, desc="volumes", unit="volume", disable=not progress):
+        truth = find_truth(labels_dir, strip_volume_suffix(path.name))
+        results.append(infer_volume(model, cfg, path, out_dir, truth))
+    write_table([{"subject": r.name, **r.volumetry} for r in results], out_dir / "volumetry.csv")
+    if labels_dir is not None:
+        write_table([{"subject": r.name, **r.metrics} for r in results], out_dir / "metrics.csv",
+                    with_summary=True)
+    return results
+
+
+# ------------------------------------------------------------------------ folders
+@dataclass
+class FolderResult:
+    output_dir: Path
+    names: list[str]
+    merged_dir: Path | None
+
+
+def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None = None,
+                 output_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> FolderResult:
+    """Predict every image of a folder ([infer] images_dir), in batches.
+
+    Writes, at each input's own size: the predicted mask coloured by ``rgb_map`` as
+    ``output_dir/NAME.png`` (as the original did), an overlay on the input in
+    ``output_dir/overlays/``, and, where a ground-truth mask exists, an
+    image | ground truth | prediction strip in ``merged_dir``.
+    """
+    from hippo_utils import plots
+    from hippo_utils.dataset import IMAGE_SUFFIXES
+
+    images_dir = Path(images_dir or cfg.infer.images_dir)
+    output_dir = Path(output_dir or cfg.infer.output_dir)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"[infer] images_dir not found: {images_dir}")
+    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{images_dir}: no .png or .jpg images to segment")
+    masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
+    merged_dir = cfg.infer.merged_dir or output_dir / "merged"
+    lut = class_colours(cfg)
+    greys = [np.asarray(Image.open(p).convert("L"), np.float32) / 255.0 for p in paths]
+    geoms = [image_geometry(g.shape, cfg.image_size) for g in greys]
+    inputs = _as_model_input(np.stack([geom.to_model(g) for geom, g in zip(geoms, greys, strict=True)]),
+                             cfg.model.image_channels)
+    probs = predict_batches(model, inputs, cfg.infer.batch_size, progress, desc=images_dir.name)
+    for path, grey, geom, prob in zip(paths, greys, geoms, probs, strict=True):
+        pred = lut[np.argmax(geom.from_model(prob), axis=-1)]
+        grey8 = np.rint(grey * 255).astype(np.uint8)
+        atomic_write_bytes(output_dir / f"{path.stem}.png", plots.png_bytes(pred))
+        atomic_write_bytes(output_dir / "overlays" / f"{path.stem}.png", plots.png_bytes(plots.overlay(grey8, pred)))
+        truth_path = next((masks_dir / f"{path.stem}{s}" for s in IMAGE_SUFFIXES
+                           if (masks_dir / f"{path.stem}{s}").exists()), None)
+        if truth_path is not None:
+            truth = Image.open(truth_path).convert("RGB")
+            truth = np.asarray(truth.resize(grey8.shape[::-1], Image.Resampling.NEAREST))
+            strip = np.concatenate([np.repeat(grey8[..., None], 3, axis=2), plots.overlay(grey8, truth),
+                                    plots.overlay(grey8, pred)], axis=1)
+            atomic_write_bytes(merged_dir / f"{path.stem}.png", plots.png_bytes(strip))
+    return FolderResult(output_dir, [p.stem for p in paths], merged_dir if masks_dir.is_dir() else None)

@@ -1,0 +1,176 @@
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from hippo_utils import load_config
+from hippo_utils.inference import (
+    classes_to_labels,
+    infer_folder,
+    infer_volume,
+    infer_volumes,
+    keep_largest,
+    split_hemispheres,
+    volumetry,
+)
+from hippo_utils.metrics import dice_score, hd95
+from hippo_utils.volumes import Volume, load_volume
+
+from helpers import write_config
+
+
+class BrightIsHippocampus:
+    """A stand-in model: class 1 where the input is bright. It lets the geometry be
+    checked exactly: any slip in orientation, resizing or affine misplaces the labels."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, training=False):
+        self.calls += 1
+        fg = (np.asarray(x)[..., 0] > 127).astype(np.float32)
+        return np.stack([1 - fg, fg], axis=-1)
+
+
+def _cfg(tmp_path, plane="coronal", size=64, label_map=None, extra=""):
+    derive = {"plane": plane, "label_map": label_map or {1: 1, 2: 1}}
+    return load_config(write_config(tmp_path / "c.config", derive, size=size, extra=extra))
+
+
+def _blobs(shape=(40, 30, 36)):
+    """Two bright blobs, left and right of the middle of axis 0, on a dim background."""
+    img = np.full(shape, 20.0, np.float32)
+    lab = np.zeros(shape, np.uint8)
+    lab[6:14, 10:20, 12:24] = 1
+    lab[26:34, 9:18, 14:22] = 2
+    img[lab > 0] = 200.0
+    img[0, 0, 0] = 255.0  # keep the bright blobs below the top percentile
+    return img, lab
+
+
+def _oblique_affine():
+    """Anisotropic, rotated about two axes, not RAS (x flipped), with an offset."""
+    def rot(axis, deg):
+        c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        m = np.eye(3)
+        i, j = [a for a in range(3) if a != axis]
+        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+        return m
+    aff = np.eye(4)
+    aff[:3, :3] = rot(2, 12) @ rot(0, -8) @ np.diag([-0.9, 2.0, 1.1])
+    aff[:3, 3] = [40.0, -20.0, 15.0]
+    return aff
+
+
+def test_volume_comes_back_on_its_own_grid(tmp_path):
+    img, lab = _blobs()
+    affine = _oblique_affine()
+    src = tmp_path / "sub-01.nii.gz"
+    nib.save(nib.Nifti1Image(img, affine), str(src))
+    cfg = _cfg(tmp_path, plane="coronal", size=64, extra="[infer]\nleft_right_labels = (1, 2)\n")
+    result = infer_volume(BrightIsHippocampus(), cfg, src, tmp_path / "out")
+    out = nib.load(str(result.labels_path))
+    assert result.labels_path.name == "sub-01_labels.nii.gz"
+    assert out.shape == img.shape
+    np.testing.assert_allclose(out.affine, affine, atol=1e-5)
+    np.testing.assert_allclose(out.header.get_sform(), affine, atol=1e-5)
+    pred = np.asarray(out.dataobj)
+    assert dice_score(lab > 0, pred > 0) > 0.99  # the labels land on the right voxels
+    # This affine is LAS (x flipped): a higher axis-0 index points to the subject's left,
+    # so the blob at high axis-0 indices is the left hippocampus (label 1).
+    assert nib.aff2axcodes(affine) == ("L", "A", "S")
+    assert (pred[26:34, 9:18, 14:22] == 1).all() and (pred[6:14, 10:20, 12:24] == 2).all()
+
+
+def test_hemisphere_split_follows_the_affine():
+    img, lab = _blobs()
+    for flip, left_blob in ((1.0, slice(26, 34)), (-1.0, slice(6, 14))):  # RAS: higher x is right
+        vol = Volume(img, np.diag([flip * -1.0, 1.0, 1.0, 1.0]))  # flip=1 -> LAS, -1 -> RAS
+        left, right = split_hemispheres(lab > 0, vol)
+        assert left[left_blob].sum() == (lab[left_blob] > 0).sum()
+        assert not (left & right).any() and ((left | right) == (lab > 0)).all()
+
+
+def test_volumetry_matches_a_hand_count(tmp_path):
+    cfg = _cfg(tmp_path, extra="[infer]\nleft_right_labels = (1, 2)\n")
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[:2, :3, :4] = 1  # 24 voxels
+    labels[5:6, :5, :2] = 2  # 10 voxels
+    affine = np.diag([0.5, 2.0, 1.5, 1.0])  # 1.5 mm^3 per voxel
+    row = volumetry(labels, Volume(labels.astype(np.float32), affine), cfg)
+    assert row["left_mm3"] == 24 * 1.5 and row["right_mm3"] == 10 * 1.5 and row["total_mm3"] == 34 * 1.5
+    assert row["asymmetry_index"] == pytest.approx((36 - 15) / ((36 + 15) / 2), abs=1e-4)
+
+
+def test_merged_classes_map_back_to_source_labels(tmp_path):
+    img, lab = _blobs()
+    vol = Volume(img, np.eye(4))  # RAS: the low-index blob is the left one
+    merged = _cfg(tmp_path, extra="[infer]\nleft_right_labels = (1, 2)\n")
+    np.testing.assert_array_equal(classes_to_labels((lab > 0).astype(np.uint8), merged, vol), lab)
+    one_sided = _cfg(tmp_path, extra="[infer]\nleft_right_labels = None\n")
+    np.testing.assert_array_equal(classes_to_labels((lab > 0).astype(np.uint8), one_sided, vol), (lab > 0) * 1)
+
+
+def test_keep_largest_components():
+    classes = np.zeros((10, 10, 10), np.uint8)
+    classes[0:3, 0:3, 0:3] = 1
+    classes[6:8, 6:8, 6:8] = 1
+    classes[9, 0, 9] = 1
+    kept = keep_largest(classes, 2)
+    assert kept.sum() == 27 + 8 and kept[9, 0, 9] == 0
+    assert (keep_largest(classes, 0) == classes).all()
+
+
+def test_hd95_by_hand():
+    a = np.zeros((5, 5, 8), bool)
+    b = np.zeros((5, 5, 8), bool)
+    a[2, 2, 1] = True
+    b[2, 2, 4] = True  # 3 voxels apart along an axis of 2 mm
+    assert hd95(a, b, (1.0, 1.0, 2.0)) == pytest.approx(6.0)
+    assert hd95(a, a, (1.0, 1.0, 2.0)) == 0.0
+    assert hd95(a & False, a & False, (1, 1, 1)) == 0.0
+    assert np.isnan(hd95(a, a & False, (1, 1, 1)))
+
+
+def test_folder_inference_is_batched_and_keeps_input_sizes(tmp_path):
+    images, masks = tmp_path / "mini" / "images", tmp_path / "mini" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    for i, size in enumerate([(40, 50), (64, 64), (30, 20), (64, 80), (50, 50)]):
+        img = np.zeros(size, np.uint8)
+        img[5:20, 4:16] = 220
+        Image.fromarray(img).save(images / f"s{i}.png")
+        mask = np.zeros((*size, 3), np.uint8)
+        mask[5:20, 4:16] = (255, 0, 0)
+        Image.fromarray(mask).save(masks / f"s{i}.png")
+    cfg = _cfg(tmp_path, size=64, extra=f"[infer]\nimages_dir = {str(images)!r}\n"
+               f"output_dir = {str(tmp_path / 'out')!r}\nbatch_size = 2\n")
+    model = BrightIsHippocampus()
+    result = infer_folder(model, cfg, progress=False)
+    assert model.calls == 3  # 5 images in batches of 2, never one call per image
+    for i, size in enumerate([(40, 50), (64, 64), (30, 20), (64, 80), (50, 50)]):
+        pred = np.asarray(Image.open(tmp_path / "out" / f"s{i}.png").convert("RGB"))
+        assert pred.shape[:2] == size
+        assert dice_score(pred[..., 0] > 0, np.asarray(Image.open(masks / f"s{i}.png"))[..., 0] > 0) > 0.9
+        assert (tmp_path / "out" / "overlays" / f"s{i}.png").is_file()
+        merged = Image.open(result.merged_dir / f"s{i}.png")
+        assert merged.size == (3 * size[1], size[0])
+
+
+def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_path):
+    cfg = tiny_model_dir
+    results = infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "out",
+                            labels_dir=synthetic_hfh / "Train" / "Labels", progress=False)
+    src = load_volume(synthetic_hfh / "Train" / "HFH_001.img")
+    out = nib.load(str(tmp_path / "out" / "HFH_001_labels.nii.gz"))
+    assert out.shape == src.shape
+    np.testing.assert_allclose(out.affine, src.affine)
+    rows = list(csv.DictReader((tmp_path / "out" / "volumetry.csv").open()))
+    assert rows[0]["subject"] == "HFH_001" and "asymmetry_index" in rows[0]
+    metrics = list(csv.DictReader((tmp_path / "out" / "metrics.csv").open()))
+    assert [r["subject"] for r in metrics] == ["HFH_001", "mean", "std"]
+    assert "label1_hd95_mm" in metrics[0] and "hippocampus_dice" in metrics[0]
+    assert (tmp_path / "out" / "HFH_001_qc.png").stat().st_size > 5000
+    assert len(results) == 1
