@@ -111,9 +111,9 @@ def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
         for c in classes:
             if len(classes) > 1:
                 for k, v in volume_metrics(truth == c, pred == c, volume.spacing).items():
-                    row[f"class{c}_{k}"] = v
+                    row[f"class{c}_{k}"] = round(v, 4)
         for k, v in volume_metrics(truth > 0, pred > 0, volume.spacing).items():
-            row[f"hippocampus_{k}"] = v
+            row[f"hippocampus_{k}"] = round(v, 4)
         table.append(row)
     return table
 
@@ -165,10 +165,25 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
     for i, ((name, dice), img, pred) in enumerate(zip(chosen, images, preds, strict=True)):
         grey = img[..., 0].astype(np.uint8)
         truth = np.asarray(Image.open(masks_dir / f"{name}.png").convert("RGB"))
+        window = _window(truth.any(-1) | pred.any(-1))
         for row, shown in enumerate((np.repeat(grey[..., None], 3, 2), plots.overlay(grey, truth),
                                      plots.overlay(grey, pred))):
-            axes[row, i].imshow(shown)
+            axes[row, i].imshow(shown[window], interpolation="nearest")
             axes[row, i].set_axis_off()
         axes[0, i].set_title(f"{'worst' if i < len(chosen) // 2 else 'best'}: {name}\nDice {dice:.2f}", fontsize=8)
-    fig.suptitle("test slices: image, ground truth, prediction", fontsize=10)
+    fig.suptitle("test slices, zoomed on the hippocampus: image, ground truth, prediction", fontsize=10)
     return fig
+
+
+def _window(mask: np.ndarray, frac: float = 0.45) -> tuple[slice, slice]:
+    """A square window, ``frac`` of the image wide, centred on ``mask`` (zooms the figures
+    in on a structure that is a few pixels across at CPU sizes)."""
+    h, w = mask.shape
+    side = max(16, int(frac * min(h, w)))
+    if mask.any():
+        cy, cx = (int(np.mean(ix)) for ix in np.nonzero(mask))
+    else:
+        cy, cx = h // 2, w // 2
+    top = min(max(0, cy - side // 2), h - side)
+    left = min(max(0, cx - side // 2), w - side)
+    return slice(top, top + side), slice(left, left + side)

@@ -161,6 +161,7 @@ def volumetry(labels: np.ndarray, volume: Volume, cfg: Config) -> dict[str, floa
 @dataclass
 class VolumeResult:
     name: str
+    source: Path | None
     labels_path: Path
     qc_path: Path
     volumetry: dict[str, float]
@@ -185,7 +186,8 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
                            cfg.infer.keep_largest_components)
     labels = classes_to_labels(classes, cfg, volume)
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header)
-    result = VolumeResult(name, labels_path, out_dir / f"{name}_qc.png", volumetry(labels, volume, cfg))
+    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png",
+                          volumetry(labels, volume, cfg))
     norm = normalize_intensity(volume, cfg.derive.intensity_percentiles)
     fig = plots.three_planes(norm, volume.spacing, labels, title=f"{name}: predicted hippocampus")
     plots.save_figure(fig, result.qc_path, dpi=80)

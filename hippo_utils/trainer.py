@@ -353,3 +353,14 @@ def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
             raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path} "
                              f"({exc})") from None
     return model, cfg
+
+
+def ensure_trained(cfg: Config, live: bool = False) -> Path:
+    """``[train] model_dir`` with a trained model, training it first when there is none
+    (so that notebooks after 03 also run on their own). An unfinished run is continued."""
+    state = cfg.train.model_dir / "state.json"
+    if state.exists() and json.loads(state.read_text())["epoch"] >= cfg.train.epochs:
+        return cfg.train.model_dir
+    logger.warning("no finished model in %s: training it now", cfg.train.model_dir)
+    train(cfg, resume=state.exists(), live=live)
+    return cfg.train.model_dir
