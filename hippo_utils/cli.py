@@ -107,6 +107,16 @@ def cmd_infer_volume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_command(sub, name: str, help_: str, func) -> argparse.ArgumentParser:
+    """A subcommand that reads a config and takes ``--set`` overrides."""
+    p = sub.add_parser(name, help=help_)
+    p.add_argument("config", help="the .config file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set train.epochs=5")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hippo_utils",
@@ -127,35 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace DEST if it exists")
     p.set_defaults(func=cmd_synthesize)
 
-    p = sub.add_parser("derive", help="derive the 2D image/mask dataset from volumes ([derive])")
-    p.add_argument("config", help="the .config file")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable)")
+    p = _config_command(sub, "derive", "derive the 2D image/mask dataset from volumes ([derive])", cmd_derive)
     p.add_argument("--force", action="store_true",
                    help="replace an existing dataset made with other settings")
     p.add_argument("--synthetic-if-missing", action="store_true",
                    help="make the synthetic set at [derive] source_dir when it does not exist")
-    p.set_defaults(func=cmd_derive)
 
-    p = sub.add_parser("train", help="train the FlexUNet on the derived dataset ([model], [train])")
-    p.add_argument("config", help="the .config file")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable)")
+    p = _config_command(sub, "train", "train the FlexUNet on the derived dataset ([model], [train])", cmd_train)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in [train] model_dir up to [train] epochs in total")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate on the test split: slices and 3D subjects")
-    p.add_argument("config", help="the .config file")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    p = _config_command(sub, "evaluate", "evaluate on the test split: slices and 3D subjects", cmd_evaluate)
     p.add_argument("--model-dir", help="the trained model (default: [train] model_dir)")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("infer", help="segment the images of [infer] images_dir, as the original did")
-    p.add_argument("config", help="the .config file")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    p = _config_command(sub, "infer", "segment the images of [infer] images_dir, as the original did", cmd_infer)
     p.add_argument("--model-dir", help="the trained model (default: [train] model_dir)")
-    p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("infer-volume", help="segment whole volumes; NIfTI labels, volumetry, QC figures")
     p.add_argument("model_dir", help="a training output folder ([train] model_dir)")

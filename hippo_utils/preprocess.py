@@ -131,6 +131,19 @@ class SliceGeometry:
         return np.stack([back(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
 
 
+def classes_from_probs(geom: SliceGeometry, probs: np.ndarray) -> np.ndarray:
+    """Model-size class probabilities (H', W', C) -> class indices (H, W) on the source grid.
+
+    The probabilities are resized back (bilinear) before the argmax, for smooth
+    boundaries. Exact shortcut: bilinear values are convex combinations, so where the
+    background wins at every model pixel it wins at every source pixel too; such slices
+    (most of a volume) skip the resize.
+    """
+    if not probs.argmax(-1).any():
+        return np.zeros(geom.in_shape, np.uint8)
+    return np.argmax(geom.from_model(probs), axis=-1).astype(np.uint8)
+
+
 def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:
     """(slice axis, row axis, col axis, flip rows, flip cols) for ``plane``.
 

@@ -174,3 +174,17 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     assert "label1_hd95_mm" in metrics[0] and "hippocampus_dice" in metrics[0]
     assert (tmp_path / "out" / "HFH_001_qc.png").stat().st_size > 5000
     assert len(results) == 1
+
+
+def test_background_shortcut_is_exact():
+    from hippo_utils.preprocess import classes_from_probs, image_geometry
+
+    rng = np.random.default_rng(0)
+    geom = image_geometry((37, 53), (32, 32))
+    for fg_scale in (0.0, 0.45, 1.0):  # no foreground anywhere, almost, and some
+        probs = rng.random((32, 32, 3)).astype(np.float32)
+        probs[..., 1:] *= fg_scale
+        probs[..., 0] += 0.9 if fg_scale < 1 else 0.0
+        probs /= probs.sum(-1, keepdims=True)
+        full = np.argmax(geom.from_model(probs), axis=-1)
+        np.testing.assert_array_equal(classes_from_probs(geom, probs), full)
