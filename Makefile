@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint browser
 
 setup: $(STAMP)
 
@@ -26,7 +26,14 @@ demo: setup
 	$(PY) -m hippo_utils derive configs/demo.config --synthetic-if-missing
 	$(PY) -m hippo_utils train configs/demo.config $$(test -f $(DEMO_RUN) && echo --resume)
 
-test: setup
+# The notebook 06 browser test drives Debian's Chromium (no browser download).
+browser:
+	@test -n "$$HIPPO_CHROMIUM" || command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "The browser test needs Chromium: sudo apt-get install chromium (or set HIPPO_CHROMIUM)"; exit 1; fi; }
+
+test: setup browser
 	$(PY) -m pytest --nbval-lax tests notebooks
 
 lint: setup

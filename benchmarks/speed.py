@@ -1,9 +1,11 @@
 """Speed measurements, printed as figures. Run from the repository root:
 
     python benchmarks/speed.py inference [--config configs/demo.config] [--volumes 4]
+    python benchmarks/speed.py viewer
 
 inference: whole-volume inference end to end (load, pre-process, predict, reassemble,
 write NIfTI) against the pure batched forward pass over the same slices, per stage.
+viewer: the slice viewer's time per slider move (render and PNG encoding), median of 50.
 The model's weights do not change its speed, so an untrained FlexUNet of the config
 is used unless --model-dir names a trained one.
 """
@@ -95,14 +97,31 @@ def bench_inference(args) -> None:
     print("  stages: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
 
 
+def bench_viewer(args) -> None:
+    from hippo_utils.data import ensure_synthetic
+    from hippo_utils.viewer import SliceViewer
+
+    cfg = load_config(args.config)
+    src = ensure_synthetic(cfg)
+    image = sorted((src / "Train").glob("*.img"))[0]
+    label = src / "Train" / "Labels" / f"{image.stem}_Hipp_Labels.img"
+    viewer = SliceViewer(image, label=label, prediction=label, rgb_map=cfg.mask.rgb_map)
+    print(f"slice viewer, {image.name} {viewer.volume.shape}, display {viewer.display_shape()} px:")
+    for mode in ("overlay", "side by side", "contour"):
+        viewer.mode.value = mode
+        for plane in ("coronal", "axial", "sagittal"):
+            viewer.plane.value = plane
+            print(f"  {mode:12s} {plane:9s} median {viewer.time_updates(50):5.1f} ms per slider move (50 moves)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["inference"])
+    parser.add_argument("what", choices=["inference", "viewer"])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
     parser.add_argument("--model-dir", help="a trained model (default: an untrained one of the config)")
     parser.add_argument("--volumes", type=int, default=4)
     args = parser.parse_args()
-    {"inference": bench_inference}[args.what](args)
+    {"inference": bench_inference, "viewer": bench_viewer}[args.what](args)
 
 
 if __name__ == "__main__":

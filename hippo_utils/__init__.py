@@ -8,4 +8,17 @@ from hippo_utils.config import Config, load_config
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "load_config", "__version__"]
+__all__ = ["Config", "SliceViewer", "build_flexunet", "load_config", "__version__"]
+
+
+def __getattr__(name: str):
+    # The viewer needs ipywidgets and the model needs TensorFlow: import them on first use.
+    if name == "SliceViewer":
+        from hippo_utils.viewer import SliceViewer
+
+        return SliceViewer
+    if name == "build_flexunet":
+        from hippo_utils.model import build_flexunet
+
+        return build_flexunet
+    raise AttributeError(f"module 'hippo_utils' has no attribute {name!r}")

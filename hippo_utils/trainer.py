@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -347,11 +348,20 @@ def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
         model = keras.models.load_model(found, custom_objects=custom_objects(), compile=False)
     else:
         model = build_flexunet(cfg.model)
-        try:
-            model.load_weights(str(found))
-        except ValueError as exc:
-            raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path} "
-                             f"({exc})") from None
+        # Keras may skip layers it cannot match with only a warning, leaving them random:
+        # any skipped layer is an error here.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(str(found))
+            except ValueError as exc:
+                raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path} "
+                                 f"({str(exc).splitlines()[0]})") from None
+        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)
+                   or "freshly-initialized" in str(w.message)]
+        if skipped:
+            raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path}: "
+                             f"{len(skipped)} parts could not be matched (e.g. {skipped[0][:120]})")
     return model, cfg
 
 

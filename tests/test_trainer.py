@@ -61,12 +61,15 @@ def test_load_trained_predicts(trained):
     assert out.shape == (1, 32, 32, 2) and np.allclose(out.sum(-1), 1, atol=1e-4)
 
 
-def test_weights_from_another_architecture_are_refused(trained, tmp_path):
+@pytest.mark.parametrize("change", [("base_filters = 4", "base_filters = 8"),  # other widths
+                                    ("num_layers = 3", "num_layers = 2")])  # other depth
+def test_weights_from_another_architecture_are_refused(trained, tmp_path, change):
     cfg, _ = trained
     other = tmp_path / "other"
     other.mkdir()
     text = (cfg.train.model_dir / "train_eval_infer.config").read_text()
-    (other / "train_eval_infer.config").write_text(text.replace("base_filters = 4", "base_filters = 8"))
+    assert change[0] in text
+    (other / "train_eval_infer.config").write_text(text.replace(*change))
     (other / "best.weights.h5").write_bytes((cfg.train.model_dir / "best.weights.h5").read_bytes())
     with pytest.raises(ValueError, match="do not fit the model built from"):
         load_trained(other)
