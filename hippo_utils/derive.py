@@ -32,6 +32,7 @@ from hippo_utils import __version__
 from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_dir, sha256_file
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
+from hippo_utils.plots import png_bytes
 from hippo_utils.preprocess import SliceGeometry, image_geometry, normalize_intensity, slice_geometry
 from hippo_utils.volumes import load_labels, load_volume
 
@@ -81,14 +82,6 @@ def split_subjects(names: list[str], fractions: tuple[float, float, float],
     return out
 
 
-def _class_colours(cfg: Config) -> np.ndarray:
-    """(num_classes, 3) uint8 lookup table: class index -> mask colour."""
-    lut = np.zeros((cfg.model.num_classes, 3), np.uint8)
-    for colour, cls in cfg.mask.rgb_map.items():
-        lut[cls] = colour
-    return lut
-
-
 def map_labels(labels: np.ndarray, label_map: dict[int, int], name: str) -> np.ndarray:
     """Source label values -> class indices; unknown values are an error naming the file."""
     present = set(np.unique(labels).tolist()) - {0}
@@ -126,12 +119,6 @@ def _select_slices(classes: np.ndarray, tissue: np.ndarray, ratio: float,
     return labelled.tolist(), empty.tolist()
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
-
-
 def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
                     lut: np.ndarray) -> list[dict]:
     d = cfg.derive
@@ -151,8 +138,8 @@ def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
         mask_cls = geom.to_model(classes[idx], is_label=True)
         stem = f"{subject.name}_{idx:03d}"
         img_rel, mask_rel = f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"
-        (out / img_rel).write_bytes(_png_bytes(image))
-        (out / mask_rel).write_bytes(_png_bytes(lut[mask_cls]))
+        (out / img_rel).write_bytes(png_bytes(image))
+        (out / mask_rel).write_bytes(png_bytes(lut[mask_cls]))
         rows.append({
             "subject": subject.name, "split": split, "slice_index": idx, "image": img_rel,
             "mask": mask_rel, "source": str(subject.image), "label_source": str(subject.label),
@@ -212,8 +199,8 @@ def _derive_slice_pair(subject: Subject, split: str, cfg: Config, out: Path,
     cls = geom.to_model(classes, is_label=True)
     img_rel = f"{split}/images/{subject.name}.png"
     mask_rel = f"{split}/masks/{subject.name}.png"
-    (out / img_rel).write_bytes(_png_bytes(img8))
-    (out / mask_rel).write_bytes(_png_bytes(lut[cls]))
+    (out / img_rel).write_bytes(png_bytes(img8))
+    (out / mask_rel).write_bytes(png_bytes(lut[cls]))
     return [{
         "subject": slice_subject(subject.name), "split": split, "slice_index": 0,
         "image": img_rel, "mask": mask_rel, "source": str(subject.image),
@@ -294,7 +281,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
     split = split_subjects(sorted(set(subject_of.values())), d.split, d.seed)
     split_of = {name: sp for sp, names in split.items() for name in names}
     derive_one = _derive_slice_pair if sources.layout == "slices" else _derive_subject
-    lut = _class_colours(cfg)
+    lut = cfg.class_colours()
     rows: list[dict] = []
     from tqdm.auto import tqdm
 

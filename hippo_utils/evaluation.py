@@ -151,7 +151,7 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
 
     from hippo_utils import plots
     from hippo_utils.dataset import load_images, split_dirs
-    from hippo_utils.inference import class_colours, predict_batches
+    from hippo_utils.inference import predict_batches
 
     images_dir, masks_dir = split_dirs(cfg, "test")
     labelled = [(s, d) for s, d in per_slice
@@ -159,7 +159,7 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
     ranked = sorted(labelled, key=lambda sd: (sd[1], sd[0]))
     chosen = ranked[:n] + ranked[-n:] if len(ranked) > 2 * n else ranked
     images = load_images([images_dir / f"{s}.png" for s, _ in chosen], cfg)
-    preds = class_colours(cfg)[predict_batches(model, images, cfg.infer.batch_size).argmax(-1)]
+    preds = cfg.class_colours()[predict_batches(model, images, cfg.infer.batch_size).argmax(-1)]
     fig = plots.Figure(figsize=(2.3 * len(chosen), 7))
     axes = fig.subplots(3, len(chosen), squeeze=False)
     for i, ((name, dice), img, pred) in enumerate(zip(chosen, images, preds, strict=True)):

@@ -31,14 +31,6 @@ from hippo_utils.volumes import Volume, load_labels, load_volume, save_nifti, st
 logger = logging.getLogger(__name__)
 
 
-def class_colours(cfg: Config) -> np.ndarray:
-    """(num_classes, 3) uint8: class index -> mask colour of ``[mask] rgb_map``."""
-    lut = np.zeros((cfg.model.num_classes, 3), np.uint8)
-    for colour, cls in cfg.mask.rgb_map.items():
-        lut[cls] = colour
-    return lut
-
-
 def _as_model_input(grey01: np.ndarray, channels: int) -> np.ndarray:
     """0..1 grey slices (N, H, W) -> the 0..255 float input the model was trained on.
 
@@ -326,7 +318,7 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
         raise ValueError(f"{images_dir}: no .png or .jpg images to segment")
     masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
     merged_dir = cfg.infer.merged_dir or output_dir / "merged"
-    lut = class_colours(cfg)
+    lut = cfg.class_colours()
     greys = [np.asarray(Image.open(p).convert("L"), np.float32) / 255.0 for p in paths]
     geoms = [image_geometry(g.shape, cfg.image_size) for g in greys]
     inputs = _as_model_input(np.stack([geom.to_model(g) for geom, g in zip(geoms, greys, strict=True)]),

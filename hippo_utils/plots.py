@@ -204,9 +204,13 @@ def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Seque
     return np.concatenate(cols, axis=1) if cols else np.zeros((tile, tile, 3), np.uint8)
 
 
-def png_bytes(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """A uint8 grey or RGB array as PNG bytes (deterministic: no timestamps).
+
+    ``compress_level=1`` trades size for speed, for images redrawn on every event.
+    """
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

@@ -153,9 +153,7 @@ def _callbacks_module():
             from PIL import Image
 
             self.truths = [np.asarray(Image.open(p[1]).convert("RGB")) for p in pairs]
-            self.lut = np.zeros((cfg.model.num_classes, 3), np.uint8)
-            for colour, cls in cfg.mask.rgb_map.items():
-                self.lut[cls] = colour
+            self.lut = cfg.class_colours()
 
         def on_epoch_end(self, epoch, logs=None):
             if self.images is None:
@@ -163,12 +161,12 @@ def _callbacks_module():
             probs = self.model.predict(self.images, batch_size=len(self.images), verbose=0)
             preds = self.lut[np.argmax(probs, axis=-1)]
             if self.write_files:
-                from hippo_utils.derive import _png_bytes
                 from hippo_utils.fsutil import atomic_write_bytes
+                from hippo_utils.plots import png_bytes
 
                 out = self.cfg.train.epoch_change_infer_dir
                 for name, pred in zip(self.names, preds, strict=True):
-                    atomic_write_bytes(out / f"Epoch_{epoch + 1}_{name}.png", _png_bytes(pred))
+                    atomic_write_bytes(out / f"Epoch_{epoch + 1}_{name}.png", png_bytes(pred))
             update = {"names": self.names, "images": self.images, "truths": self.truths,
                       "preds": list(preds), "logs": dict(logs or {})}
             for listener in self.listeners:

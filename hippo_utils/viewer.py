@@ -10,7 +10,6 @@ the physical aspect, so anisotropic voxels look right.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from hippo_utils.plots import LABEL_COLOURS
+from hippo_utils.plots import LABEL_COLOURS, png_bytes
 from hippo_utils.preprocess import normalize_intensity, plane_axes
 from hippo_utils.volumes import Volume, load_labels, load_volume
 
@@ -39,12 +38,6 @@ def label_palette(rgb_map: dict | None, n: int = 256) -> np.ndarray:
         if cls > 0:
             pal[cls] = colour
     return pal
-
-
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
 
 
 class SliceViewer:
@@ -202,7 +195,7 @@ class SliceViewer:
         return text
 
     def _update(self, *_):
-        self.image.value = _png(self.render())
+        self.image.value = png_bytes(self.render(), compress_level=1)
         self.status.value = self.info()
 
     def _on_plane(self, change):
