@@ -1,0 +1,81 @@
+"""Accuracy on real data: MSD Task04 hippocampus (T1w crops; 1 = anterior, 2 = posterior).
+
+    HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py [--set train.epochs=25] [--out runs/msd_bench]
+
+Derives the 2D dataset from $HIPPO_REAL_DATA/msd-task04-hippocampus with
+configs/msd_task04.config, trains the FlexUNet (timed), then segments every held-out
+test subject's whole volume and prints the subject-level 3D Dice per class and overall.
+Anchors: nnU-Net about 0.90 (anterior) and 0.89 (posterior); the HFH paper's classical
+methods 0.64-0.75.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from hippo_utils import load_config  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "msd_task04.config"))
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "msd_bench"), help="run folder (must be new)")
+    args = parser.parse_args()
+    real = os.environ.get("HIPPO_REAL_DATA")
+    if not real:
+        raise SystemExit("set HIPPO_REAL_DATA to the folder holding msd-task04-hippocampus/")
+    out = Path(args.out).resolve()
+    overrides = [f"train.model_dir={out / 'models'}", f"train.eval_dir={out / 'eval'}",
+                 f"train.epoch_change_infer_dir={out / 'previews'}", *args.set]
+    cfg = load_config(args.config, overrides)
+
+    from hippo_utils.derive import derive_dataset
+    from hippo_utils.inference import infer_volumes
+    from hippo_utils.trainer import train
+
+    t = time.perf_counter()
+    derived = derive_dataset(cfg, progress=False)
+    t_derive = time.perf_counter() - t
+    t = time.perf_counter()
+    result = train(cfg, progress=False)
+    t_train = time.perf_counter() - t
+    test = json.loads((derived.output_dir / "dataset.json").read_text())["subjects"]["test"]
+    src = Path(real) / "msd-task04-hippocampus"
+    t = time.perf_counter()
+    infer_volumes(cfg.train.model_dir, [src / "images" / f"{n}.nii.gz" for n in test], out / "test_predictions",
+                  labels_dir=src / "labels", progress=False)
+    t_infer = time.perf_counter() - t
+    rows = [r for r in csv.DictReader((out / "test_predictions" / "metrics.csv").open())
+            if r["subject"] not in ("mean", "std")]
+
+    def stat(col):
+        v = np.array([float(r[col]) for r in rows])
+        return f"{np.nanmean(v):.4f} +- {np.nanstd(v):.4f}"
+
+    a = np.array([float(r["label1_dice"]) for r in rows])
+    p = np.array([float(r["label2_dice"]) for r in rows])
+    print(f"MSD Task04, {len(rows)} held-out test subjects (3D, on the source grid), {os.cpu_count()} CPU cores")
+    print(f"  settings: {' '.join(args.set) or '(config as is)'}")
+    print(f"  anterior (1) Dice  {stat('label1_dice')}   HD95 {stat('label1_hd95_mm')} mm")
+    print(f"  posterior (2) Dice {stat('label2_dice')}   HD95 {stat('label2_hd95_mm')} mm")
+    print(f"  mean of the two    {np.mean((a + p) / 2):.4f}")
+    print(f"  whole hippocampus  {stat('hippocampus_dice')}")
+    print(f"  epochs {result.epochs_done}, best val_dice_fg {result.best:.4f}; derive {t_derive:.0f} s, "
+          f"train {t_train / 60:.1f} min, infer {t_infer:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
