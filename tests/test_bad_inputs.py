@@ -1,10 +1,12 @@
 """Bad input gets a clear error naming the file, section or key, and nothing half-written.
 
-(Issue 7 gathers the full list here; config errors are in test_config.py, folder-layout
-errors in test_derive.py, mask and weight errors in test_dataset.py and test_trainer.py.)
+Every bad input of issue 7 has a test that expects a clear error; ``CASES`` below is the
+index (the cases tested elsewhere test more of the same module), and
+``test_every_case_has_its_test`` keeps the index true.
 """
 
 import gzip
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -107,3 +109,133 @@ def test_paths_that_do_not_exist(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"out/train/images.*derive the dataset first"):
         make_dataset(cfg, "train")
     assert not (tmp_path / "out").exists()
+
+
+def test_label_without_image(tmp_path):
+    from hippo_utils.layouts import find_subjects
+
+    for i in range(2):
+        img, lab = toy_volume(i)
+        write_nifti(tmp_path / "p" / "images" / f"s{i}.nii.gz", img)
+        write_nifti(tmp_path / "p" / "labels" / f"s{i}.nii.gz", lab)
+    write_nifti(tmp_path / "p" / "labels" / "s9.nii.gz", lab)
+    with pytest.raises(ValueError, match="labels without an image: s9"):
+        find_subjects(tmp_path / "p")
+
+
+def test_mask_of_another_size_than_its_image(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "slices"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((40, 50), 90, np.uint8)).save(root / "images" / f"HFH_00{i}_010.png")
+        Image.fromarray(np.zeros((40, 50 if i else 48, 3), np.uint8)).save(root / "masks" / f"HFH_00{i}_010.png")
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(root), "output_dir": str(tmp_path / "out"),
+                                                           "layout": "slices"}, size=32))
+    with pytest.raises(ValueError, match=r"HFH_000_010\.png: mask size 48x40 differs from its image"):
+        derive_dataset(cfg, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_many_layers_for_the_image_size(tmp_path):
+    with pytest.raises(ValueError, match=r"\[model\] image_height: 64 must be divisible by "
+                                         r"2\*\*\(num_layers-1\) = 128.*too many layers for this size \(at most 7\)"):
+        load_config(write_config(tmp_path / "c.config", {}), ["model.num_layers=8"])
+
+
+@pytest.fixture
+def model_copy(tiny_model_dir, tmp_path):
+    """A copy of a trained model folder, to spoil."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_model_dir.train.model_dir, tmp_path / "models"))
+
+
+def test_checkpoint_folder_of_the_original_system(model_copy, tmp_path):
+    from hippo_utils.trainer import load_trained
+
+    original = tmp_path / "original_models"
+    original.mkdir()
+    (original / "best_model.h5").write_bytes((model_copy / "best.weights.h5").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"original_models: no train_eval_infer\.config\. It holds "
+                                                r"best_model\.h5: a model folder of another tool or of the original"):
+        load_trained(original)
+    with pytest.raises(FileNotFoundError, match="model folder not found: .*nowhere"):
+        load_trained(tmp_path / "nowhere")
+
+
+def test_checkpoint_folder_from_another_version(model_copy, tiny_model_dir):
+    import json
+
+    from hippo_utils.trainer import load_trained, train
+
+    prov = json.loads((model_copy / "provenance.json").read_text())
+    prov.update(hippo_utils="0.0.1", keras="2.15.0")
+    (model_copy / "provenance.json").write_text(json.dumps(prov))
+    # a checkpoint in a format this Keras cannot read
+    (model_copy / "last.keras").write_bytes(b"PK\x03\x04 not this version's archive")
+    with pytest.raises(ValueError, match=r"last\.keras: cannot load this checkpoint.*written by hippo_utils 0\.0\.1 "
+                                         r"with Keras 2\.15\.0; this is hippo_utils"):
+        load_trained(model_copy, which="last")
+    # weights saved in another layout
+    (model_copy / "best.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match=r"best\.weights\.h5: .*written by hippo_utils 0\.0\.1"):
+        load_trained(model_copy)
+    # a training state of another format cannot be resumed, and is left as it was
+    (model_copy / "state.json").write_text('{"epochs_completed": 2}')
+    cfg = load_config(tiny_model_dir.path, [f"train.model_dir={model_copy}"])
+    with pytest.raises(ValueError, match=r"state\.json: not a training state this version can resume"):
+        train(cfg, resume=True, progress=False)
+    assert (model_copy / "state.json").read_text() == '{"epochs_completed": 2}'
+    # a config key a later version added
+    cfg_file = model_copy / "train_eval_infer.config"
+    cfg_file.write_text(cfg_file.read_text().replace("[train]", "[train]\nwarmup_epochs = 3", 1))
+    with pytest.raises(ValueError, match=r"warmup_epochs.*written by hippo_utils 0\.0\.1"):
+        load_trained(model_copy)
+
+
+# (case, test file, test function): every bad input the project promises a clear error for.
+CASES = [
+    ("truncated or corrupt .nii.gz", "test_bad_inputs.py", "test_truncated_nifti_names_the_file"),
+    ("Analyze .hdr without its .img", "test_bad_inputs.py", "test_analyze_header_without_image"),
+    ("4D volume with a real time axis", "test_bad_inputs.py", "test_time_series_and_2d_images_are_refused"),
+    ("2D image where a volume is expected", "test_bad_inputs.py", "test_time_series_and_2d_images_are_refused"),
+    ("NaN or Inf voxels", "test_bad_inputs.py", "test_nan_and_constant_volumes"),
+    ("constant volume", "test_bad_inputs.py", "test_nan_and_constant_volumes"),
+    ("integer overflow ranges", "test_bad_inputs.py", "test_integer_ranges_normalise_alike"),
+    ("label shape or affine differs from the image", "test_bad_inputs.py", "test_labels_on_another_grid"),
+    ("label values outside the configured map", "test_derive.py", "test_unknown_label_values_are_an_error"),
+    ("image without a label", "test_derive.py", "test_unpaired_and_duplicate_subjects"),
+    ("label without an image", "test_bad_inputs.py", "test_label_without_image"),
+    ("empty or missing source folder", "test_derive.py", "test_empty_missing_and_unknown_folders"),
+    ("unrecognised layout", "test_derive.py", "test_empty_missing_and_unknown_folders"),
+    ("duplicate subject IDs", "test_derive.py", "test_unpaired_and_duplicate_subjects"),
+    ("non-image files mixed in", "test_bad_inputs.py", "test_non_image_files_mixed_in_are_ignored"),
+    ("image/mask name mismatches", "test_dataset.py", "test_pairs_by_name_and_reports_mismatches"),
+    ("mask colours outside rgb_map", "test_dataset.py", "test_unknown_mask_colour_names_the_file"),
+    ("masks of another size than their image", "test_bad_inputs.py", "test_mask_of_another_size_than_its_image"),
+    ("config: missing section", "test_config.py", "test_missing_section_is_named_when_needed"),
+    ("config: typo'd key", "test_config.py", "test_typo_names_file_section_key_and_closest"),
+    ("config: value of the wrong type", "test_config.py", "test_wrong_type_names_key_and_type"),
+    ("config: malformed literal", "test_config.py", "test_malformed_literal"),
+    ("config: image size not divisible, even kernel", "test_config.py", "test_invalid_values"),
+    ("config: too many layers for the size", "test_bad_inputs.py", "test_too_many_layers_for_the_image_size"),
+    ("config: num_classes disagreeing with rgb_map", "test_config.py", "test_invalid_values"),
+    ("config: paths that do not exist", "test_bad_inputs.py", "test_paths_that_do_not_exist"),
+    ("weights into a model of a different config", "test_trainer.py",
+     "test_weights_from_another_architecture_are_refused"),
+    ("checkpoint folder from another version", "test_bad_inputs.py", "test_checkpoint_folder_from_another_version"),
+    ("model folder of the original system", "test_bad_inputs.py", "test_checkpoint_folder_of_the_original_system"),
+]
+
+
+def test_every_case_has_its_test():
+    import ast
+
+    here = Path(__file__).parent
+    defined = {f: {n.name for n in ast.walk(ast.parse((here / f).read_text())) if isinstance(n, ast.FunctionDef)}
+               for f in {c[1] for c in CASES}}
+    missing = [c for c in CASES if c[2] not in defined[c[1]]]
+    assert not missing, missing
