@@ -3,10 +3,17 @@
 ``train.model_dir`` receives::
 
     best.weights.h5 (or best.keras)  the best model by [train] monitor (save_weights_only)
-    last.keras                       the last epoch, with optimizer state, for --resume
-    state.json                       epochs done, best value, early-stopping counter
+    last.keras                       the last epoch, with optimizer state
+    last.eNNN.keras                  the same checkpoint under its epoch's name, for --resume
+    state.json                       epochs done, best value, early-stopping counter, checkpoint
     history.json                     every logged value per epoch
-    train_eval_infer.config          the config that trained it
+    train_eval_infer.config          the config that trained it (resolved)
+    provenance.json                  package/TF/Keras versions, config and dataset checksums
+
+``state.json`` is the commit point of an epoch: it is written (atomically) only after its
+checkpoint is complete, and names it; the previous epoch's checkpoint is removed only
+after that. A run killed at any moment therefore resumes from a complete checkpoint
+that matches ``state.json`` and ``history.json``.
 
 ``train.eval_dir`` receives ``train_metrics.csv`` and ``train_losses.csv`` (the original's
 ``epoch,metric,val_metric,`` format) and line plots of both. Every file is written
@@ -47,9 +54,10 @@ def monitor_mode(monitor: str) -> str:
     return "max" if "dice" in monitor else "min"
 
 
-def compile_model(model, cfg: Config) -> None:
+def compile_model(model, cfg: Config, **options) -> None:
     """Adam with [model] learning_rate and clipvalue, the configured loss, and metrics:
-    foreground Dice always, plus those of [model] metrics."""
+    foreground Dice always, plus those of [model] metrics. ``options`` go to
+    ``model.compile`` (e.g. ``jit_compile``)."""
     import keras
 
     from hippo_utils.metrics import ForegroundDice, dice_coef_multiclass, get_loss
@@ -65,7 +73,7 @@ def compile_model(model, cfg: Config) -> None:
         metrics.append(dice_coef_multiclass)
     opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
     model.compile(optimizer=opt, loss=get_loss(m.loss), metrics=metrics,
-                  steps_per_execution=cfg.train.steps_per_execution)
+                  steps_per_execution=cfg.train.steps_per_execution, **options)
 
 
 # ------------------------------------------------------------------------ outputs
@@ -120,15 +128,20 @@ def _callbacks_module():
                 else:
                     with atomic_path(model_dir / "best.keras") as tmp:
                         self.model.save(str(tmp))
-            with atomic_path(model_dir / "last.keras") as tmp:
+            checkpoint = f"last.e{epoch + 1:03d}.keras"
+            with atomic_path(model_dir / checkpoint) as tmp:
                 self.model.save(str(tmp))
             state = {"epoch": epoch + 1, "best": self.best, "monitor": self.cfg.train.monitor,
                      "best_epoch": int(np.argmax(self.history[self.cfg.train.monitor]) if self.mode == "max"
                                        else np.argmin(self.history[self.cfg.train.monitor])) + 1
                      if self.cfg.train.monitor in self.history else None,
-                     "early_stopping_wait": int(getattr(self.early, "wait", 0))}
+                     "early_stopping_wait": int(getattr(self.early, "wait", 0)), "checkpoint": checkpoint}
             atomic_write_text(model_dir / "history.json", json.dumps(self.history, indent=1) + "\n")
-            atomic_write_text(model_dir / "state.json", json.dumps(state, indent=1) + "\n")
+            atomic_write_text(model_dir / "state.json", json.dumps(state, indent=1) + "\n")  # commit
+            link_or_copy(model_dir / checkpoint, model_dir / "last.keras")
+            for old in model_dir.glob("last.e*.keras"):
+                if old.name != checkpoint:
+                    old.unlink(missing_ok=True)
             write_history_files(self.history, self.cfg)
 
     class EpochPreviews(keras.callbacks.Callback):
@@ -240,7 +253,6 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     import tensorflow as tf
 
     from hippo_utils.dataset import make_dataset
-    from hippo_utils.metrics import custom_objects
     from hippo_utils.model import build_flexunet
 
     t = cfg.train
@@ -264,11 +276,12 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     best, initial_epoch, wait = None, 0, 0
     with strategy.scope():
         if resume:
-            state = json.loads(state_path.read_text())
+            state = _read_state(state_path)
             initial_epoch, best, wait = state["epoch"], state["best"], state.get("early_stopping_wait", 0)
             history = json.loads((model_dir / "history.json").read_text())
             history = {k: v[:initial_epoch] for k, v in history.items()}
-            model = keras.models.load_model(model_dir / "last.keras", custom_objects=custom_objects())
+            checkpoint = model_dir / state.get("checkpoint", "last.keras")
+            model = _load_checkpoint(checkpoint, model_dir)
             logger.info("resuming %s after epoch %d (best %s = %s)", model_dir, initial_epoch, t.monitor, best)
         else:
             model = build_flexunet(cfg.model, seed=t.seed)
@@ -306,6 +319,8 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     if t.epoch_change_infer or live:
         callbacks.append(EpochPreviews(cfg, write_files=t.epoch_change_infer, listeners=listeners))
     callbacks.extend(extra_callbacks)
+    if not resume:
+        write_provenance(cfg)
     if resume:  # carry the early-stopping state over the interruption
         early.on_train_begin()
         early.wait, early.best = wait, best if best is not None else early.best
@@ -314,6 +329,88 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
               callbacks=callbacks, verbose=0, shuffle=False)
     final = json.loads(state_path.read_text())
     return TrainResult(model_dir, history, final["best"], final["epoch"], model)
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Make ``dest`` the same file as ``src`` (hard link, or a copy where links are not
+    supported), replacing it atomically."""
+    import shutil
+
+    with atomic_path(dest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+
+
+def _read_state(state_path: Path) -> dict:
+    try:
+        state = json.loads(state_path.read_text())
+        int(state["epoch"]), state["best"]  # noqa: B018 (the keys a resume needs)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{state_path}: not a training state this version can resume ({exc!r}); "
+                         "train into a new [train] model_dir") from None
+    return state
+
+
+def write_provenance(cfg: Config) -> Path:
+    """``provenance.json`` in the model folder: what produced the model (package, Python,
+    TensorFlow and Keras versions; the config and its checksum; the derived dataset's
+    fingerprint and its source files' checksums)."""
+    import hashlib
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    from hippo_utils import __version__
+
+    text = cfg.to_ini()
+    record: dict = {
+        "hippo_utils": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+        "keras": keras.__version__, "config_source": str(cfg.path) if cfg.path else None,
+        "config_sha256": hashlib.sha256(text.encode()).hexdigest(), "config": text,
+    }
+    meta = cfg.train.images_dir.parent.parent / "dataset.json"
+    if meta.is_file():
+        dataset = json.loads(meta.read_text())
+        record["dataset"] = {"dir": str(meta.parent), "fingerprint": dataset.get("fingerprint"),
+                             "hippo_utils": dataset.get("hippo_utils_version"),
+                             "source_dir": dataset.get("source_dir"),
+                             "sources_sha256": dataset.get("sources_sha256")}
+    path = cfg.train.model_dir / "provenance.json"
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def _made_by(model_dir: Path) -> str:
+    """Which versions wrote a model folder, from its provenance.json, for error messages."""
+    import keras
+
+    from hippo_utils import __version__
+
+    try:
+        p = json.loads((model_dir / "provenance.json").read_text())
+        made = f"written by hippo_utils {p.get('hippo_utils')} with Keras {p.get('keras')}"
+    except (OSError, ValueError):
+        made = "written by an unknown version (no provenance.json)"
+    return f"{made}; this is hippo_utils {__version__} with Keras {keras.__version__}"
+
+
+def _load_checkpoint(path: Path, model_dir: Path, compile: bool = True):
+    import keras
+
+    from hippo_utils.metrics import custom_objects
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the run in {model_dir} cannot be resumed from it")
+    try:
+        return keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
+    except Exception as exc:  # noqa: BLE001 (Keras raises many kinds; all mean "cannot load")
+        raise ValueError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); it was "
+                         f"{_made_by(model_dir)}. Re-train, or use the version that wrote it") from None
 
 
 def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
@@ -326,24 +423,30 @@ def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
         FileNotFoundError: no model or config in ``model_dir``.
         ValueError: the weights do not fit the saved config's architecture.
     """
-    import keras
 
-    from hippo_utils.metrics import custom_objects
     from hippo_utils.model import build_flexunet
 
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model folder not found: {model_dir}")
     cfg_path = model_dir / CONFIG_NAME
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}; is this a training output folder "
-                                "([train] model_dir)?")
-    cfg = load_config(cfg_path)
+        others = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".h5", ".keras", ".pb"))
+        hint = (f" It holds {', '.join(others[:4])}: a model folder of another tool or of the original "
+                "FlexUNet system? hippo_utils needs the folder its own train wrote ([train] model_dir)."
+                if others else " Is this a training output folder ([train] model_dir)?")
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}.{hint}")
+    try:
+        cfg = load_config(cfg_path)
+    except ValueError as exc:
+        raise ValueError(f"{exc} ({model_dir} was {_made_by(model_dir)})") from None
     path = {"best": [model_dir / "best.keras", model_dir / "best.weights.h5"],
             "last": [model_dir / "last.keras"]}[which]
     found = next((p for p in path if p.exists()), None)
     if found is None:
         raise FileNotFoundError(f"{model_dir}: no {' or '.join(p.name for p in path)}")
     if found.suffix == ".keras":
-        model = keras.models.load_model(found, custom_objects=custom_objects(), compile=False)
+        model = _load_checkpoint(found, model_dir, compile=False)
     else:
         model = build_flexunet(cfg.model)
         # Keras may skip layers it cannot match with only a warning, leaving them random:
@@ -354,7 +457,10 @@ def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
                 model.load_weights(str(found))
             except ValueError as exc:
                 raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path} "
-                                 f"({str(exc).splitlines()[0]})") from None
+                                 f"({str(exc).splitlines()[0]}); the folder was {_made_by(model_dir)}") from None
+            except OSError as exc:
+                raise ValueError(f"{found}: not a readable weights file ({exc}); the folder was "
+                                 f"{_made_by(model_dir)}") from None
         skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)
                    or "freshly-initialized" in str(w.message)]
         if skipped:

@@ -31,6 +31,16 @@ def test_training_writes_the_original_outputs(trained):
     assert len(previews) == 4 and previews[0].startswith("Epoch_1_")
     history = json.loads((t.model_dir / "history.json").read_text())
     assert len(history["val_dice_fg"]) == 2 and history["loss"][1] < history["loss"][0]
+    state = json.loads((t.model_dir / "state.json").read_text())
+    assert state["checkpoint"] == "last.e002.keras"  # the epoch's own checkpoint, named by the commit
+    assert [p.name for p in t.model_dir.glob("last.e*.keras")] == ["last.e002.keras"]
+    assert (t.model_dir / "last.keras").read_bytes() == (t.model_dir / "last.e002.keras").read_bytes()
+    prov = json.loads((t.model_dir / "provenance.json").read_text())
+    derived = json.loads((cfg.derive.output_dir / "dataset.json").read_text())
+    assert prov["hippo_utils"] and prov["tensorflow"] and prov["keras"]
+    assert prov["dataset"]["fingerprint"] == derived["fingerprint"]
+    assert prov["dataset"]["sources_sha256"] == derived["sources_sha256"]
+    assert "[model]" in prov["config"] and len(prov["config_sha256"]) == 64
 
 
 def test_existing_run_is_never_overwritten(trained):
