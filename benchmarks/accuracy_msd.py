@@ -1,6 +1,7 @@
 """Accuracy on real data: MSD Task04 hippocampus (T1w crops; 1 = anterior, 2 = posterior).
 
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py [--set train.epochs=25] [--out runs/msd_bench]
+    HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --score-only --set infer.flip_tta=True
 
 Derives the 2D dataset from $HIPPO_REAL_DATA/msd-task04-hippocampus with
 configs/msd_task04.config, trains the FlexUNet (timed), then segments every held-out
@@ -32,7 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "msd_task04.config"))
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "msd_bench"), help="run folder (must be new)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "msd_bench"), help="run folder")
+    parser.add_argument("--score-only", action="store_true",
+                        help="do not train: score the model already in OUT/models (e.g. with --set infer.*)")
     args = parser.parse_args()
     real = os.environ.get("HIPPO_REAL_DATA")
     if not real:
@@ -50,13 +53,19 @@ def main() -> None:
     derived = derive_dataset(cfg, progress=False)
     t_derive = time.perf_counter() - t
     t = time.perf_counter()
-    result = train(cfg, progress=False)
+    if args.score_only:
+        state = json.loads((cfg.train.model_dir / "state.json").read_text())
+        epochs_done, best = state["epoch"], state["best"]
+    else:
+        result = train(cfg, progress=False)
+        epochs_done, best = result.epochs_done, result.best
     t_train = time.perf_counter() - t
     test = json.loads((derived.output_dir / "dataset.json").read_text())["subjects"]["test"]
     src = Path(real) / "msd-task04-hippocampus"
     t = time.perf_counter()
+    infer_sets = [s for s in args.set if s.startswith("infer.")]
     infer_volumes(cfg.train.model_dir, [src / "images" / f"{n}.nii.gz" for n in test], out / "test_predictions",
-                  labels_dir=src / "labels", progress=False)
+                  labels_dir=src / "labels", progress=False, overrides=infer_sets)
     t_infer = time.perf_counter() - t
     rows = [r for r in csv.DictReader((out / "test_predictions" / "metrics.csv").open())
             if r["subject"] not in ("mean", "std")]
@@ -73,8 +82,9 @@ def main() -> None:
     print(f"  posterior (2) Dice {stat('label2_dice')}   HD95 {stat('label2_hd95_mm')} mm")
     print(f"  mean of the two    {np.mean((a + p) / 2):.4f}")
     print(f"  whole hippocampus  {stat('hippocampus_dice')}")
-    print(f"  epochs {result.epochs_done}, best val_dice_fg {result.best:.4f}; derive {t_derive:.0f} s, "
-          f"train {t_train / 60:.1f} min, infer {t_infer:.0f} s")
+    print(f"  epochs {epochs_done}, best val_dice_fg {best:.4f}; derive {t_derive:.0f} s, "
+          f"train {t_train / 60:.1f} min{' (not trained: --score-only)' if args.score_only else ''}, "
+          f"infer {t_infer:.0f} s")
 
 
 if __name__ == "__main__":

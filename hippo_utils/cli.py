@@ -98,7 +98,7 @@ def cmd_infer_volume(args: argparse.Namespace) -> int:
     from hippo_utils.inference import infer_volumes
 
     results = infer_volumes(args.model_dir, args.inputs, args.out, labels_dir=args.labels,
-                            progress=not args.quiet)
+                            progress=not args.quiet, overrides=args.set or ())
     print(f"segmented {len(results)} volumes into {args.out} (volumetry.csv"
           + (", metrics.csv)" if args.labels else ")"))
     for r in results:
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="volumes (.nii, .nii.gz, .img/.hdr) or folders of them")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--labels", help="folder of ground-truth labels (same names) for Dice, HD95, volume error")
+    p.add_argument("--set", action="append", metavar="infer.KEY=VALUE",
+                   help="change an [infer] setting of the model's config (e.g. infer.flip_tta=True)")
     p.set_defaults(func=cmd_infer_volume)
     return parser
 

@@ -125,6 +125,9 @@ class InferSection:
     # reports left, right and the asymmetry index. None for one-sided crops (MSD).
     left_right_labels: tuple[int, int] | None = (1, 2)
     keep_largest_components: int = 0  # per class; 0 keeps everything
+    # Test-time augmentation: average with the prediction of the mirrored slice (columns
+    # reversed). Twice the forward passes. Use it when training mirrored ([augment] hflip).
+    flip_tta: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ class DeriveSection:
     intensity_percentiles: tuple[float, float] = (0.5, 99.5)
     mini_test_size: int = 6
     skip_unpaired: bool = False
+    # 2.5D input: neighbouring slices on either side fed as channels (1 needs image_channels 3)
+    context_slices: int = 0
 
 
 @dataclass(frozen=True)
@@ -547,8 +552,10 @@ def validate(cfg: Config) -> None:
     for key in ("image_height", "image_width"):
         size = getattr(m, key)
         if size % factor:
+            most = 1 + ((size & -size).bit_length() - 1)  # each level halves the image
             err("model", key, f"{size} must be divisible by 2**(num_layers-1) = {factor} "
-                f"for num_layers = {m.num_layers}; use a multiple of {factor} or fewer layers")
+                f"for num_layers = {m.num_layers}: too many layers for this size (at most {most}); "
+                f"use a multiple of {factor} or fewer layers")
     if not 0 <= m.dropout_rate < 1:
         err("model", "dropout_rate", f"must be in [0, 1), got {m.dropout_rate}")
     if m.dropout_rate * (m.num_layers - 1) >= 1:
@@ -590,6 +597,14 @@ def validate(cfg: Config) -> None:
         err("infer", "left_right_labels", f"two different labels > 0, or None; got {i.left_right_labels}")
     if cfg.image.color_order not in ("RGB", "BGR"):
         err("image", "color_order", f'must be "RGB" or "BGR", got {cfg.image.color_order!r}')
+
+    c = cfg.derive.context_slices
+    if c < 0 or (c and 2 * c + 1 != m.image_channels):
+        err("derive", "context_slices", f"{c}: use 0 (one slice, grey) or 1 (slices i-1, i, i+1 as the "
+            f"3 channels, with [model] image_channels = 3); [model] image_channels is {m.image_channels}")
+    if c and cfg.image.color_order != "RGB":
+        err("derive", "context_slices", 'neighbouring slices are stored in RGB order; set [image] '
+            'color_order = "RGB"')
 
     rgb_map = cfg.mask.rgb_map
     for colour in rgb_map:

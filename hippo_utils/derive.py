@@ -105,6 +105,8 @@ def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> s
         "mini_test_size": d.mini_test_size, "rgb_map": sorted(cfg.mask.rgb_map.items()),
         "sources": sorted(checksums.items()),
     }
+    if d.context_slices:  # only when set, so datasets derived before the key existed stay valid
+        settings["context_slices"] = d.context_slices
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -133,8 +135,11 @@ def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
     keep_labelled, keep_empty = _select_slices(classes, tissue, d.empty_slice_ratio, rng)
 
     rows = []
+    c, last = d.context_slices, len(norm) - 1
     for idx in sorted(keep_labelled + keep_empty):
-        image = np.rint(geom.to_model(norm[idx]) * 255).astype(np.uint8)
+        # 2.5D: neighbours (edge slice repeated) as channels, as preprocess.with_context
+        grey = [geom.to_model(norm[min(max(idx + k, 0), last)]) for k in range(-c, c + 1)]
+        image = np.rint(np.stack(grey, axis=-1) * 255 if c else grey[0] * 255).astype(np.uint8)
         mask_cls = geom.to_model(classes[idx], is_label=True)
         stem = f"{subject.name}_{idx:03d}"
         img_rel, mask_rel = f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"
@@ -255,6 +260,9 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
     if d.source_dir is None:
         raise ValueError(f"{cfg.path}: [derive] source_dir is not set; point it at the volumes")
     sources = find_subjects(d.source_dir, d.layout, d.skip_unpaired)
+    if d.context_slices and sources.layout == "slices":
+        raise ValueError(f"{cfg.path}: [derive] context_slices = {d.context_slices} needs volumes, but "
+                         f"{d.source_dir} holds 2D slices (layout \"slices\"); set context_slices = 0")
     checksums = {}
     for s in sources.labelled:
         for f in (s.image, s.label):
@@ -309,6 +317,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             "label_map": {str(k): v for k, v in d.label_map.items()},
             "rgb_map": [[list(c), v] for c, v in cfg.mask.rgb_map.items()],
             "sources_sha256": dict(sorted(checksums.items())),
+            "config_text": cfg.to_ini(),
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
         from hippo_utils import plots

@@ -58,7 +58,7 @@ def _slice_level(model, cfg: Config, progress: bool):
     batch = cfg.infer.batch_size
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
-        probs = predict_batches(model, load_images([p[0] for p in chunk], cfg), batch)
+        probs = predict_batches(model, load_images([p[0] for p in chunk], cfg), batch, flip=cfg.infer.flip_tta)
         truths = np.stack([mask_to_classes(np.asarray(Image.open(p[1]).convert("RGB")), cfg.mask.rgb_map,
                                            str(p[1])) for p in chunk])
         onehot = np.eye(n_classes, dtype=np.float32)[truths]
@@ -159,7 +159,8 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
     ranked = sorted(labelled, key=lambda sd: (sd[1], sd[0]))
     chosen = ranked[:n] + ranked[-n:] if len(ranked) > 2 * n else ranked
     images = load_images([images_dir / f"{s}.png" for s, _ in chosen], cfg)
-    preds = cfg.class_colours()[predict_batches(model, images, cfg.infer.batch_size).argmax(-1)]
+    probs = predict_batches(model, images, cfg.infer.batch_size, flip=cfg.infer.flip_tta)
+    preds = cfg.class_colours()[probs.argmax(-1)]
     fig = plots.Figure(figsize=(2.3 * len(chosen), 7))
     axes = fig.subplots(3, len(chosen), squeeze=False)
     for i, ((name, dice), img, pred) in enumerate(zip(chosen, images, preds, strict=True)):

@@ -25,36 +25,49 @@ from PIL import Image
 
 from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_write_bytes, atomic_write_text
-from hippo_utils.preprocess import classes_from_probs, image_geometry, normalize_intensity, slice_geometry
+from hippo_utils.preprocess import classes_from_probs, image_geometry, normalize_intensity, slice_geometry, with_context
 from hippo_utils.volumes import Volume, load_labels, load_volume, save_nifti, strip_volume_suffix
 
 logger = logging.getLogger(__name__)
 
 
-def _as_model_input(grey01: np.ndarray, channels: int) -> np.ndarray:
-    """0..1 grey slices (N, H, W) -> the 0..255 float input the model was trained on.
+def model_input(slices01: np.ndarray, cfg: Config) -> np.ndarray:
+    """Model-size 0..1 slices -> the 0..255 float (N, H, W, C) input the model was trained on.
 
-    Rounded to 8 bits exactly as the derived PNGs were, so inference sees what training saw.
+    ``slices01`` is (N, H, W) grey slices, in slice order for a volume (with [derive]
+    context_slices the neighbours become channels, as in derivation), or (N, H, W, C)
+    inputs that already have their channels. Rounded to 8 bits exactly as the derived
+    PNGs were, so inference sees what training saw.
     """
-    x = np.rint(np.clip(grey01, 0, 1) * 255).astype(np.float32)[..., None]
-    return np.repeat(x, channels, axis=-1) if channels > 1 else x
+    c = cfg.derive.context_slices
+    if slices01.ndim == 3:
+        slices01 = with_context(slices01, c) if c else slices01[..., None]
+    x = np.rint(np.clip(slices01, 0, 1) * 255).astype(np.float32)
+    channels = cfg.model.image_channels
+    return np.repeat(x, channels, axis=-1) if x.shape[-1] == 1 and channels > 1 else x
 
 
 def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool = False,
-                    desc: str = "predicting") -> np.ndarray:
+                    desc: str = "predicting", flip: bool = False) -> np.ndarray:
     """Class probabilities for (N, H, W, C) inputs, in batches.
 
     Uses the model's compiled ``predict_on_batch`` (about 40% faster than an eager call
     on CPU). The last, smaller batch is not padded: padding cost 12% more compute per
     volume, while its shape, the same for volumes of one size, is traced only once.
-    Any callable taking a batch also works (tests use one).
+    With ``flip`` ([infer] flip_tta), each batch is also predicted mirrored (columns
+    reversed) and the two probability maps are averaged. Any callable taking a batch
+    also works (tests use one).
     """
     from tqdm.auto import tqdm
 
     run = getattr(model, "predict_on_batch", None) or (lambda b: model(b, training=False))
     out = []
     for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress):
-        out.append(np.asarray(run(inputs[start:start + batch_size])))
+        batch = inputs[start:start + batch_size]
+        probs = np.asarray(run(batch))
+        if flip:
+            probs = (probs + np.asarray(run(np.ascontiguousarray(batch[:, :, ::-1])))[:, :, ::-1]) / 2
+        out.append(probs)
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
@@ -65,9 +78,9 @@ def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = 
     geom = slice_geometry(volume, cfg.derive.plane, cfg.image_size)
     norm = geom.orient(normalize_intensity(volume, cfg.derive.intensity_percentiles))
     inputs = np.stack([geom.to_model(s) for s in norm])
-    probs = predict_batches(model, _as_model_input(inputs, cfg.model.image_channels),
+    probs = predict_batches(model, model_input(inputs, cfg),
                             batch_size or cfg.infer.batch_size, progress, desc=volume.path.name
-                            if volume.path else "volume")
+                            if volume.path else "volume", flip=cfg.infer.flip_tta)
     return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
 
 
@@ -77,17 +90,32 @@ def keep_largest(classes: np.ndarray, n: int) -> np.ndarray:
 
     if n <= 0:
         return classes
+    box = _bounding_box(classes)
+    if box is None:
+        return classes
     out = classes.copy()
-    for c in np.unique(classes):
+    inner, view = classes[box], out[box]  # labelling only the box around the foreground is exact and faster
+    for c in np.unique(inner):
         if c == 0:
             continue
-        comp, count = ndimage.label(classes == c, structure=np.ones((3, 3, 3)))
+        comp, count = ndimage.label(inner == c, structure=np.ones((3, 3, 3)))
         if count <= n:
             continue
         sizes = np.bincount(comp.ravel())[1:]
         keep = np.argsort(sizes)[::-1][:n] + 1
-        out[(comp > 0) & ~np.isin(comp, keep)] = 0
+        view[(comp > 0) & ~np.isin(comp, keep)] = 0
     return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every non-zero voxel, or None when there is none."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def _lr_axis(volume: Volume) -> tuple[int, int]:
@@ -109,12 +137,15 @@ def split_hemispheres(mask: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.
     from scipy import ndimage
 
     axis, sign = _lr_axis(volume)
-    comp, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    box = _bounding_box(mask)
+    if box is None:
+        return mask.copy(), mask.copy()
+    comp, count = ndimage.label(mask[box], structure=np.ones((3, 3, 3)))
     coords = np.arange(mask.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
     if count >= 2:
         sizes = np.bincount(comp.ravel())[1:]
         a, b = np.argsort(sizes)[::-1][:2] + 1
-        centres = [np.nonzero(comp == k)[axis].mean() for k in (a, b)]
+        centres = [np.nonzero(comp == k)[axis].mean() + box[axis].start for k in (a, b)]
         midline = float(np.mean(centres))
     else:
         head = volume.data > np.percentile(volume.data, 20)
@@ -250,20 +281,29 @@ def find_truth(labels_dir: Path | None, name: str) -> Path | None:
 
 def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
                   out_dir: str | os.PathLike[str], labels_dir: str | os.PathLike[str] | None = None,
-                  progress: bool = True) -> list[VolumeResult]:
+                  progress: bool = True, overrides: Sequence[str] = ()) -> list[VolumeResult]:
     """Segment many volumes with the model in ``model_dir``; write one summary table.
 
     ``inputs`` may name files or folders (every volume inside is taken). Writes, in
     ``out_dir``: ``NAME_labels.nii.gz`` and ``NAME_qc.png`` per input, ``volumetry.csv``
-    (and ``.json``), and with ``labels_dir`` also ``metrics.csv`` with per-subject Dice,
-    HD95 and volume difference, with mean and standard deviation.
+    (and ``.json``), ``run.json``, and with ``labels_dir`` also ``metrics.csv`` with
+    per-subject Dice, HD95 and volume difference, with mean and standard deviation.
+    ``overrides`` (``infer.key=value``) change [infer] settings of the saved config,
+    e.g. ``infer.flip_tta=True``; the rest is what the model was trained with.
     """
     from tqdm.auto import tqdm
 
-    from hippo_utils.trainer import load_trained
+    from hippo_utils.config import load_config
+    from hippo_utils.trainer import CONFIG_NAME, load_trained
     from hippo_utils.volumes import is_volume_file
 
+    for item in overrides:
+        if not item.strip().startswith("infer."):
+            raise ValueError(f"--set {item}: only [infer] settings can change at inference; the model was "
+                             "trained with the rest of its config")
     model, cfg = load_trained(model_dir)
+    if overrides:
+        cfg = load_config(Path(model_dir) / CONFIG_NAME, list(overrides))
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -286,7 +326,27 @@ def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.P
     if labels_dir is not None:
         write_table([{"subject": r.name, **r.metrics} for r in results], out_dir / "metrics.csv",
                     with_summary=True)
+    write_run_record(out_dir, model_dir, {r.name: str(r.source) for r in results})
     return results
+
+
+def write_run_record(out_dir: Path, model_dir: str | os.PathLike[str], inputs: dict[str, str]) -> Path:
+    """``run.json`` beside the predictions: the package version, the model folder and what
+    produced it (its provenance.json), and the inputs with their sha256."""
+    from hippo_utils import __version__
+    from hippo_utils.fsutil import sha256_file
+
+    model_dir = Path(model_dir).resolve()
+    prov = model_dir / "provenance.json"
+    record = {
+        "hippo_utils": __version__, "model_dir": str(model_dir),
+        "model_provenance": json.loads(prov.read_text()) if prov.is_file() else None,
+        "inputs": {name: {"path": path, "sha256": sha256_file(path) if Path(path).is_file() else None}
+                   for name, path in inputs.items()},
+    }
+    path = out_dir / "run.json"
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
 
 
 # ------------------------------------------------------------------------ folders
@@ -319,11 +379,17 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
     masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
     merged_dir = cfg.infer.merged_dir or output_dir / "merged"
     lut = cfg.class_colours()
-    greys = [np.asarray(Image.open(p).convert("L"), np.float32) / 255.0 for p in paths]
+    # A 2.5D model (context_slices) reads its neighbour channels from RGB images such as the
+    # derived ones; a grey image then stands for its own neighbours.
+    context = cfg.derive.context_slices
+    arrays = [np.asarray(Image.open(p).convert("RGB" if context else "L"), np.float32) / 255.0 for p in paths]
+    greys = [a[..., 1] if context else a for a in arrays]  # the slice itself, for display
     geoms = [image_geometry(g.shape, cfg.image_size) for g in greys]
-    inputs = _as_model_input(np.stack([geom.to_model(g) for geom, g in zip(geoms, greys, strict=True)]),
-                             cfg.model.image_channels)
-    probs = predict_batches(model, inputs, cfg.infer.batch_size, progress, desc=images_dir.name)
+    inputs = model_input(np.stack([
+        np.stack([geom.to_model(a[..., k]) for k in range(3)], axis=-1) if context else geom.to_model(a)
+        for geom, a in zip(geoms, arrays, strict=True)]), cfg)
+    probs = predict_batches(model, inputs, cfg.infer.batch_size, progress, desc=images_dir.name,
+                            flip=cfg.infer.flip_tta)
     for path, grey, geom, prob in zip(paths, greys, geoms, probs, strict=True):
         pred = lut[classes_from_probs(geom, prob)]
         grey8 = np.rint(grey * 255).astype(np.uint8)

@@ -131,6 +131,18 @@ class SliceGeometry:
         return np.stack([back(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
 
 
+def with_context(stack: np.ndarray, context: int) -> np.ndarray:
+    """(N, H, W) slices of one volume, in slice order -> (N, H, W, 2*context+1).
+
+    The 2.5D input: each slice with its ``context`` neighbours on either side as
+    channels, in slice order, the slice itself in the middle; at the first and last
+    slices the edge slice repeats. ``context = 0`` gives (N, H, W, 1).
+    """
+    n = len(stack)
+    idx = np.clip(np.arange(n)[:, None] + np.arange(-context, context + 1), 0, n - 1)
+    return np.moveaxis(stack[idx], 1, -1)
+
+
 def classes_from_probs(geom: SliceGeometry, probs: np.ndarray) -> np.ndarray:
     """Model-size class probabilities (H', W', C) -> class indices (H, W) on the source grid.
 

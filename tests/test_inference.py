@@ -18,7 +18,7 @@ from hippo_utils.inference import (
 from hippo_utils.metrics import dice_score, hd95
 from hippo_utils.volumes import Volume, load_volume
 
-from helpers import write_config
+from helpers import toy_volume, write_config, write_nifti
 
 
 class BrightIsHippocampus:
@@ -121,6 +121,19 @@ def test_keep_largest_components():
     kept = keep_largest(classes, 2)
     assert kept.sum() == 27 + 8 and kept[9, 0, 9] == 0
     assert (keep_largest(classes, 0) == classes).all()
+    assert (keep_largest(np.zeros((4, 4, 4), np.uint8), 1) == 0).all()
+
+    from scipy import ndimage  # the box around the foreground gives what the whole volume gives
+
+    rng = np.random.default_rng(0)
+    noisy = np.zeros((30, 30, 30), np.uint8)
+    noisy[5:25, 8:20, 10:28] = rng.integers(0, 3, (20, 12, 18)) * (rng.random((20, 12, 18)) < 0.3)
+    expected = noisy.copy()
+    for c in (1, 2):
+        comp, _ = ndimage.label(noisy == c, structure=np.ones((3, 3, 3)))
+        sizes = np.bincount(comp.ravel())[1:]
+        expected[(comp > 0) & (comp != np.argmax(sizes) + 1)] = 0
+    np.testing.assert_array_equal(keep_largest(noisy, 1), expected)
 
 
 def test_hd95_by_hand():
@@ -174,6 +187,22 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     assert "label1_hd95_mm" in metrics[0] and "hippocampus_dice" in metrics[0]
     assert (tmp_path / "out" / "HFH_001_qc.png").stat().st_size > 5000
     assert len(results) == 1
+    import json
+
+    from hippo_utils.fsutil import sha256_file
+
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["inputs"]["HFH_001"]["sha256"] == sha256_file(synthetic_hfh / "Train" / "HFH_001.img")
+    assert run["model_provenance"]["hippo_utils"] and run["model_dir"] == str(cfg.train.model_dir.resolve())
+
+    # [infer] settings can change at inference, nothing else
+    infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "tta",
+                  progress=False, overrides=["infer.flip_tta=True"])
+    assert nib.load(str(tmp_path / "tta" / "HFH_001_labels.nii.gz")).shape == src.shape
+    with pytest.raises(ValueError, match=r"--set model.base_filters=8: only \[infer\] settings"):
+        infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "bad",
+                      progress=False, overrides=["model.base_filters=8"])
+    assert not (tmp_path / "bad").exists()
 
 
 def test_background_shortcut_is_exact():
@@ -188,3 +217,83 @@ def test_background_shortcut_is_exact():
         probs /= probs.sum(-1, keepdims=True)
         full = np.argmax(geom.from_model(probs), axis=-1)
         np.testing.assert_array_equal(classes_from_probs(geom, probs), full)
+
+
+def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path):
+    """2.5D: channels are slices i-1, i, i+1 (edges repeat), identical in the derived PNGs
+    and in whole-volume inference; without context the PNG is the grey slice itself."""
+    from hippo_utils.derive import derive_dataset, read_manifest
+    from hippo_utils.inference import model_input
+    from hippo_utils.preprocess import normalize_intensity, slice_geometry, with_context
+    from hippo_utils.volumes import load_volume
+
+    stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32)
+    ctx = with_context(stack, 1)
+    assert ctx.shape == (4, 2, 2, 3)
+    assert ctx[0, 0, 0].tolist() == [0, 0, 1] and ctx[2, 0, 0].tolist() == [1, 2, 3]
+    assert ctx[3, 0, 0].tolist() == [2, 3, 3]
+
+    for i in range(3):
+        img, lab = toy_volume(i)
+        write_nifti(tmp_path / "src" / "images" / f"s{i}.nii.gz", img)
+        write_nifti(tmp_path / "src" / "labels" / f"s{i}.nii.gz", lab)
+    images = {}
+    for c in (0, 1):
+        cfg = load_config(write_config(tmp_path / f"c{c}.config", {
+            "source_dir": str(tmp_path / "src"), "output_dir": str(tmp_path / f"out{c}"), "plane": "axis1",
+            "context_slices": c, "label_map": {1: 1, 2: 1}, "empty_slice_ratio": 1.0}, size=32),
+            ["model.image_channels=3"])
+        derive_dataset(cfg, progress=False)
+        rows = [r for r in read_manifest(cfg.derive.output_dir) if r["subject"] == "s1"]
+        images[c] = {int(r["slice_index"]): np.asarray(Image.open(cfg.derive.output_dir / r["image"]))
+                     for r in rows}
+        vol = load_volume(tmp_path / "src" / "images" / "s1.nii.gz")
+        geom = slice_geometry(vol, "axis1", cfg.image_size)
+        norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
+        x = model_input(np.stack([geom.to_model(s) for s in norm]), cfg)
+        for idx, png in images[c].items():
+            np.testing.assert_array_equal(x[idx], png if png.ndim == 3 else np.repeat(png[..., None], 3, axis=-1))
+    assert images[1][min(images[1])].ndim == 3
+
+    class Recorder:  # folder inference feeds the derived PNGs' neighbour channels unchanged
+        def predict_on_batch(self, x):
+            self.seen = x
+            return np.stack([np.ones(x.shape[:3]), np.zeros(x.shape[:3])], axis=-1)
+
+    mini = cfg.derive.output_dir / "mini_test" / "images"
+    infer_folder(model := Recorder(), cfg, mini, tmp_path / "folder_out", progress=False)
+    pngs = [np.asarray(Image.open(p)) for p in sorted(mini.glob("*.png"))]
+    np.testing.assert_array_equal(model.seen, np.stack(pngs).astype(np.float32))
+    for idx, png in images[1].items():
+        np.testing.assert_array_equal(png[..., 1], images[0][idx])  # the centre is the slice itself
+        if idx + 1 in images[0]:
+            np.testing.assert_array_equal(png[..., 2], images[0][idx + 1])
+
+
+def test_context_slices_need_three_channels(tmp_path):
+    with pytest.raises(ValueError, match=r"\[derive\] context_slices.*image_channels = 3"):
+        load_config(write_config(tmp_path / "c.config", {"context_slices": 1}), ["model.image_channels=1"])
+
+
+def test_flip_tta_averages_the_mirrored_prediction():
+    """A model blind in its last column: with flip_tta the first and last columns get half
+    the probability (each seen in one of the two passes), and the calls double."""
+    from hippo_utils.inference import predict_batches
+
+    class BlindLastColumn:
+        calls = 0
+
+        def predict_on_batch(self, x):
+            self.calls += 1
+            fg = (x[..., :1] > 100).astype(np.float32)
+            fg[:, :, -1] = 0
+            return np.concatenate([1 - fg, fg], axis=-1)
+
+    x = np.full((3, 4, 5, 1), 200, np.float32)
+    model = BlindLastColumn()
+    plain = predict_batches(model, x, 2)
+    both = predict_batches(model, x, 2, flip=True)
+    assert model.calls == 2 + 4
+    assert plain[..., 1].tolist() == [[[1, 1, 1, 1, 0]] * 4] * 3
+    assert both[..., 1].tolist() == [[[0.5, 1, 1, 1, 0.5]] * 4] * 3
+    np.testing.assert_allclose(both.sum(-1), 1)
