@@ -1,13 +1,20 @@
-"""Speed measurements, printed as figures. Run from the repository root:
+"""Speed and memory measurements, printed as figures. Run from the repository root:
 
-    python benchmarks/speed.py inference [--config configs/demo.config] [--volumes 4]
-    python benchmarks/speed.py viewer
+    python benchmarks/speed.py all          # everything below, in one run (about 20 min on 2 cores)
+    python benchmarks/speed.py pipeline     # fit: tf.data pipeline vs the same batches in memory
+    python benchmarks/speed.py inference    # whole volume end to end vs the pure forward pass
+    python benchmarks/speed.py folder       # image-folder inference vs a one-image model.predict loop
+    python benchmarks/speed.py memory       # peak RSS of training at N and 4N slices
+    python benchmarks/speed.py flops        # forward FLOP/s at 128/256/512 vs a large matmul
+    python benchmarks/speed.py levers       # batch size, jit_compile, eager vs compiled, threads
+    python benchmarks/speed.py viewer       # slice viewer time per slider move
 
-inference: whole-volume inference end to end (load, pre-process, predict, reassemble,
-write NIfTI) against the pure batched forward pass over the same slices, per stage.
-viewer: the slice viewer's time per slider move (render and PNG encoding), median of 50.
-The model's weights do not change its speed, so an untrained FlexUNet of the config
-is used unless --model-dir names a trained one.
+Options: --config (default configs/demo.config; its synthetic data is made and derived
+when missing), --model-dir (a trained model for inference/folder; weights do not change
+speed, so an untrained FlexUNet of the config is used otherwise), --volumes N.
+Every figure is a ratio of two runs on the same machine in the same process (memory:
+two fresh processes), so it says something on any machine; the absolute numbers are
+for the machine it ran on.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ def _volumes(cfg, n: int) -> list[Path]:
 
 
 def bench_inference(args) -> None:
-    from hippo_utils.inference import _as_model_input, classes_to_labels, infer_volume, keep_largest, predict_batches
+    from hippo_utils.inference import classes_to_labels, infer_volume, keep_largest, model_input, predict_batches
     from hippo_utils.model import build_flexunet
     from hippo_utils.preprocess import classes_from_probs, normalize_intensity, slice_geometry
     from hippo_utils.trainer import load_trained
@@ -68,7 +75,7 @@ def bench_inference(args) -> None:
         t = time.perf_counter()
         geom = slice_geometry(vol, cfg.derive.plane, cfg.image_size)
         norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
-        x = _as_model_input(np.stack([geom.to_model(s) for s in norm]), cfg.model.image_channels)
+        x = model_input(np.stack([geom.to_model(s) for s in norm]), cfg)
         stages["pre-process"] += time.perf_counter() - t
         inputs_all.append(x)
         t = time.perf_counter()
@@ -97,6 +104,311 @@ def bench_inference(args) -> None:
     print("  stages: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
 
 
+# ------------------------------------------------------------------------- helpers
+def _demo_data(cfg):
+    from hippo_utils.data import ensure_dataset
+
+    ensure_dataset(cfg)
+    return cfg
+
+
+def _model(cfg, compiled: bool = True, **compile_kw):
+    import keras
+
+    from hippo_utils.model import build_flexunet
+    from hippo_utils.trainer import compile_model
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    model = build_flexunet(cfg.model, seed=cfg.train.seed)
+    if compiled:
+        compile_model(model, cfg, **compile_kw)
+    return model
+
+
+def _timed_epoch(model, data, **fit_kw) -> float:
+    t = time.perf_counter()
+    model.fit(data, epochs=1, verbose=0, shuffle=False, **fit_kw)
+    return time.perf_counter() - t
+
+
+def _rate(fn, n_items: int, repeats: int = 3) -> float:
+    """Items per second of ``fn()``, best of ``repeats`` after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return n_items / best
+
+
+# ------------------------------------------------------------------------- benchmarks
+def bench_pipeline(args) -> None:
+    """fit throughput with the tf.data pipeline against the same batches already in memory,
+    without and with augmentation (which runs inside the pipeline, on the same cores)."""
+    import dataclasses
+
+    from hippo_utils.dataset import make_dataset
+
+    base = _demo_data(load_config(args.config))
+    print(f"training input pipeline: fit, {base.image_size} slices, batch {base.train.batch_size}, "
+          f"{os.cpu_count()} CPU cores")
+    for augment in (False, True):
+        cfg = dataclasses.replace(base, augment=dataclasses.replace(base.augment, enabled=augment))
+        ds = make_dataset(cfg, "train")  # decode, cache, shuffle, [augment], batch, prefetch: as training
+        model = _model(cfg)
+        _timed_epoch(model, ds)  # traces the train step and fills the cache
+        batches = [(x.numpy(), y.numpy()) for x, y in ds]  # one epoch of the pipeline's own output
+        x = np.concatenate([b[0] for b in batches])
+        y = np.concatenate([b[1] for b in batches])
+        n, bs = len(x), cfg.train.batch_size
+        pipe, mem = [], []
+        for _ in range(2):  # alternate, so that a disturbance hits both alike; best of two
+            pipe.append(n / _timed_epoch(model, ds))
+            mem.append(n / _timed_epoch(model, x, y=y, batch_size=bs))
+        print(f"  augmentation {'on ' if augment else 'off'}: {n} slices; tf.data pipeline {max(pipe):5.1f} images/s, "
+              f"the same batches in memory {max(mem):5.1f} images/s; ratio {max(pipe) / max(mem):.2f} "
+              "(target >= 0.9)")
+
+
+def bench_folder(args) -> None:
+    """infer_folder against the original's one image at a time model.predict loop."""
+    from PIL import Image
+
+    from hippo_utils.inference import infer_folder
+    from hippo_utils.plots import png_bytes
+    from hippo_utils.trainer import load_trained
+
+    cfg = _demo_data(load_config(args.config))
+    model = load_trained(args.model_dir)[0] if args.model_dir else _model(cfg, compiled=False)
+    images_dir = cfg.test.images_dir
+    paths = sorted(images_dir.glob("*.png"))[:args.images]
+    folder = Path(tempfile.mkdtemp()) / "images"
+    folder.mkdir()
+    for p in paths:
+        (folder / p.name).write_bytes(p.read_bytes())
+    out = Path(tempfile.mkdtemp())
+    infer_folder(model, cfg, folder, out / "warm", progress=False)
+    t = time.perf_counter()
+    infer_folder(model, cfg, folder, out / "batched", progress=False)
+    batched = time.perf_counter() - t
+
+    lut = cfg.class_colours()
+    h, w = cfg.image_size
+
+    def naive() -> None:  # the original: read, resize, model.predict one image, colour, write
+        (out / "naive").mkdir(exist_ok=True)
+        for p in sorted(folder.glob("*.png")):
+            img = Image.open(p).convert("RGB")
+            x = np.asarray(img.resize((w, h)), np.float32)[None]
+            pred = model.predict(x, verbose=0)[0].argmax(-1).astype(np.uint8)
+            mask = Image.fromarray(lut[pred]).resize(img.size, Image.Resampling.NEAREST)
+            (out / "naive" / p.name).write_bytes(png_bytes(np.asarray(mask)))
+
+    naive()  # warm-up
+    t = time.perf_counter()
+    naive()
+    one_by_one = time.perf_counter() - t
+    n = len(paths)
+    print(f"image-folder inference: {n} images of {cfg.image_size} ({images_dir}), "
+          f"batch {cfg.infer.batch_size}, {os.cpu_count()} CPU cores")
+    print(f"  one image at a time, model.predict (the original) {one_by_one:6.2f} s = {n / one_by_one:6.1f} images/s")
+    print(f"  infer_folder, batched (masks, overlays, strips)   {batched:6.2f} s = {n / batched:6.1f} images/s")
+    print(f"  speed-up {one_by_one / batched:.1f}x")
+
+
+def _train_rss_child(args) -> None:
+    """(run in a fresh process) train one epoch on a folder, print peak RSS in MB."""
+    import resource
+
+    from hippo_utils.trainer import train
+
+    folder = Path(args.folder)
+    cfg = load_config(args.config, [
+        f"train.images_dir={folder / 'images'}", f"train.masks_dir={folder / 'masks'}",
+        f"valid.images_dir={folder / 'valid_images'}", f"valid.masks_dir={folder / 'valid_masks'}",
+        f"train.model_dir={folder / args.cache / 'model'}", f"train.eval_dir={folder / args.cache / 'eval'}",
+        f"train.epoch_change_infer_dir={folder / args.cache / 'previews'}", "train.epochs=1",
+        "train.epoch_change_infer=False", f"train.cache={args.cache!r}"])
+    t = time.perf_counter()
+    train(cfg, progress=False)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"RSS {rss:.0f} {time.perf_counter() - t:.1f}")
+
+
+def bench_memory(args) -> None:
+    """Peak RSS of training (one epoch, fresh process) with N and 4N training slices."""
+    import shutil
+    import subprocess
+
+    cfg = _demo_data(load_config(args.config))
+    pairs = sorted(cfg.train.images_dir.glob("*.png"))
+    n = min(args.slices, len(pairs))
+    root = Path(tempfile.mkdtemp())
+    results = {}
+    for count in (n, 4 * n):
+        folder = root / f"n{count}"
+        for sub in ("images", "masks", "valid_images", "valid_masks"):
+            (folder / sub).mkdir(parents=True)
+        for i in range(count):  # copies under new names: 4N distinct files, as a 4x larger dataset
+            src = pairs[i % n]
+            for kind, src_dir in (("images", cfg.train.images_dir), ("masks", cfg.train.masks_dir)):
+                os.link(src_dir / src.name, folder / kind / f"{i:05d}_{src.name}")
+        for src in sorted(cfg.valid.images_dir.glob("*.png"))[:32]:
+            shutil.copy(src, folder / "valid_images" / src.name)
+            shutil.copy(cfg.valid.masks_dir / src.name, folder / "valid_masks" / src.name)
+        for cache in ("auto", "none"):
+            out = subprocess.run([sys.executable, __file__, "_train_rss", "--config", args.config,
+                                  "--folder", str(folder), "--cache", cache],
+                                 capture_output=True, text=True, check=False)
+            line = [x for x in out.stdout.splitlines() if x.startswith("RSS ")]
+            if out.returncode or not line:
+                raise SystemExit(f"training child failed:\n{out.stderr[-3000:]}")
+            results[count, cache] = tuple(float(v) for v in line[-1].split()[1:])
+    shutil.rmtree(root)
+    mb = cfg.model.image_height * cfg.model.image_width * (cfg.model.image_channels + 1) / 2**20
+    print(f"training memory: one epoch in a fresh process, {cfg.image_size} slices, batch {cfg.train.batch_size}")
+    for cache in ("auto", "none"):
+        a, b = results[n, cache], results[4 * n, cache]
+        what = ("auto: decoded slices cached while they fit 1 GiB" if cache == "auto"
+                else "none: PNGs decoded again each epoch")
+        print(f"  [train] cache = {what}")
+        print(f"    N  = {n:5d} slices: peak RSS {a[0]:6.0f} MB ({a[1]:.0f} s)")
+        print(f"    4N = {4 * n:5d} slices: peak RSS {b[0]:6.0f} MB ({b[1]:.0f} s)")
+        print(f"    ratio 4N / N = {b[0] / a[0]:.2f}  (target <= 1.2; the 3N extra decoded slices are "
+              f"{3 * n * mb:.0f} MB)")
+
+
+def conv_flops(model) -> int:
+    """Multiply-adds x 2 of every convolution (and transposed convolution) for one image."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            kh, kw, cout, cin = layer.kernel.shape
+            _, h, w, _ = layer.input.shape
+            total += 2 * h * w * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            total += 2 * h * w * kh * kw * cin * cout
+    return int(total)
+
+
+def matmul_peak(repeats: int = 3) -> tuple[float, str]:
+    """The practical peak: the best FLOP/s of large float32 matrix products, by TensorFlow
+    and by NumPy's BLAS, at 2048 and 4096. Returns (FLOP/s, which one)."""
+    import tensorflow as tf
+
+    best = (0.0, "")
+    for n in (2048, 4096):
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+        ta, tb = tf.constant(a), tf.constant(b)
+        for name, fn in ((f"TF matmul {n}", lambda ta=ta, tb=tb: tf.matmul(ta, tb).numpy()),
+                         (f"NumPy matmul {n}", lambda a=a, b=b: a @ b)):
+            best = max(best, (_rate(fn, 2 * n**3, repeats), name))
+    return best
+
+
+def bench_flops(args) -> None:
+    """Achieved forward FLOP/s of the FlexUNet at 128, 256 and 512 against a large matmul."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    cfg = load_config(args.config)
+    peak, which = matmul_peak()
+    print(f"model efficiency: forward pass, float32, {os.cpu_count()} CPU cores, "
+          f"TF {tf.__version__}; peak = best large matmul ({which}) {peak / 1e9:.1f} GFLOP/s")
+    original = load_config(ROOT / "tests" / "data" / "original_train_eval_infer.config").model
+    cases = [(f"{args.config_name} architecture", dataclasses.replace(cfg.model, image_height=s, image_width=s), b)
+             for s, b in ((128, 16), (256, 8), (512, 2))]
+    cases.append(("original 11x11, 8 levels", original, 1))
+    for name, m, batch in cases:
+        from hippo_utils.model import build_flexunet
+
+        model = build_flexunet(m)
+        x = np.random.default_rng(0).uniform(0, 255, (batch, m.image_height, m.image_width,
+                                                      m.image_channels)).astype(np.float32)
+        flops = conv_flops(model)
+        rate = _rate(lambda model=model, x=x: model.predict_on_batch(x), batch, repeats=2)
+        print(f"  {name:30s} {m.image_height}x{m.image_width} batch {batch:2d}: {flops / 1e9:7.2f} GFLOP/image, "
+              f"{rate:7.2f} images/s = {rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of peak")
+
+
+def bench_levers(args) -> None:
+    """What helps on this machine: batch size, jit_compile, compiled vs eager, threads."""
+    import subprocess
+
+    import tensorflow as tf
+
+    cfg = load_config(args.config)
+    h, w, c = cfg.model.image_height, cfg.model.image_width, cfg.model.image_channels
+    rng = np.random.default_rng(0)
+    model = _model(cfg, compiled=False)
+    print(f"levers, forward pass of the {args.config_name} FlexUNet at {h}x{w}, {os.cpu_count()} CPU cores "
+          "(slices/s, best of 3):")
+    x64 = rng.uniform(0, 255, (64, h, w, c)).astype(np.float32)
+    for bs in (1, 4, 8, 16, 32, 64):
+        def run(bs=bs):
+            for i in range(0, 64, bs):
+                model.predict_on_batch(x64[i:i + bs])
+        print(f"  batch size {bs:3d}: predict_on_batch {_rate(run, 64):7.1f}")
+    x = x64[:cfg.infer.batch_size]
+    n = len(x)
+    eager = _rate(lambda: model(x, training=False).numpy(), n)
+    compiled = _rate(lambda: model.predict_on_batch(x), n)
+    xla = tf.function(lambda t: model(t, training=False), jit_compile=True)
+    jit = _rate(lambda: xla(x).numpy(), n)
+    fixed = tf.function(lambda t: model(t, training=False),
+                        input_signature=[tf.TensorSpec((n, h, w, c), tf.float32)])
+    sig = _rate(lambda: fixed(x).numpy(), n)
+    print(f"  batch {n}: eager call {eager:.1f}, predict_on_batch {compiled:.1f}, tf.function with a fixed "
+          f"input signature {sig:.1f}, tf.function(jit_compile=True) {jit:.1f}")
+
+    from hippo_utils.dataset import make_dataset
+
+    _demo_data(cfg)
+    ds = make_dataset(cfg, "train")
+    xs, ys = next(iter(ds.unbatch().batch(256)))
+    xs, ys = xs.numpy(), ys.numpy()
+    for jit_compile in (False, True):
+        m = _model(cfg, jit_compile=jit_compile)
+        rate = _rate(lambda m=m: m.fit(xs, ys, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
+                                       shuffle=False), len(xs), repeats=2)
+        print(f"  training, compile(jit_compile={jit_compile}) (in effect: {m.jit_compile}): {rate:.1f} images/s "
+              "(256 in-memory slices)")
+    try:
+        tf.nn.conv2d(tf.zeros((1, 3, 8, 8)), tf.zeros((3, 3, 3, 4)), 1, "SAME", data_format="NCHW")
+        print("  channels-first (NCHW) convolution runs on this CPU")
+    except Exception as exc:  # noqa: BLE001 (reported as a finding)
+        print(f"  channels-first (NCHW) on CPU: {type(exc).__name__}: {str(exc).splitlines()[0][:110]}")
+    for threads in ("1", "0"):
+        out = subprocess.run([sys.executable, __file__, "_forward_threads", "--config", args.config,
+                              "--threads", threads], capture_output=True, text=True, check=False)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RATE ")]
+        if out.returncode or not line:
+            raise SystemExit(f"thread child failed:\n{out.stderr[-3000:]}")
+        what = "intra/inter-op threads forced to 1 (the original)" if threads == "1" else "TF's default threads"
+        print(f"  {what}: {float(line[0].split()[1]):.1f} slices/s")
+    print("  mixed precision: for GPUs (float16 tensor cores); not measured on this CPU-only machine")
+
+
+def _forward_threads_child(args) -> None:
+    import tensorflow as tf
+
+    if args.threads != "0":
+        tf.config.threading.set_intra_op_parallelism_threads(int(args.threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(args.threads))
+    cfg = load_config(args.config)
+    model = _model(cfg, compiled=False)
+    m = cfg.model
+    x = np.zeros((cfg.infer.batch_size, m.image_height, m.image_width, m.image_channels), np.float32)
+    print(f"RATE {_rate(lambda: model.predict_on_batch(x), len(x)):.2f}")
+
+
 def bench_viewer(args) -> None:
     from hippo_utils.data import ensure_synthetic
     from hippo_utils.viewer import SliceViewer
@@ -114,14 +426,32 @@ def bench_viewer(args) -> None:
             print(f"  {mode:12s} {plane:9s} median {viewer.time_updates(50):5.1f} ms per slider move (50 moves)")
 
 
+BENCHES = {"pipeline": bench_pipeline, "inference": bench_inference, "folder": bench_folder,
+           "memory": bench_memory, "flops": bench_flops, "levers": bench_levers, "viewer": bench_viewer}
+CHILDREN = {"_train_rss": _train_rss_child, "_forward_threads": _forward_threads_child}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["inference", "viewer"])
+    parser.add_argument("what", choices=["all", *BENCHES, *CHILDREN])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
     parser.add_argument("--model-dir", help="a trained model (default: an untrained one of the config)")
-    parser.add_argument("--volumes", type=int, default=4)
+    parser.add_argument("--volumes", type=int, default=4, help="inference: volumes to segment")
+    parser.add_argument("--images", type=int, default=64, help="folder: images to segment")
+    parser.add_argument("--slices", type=int, default=256, help="memory: N training slices")
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    {"inference": bench_inference, "viewer": bench_viewer}[args.what](args)
+    args.config_name = Path(args.config).stem
+    if args.what in CHILDREN:
+        CHILDREN[args.what](args)
+        return
+    for name, bench in BENCHES.items():
+        if args.what in ("all", name):
+            t = time.perf_counter()
+            bench(args)
+            print(f"  ({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
 
 
 if __name__ == "__main__":
