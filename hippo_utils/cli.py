@@ -97,7 +97,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_infer_volume(args: argparse.Namespace) -> int:
     from hippo_utils.inference import infer_volumes
 
-    results = infer_volumes(args.model_dir, args.inputs, args.out, labels_dir=args.labels,
+    results = infer_volumes([args.model_dir, *(args.add_model or [])], args.inputs, args.out, labels_dir=args.labels,
                             progress=not args.quiet, overrides=args.set or ())
     print(f"segmented {len(results)} volumes into {args.out} (volumetry.csv"
           + (", metrics.csv)" if args.labels else ")"))
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="folder of ground-truth labels (same names) for Dice, HD95, volume error")
     p.add_argument("--set", action="append", metavar="infer.KEY=VALUE",
                    help="change an [infer] setting of the model's config (e.g. infer.flip_tta=True)")
+    p.add_argument("--add-model", action="append", metavar="MODEL_DIR",
+                   help="fuse with another trained model, e.g. one trained along another plane: the "
+                        "models' class probabilities are averaged (repeatable)")
     p.set_defaults(func=cmd_infer_volume)
     return parser
 

@@ -72,15 +72,78 @@ def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool =
 
 
 # ------------------------------------------------------------------------- volumes
-def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
-                   progress: bool = False) -> np.ndarray:
-    """Predicted class indices (uint8) on ``volume``'s own grid and axis order."""
+@dataclass(frozen=True)
+class Ensemble:
+    """Trained models whose class probabilities are averaged on each volume's own grid.
+
+    For example one model per slicing plane ([derive] plane), or per seed. Each member
+    slices, sizes, normalises and flips ([infer] flip_tta) as its own config says; the
+    first member's config decides the rest (labels, [infer] post-processing). Pass an
+    Ensemble wherever a model goes in :func:`segment_volume` and :func:`infer_volume`,
+    with ``cfg`` = ``ensemble.cfg``.
+
+    Raises:
+        ValueError: no members, or members that disagree on the classes.
+    """
+
+    members: tuple[tuple[object, Config], ...]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one model")
+        first = self.members[0][1]
+        for i, (_, cfg) in enumerate(self.members[1:], 1):
+            name = self.names[i] if i < len(self.names) else f"member {i}"
+            for what, a, b in (("[model] num_classes", first.model.num_classes, cfg.model.num_classes),
+                               ("[derive] label_map", first.derive.label_map, cfg.derive.label_map),
+                               ("[mask] rgb_map", first.mask.rgb_map, cfg.mask.rgb_map)):
+                if a != b:
+                    raise ValueError(f"{name}: its {what} {b!r} differs from the first model's {a!r}; "
+                                     "only models that predict the same classes can be fused")
+
+    @property
+    def cfg(self) -> Config:
+        return self.members[0][1]
+
+    def probabilities(self, volume: Volume, batch_size: int | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Mean class probabilities (X, Y, Z, C) of the members on ``volume``'s grid."""
+        total = None
+        for model, cfg in self.members:
+            probs = volume_probabilities(model, cfg, volume, batch_size, progress)
+            total = probs if total is None else np.add(total, probs, out=total)
+        return total / len(self.members)
+
+
+def _slice_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None,
+                         progress: bool):
+    """The slice geometry and model-size class probabilities of each slice along ``cfg``'s plane."""
     geom = slice_geometry(volume, cfg.derive.plane, cfg.image_size)
     norm = geom.orient(normalize_intensity(volume, cfg.derive.intensity_percentiles))
     inputs = np.stack([geom.to_model(s) for s in norm])
     probs = predict_batches(model, model_input(inputs, cfg),
                             batch_size or cfg.infer.batch_size, progress, desc=volume.path.name
                             if volume.path else "volume", flip=cfg.infer.flip_tta)
+    return geom, probs
+
+
+def volume_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                         progress: bool = False) -> np.ndarray:
+    """Class probabilities (X, Y, Z, C), float32, on ``volume``'s own grid and axis order."""
+    geom, probs = _slice_probabilities(model, cfg, volume, batch_size, progress)
+    return geom.unorient(np.stack([geom.from_model(p) for p in probs]).astype(np.float32))
+
+
+def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                   progress: bool = False) -> np.ndarray:
+    """Predicted class indices (uint8) on ``volume``'s own grid and axis order.
+
+    ``model`` may be an :class:`Ensemble`: its members' probabilities are averaged.
+    """
+    if isinstance(model, Ensemble):
+        return np.argmax(model.probabilities(volume, batch_size, progress), axis=-1).astype(np.uint8)
+    geom, probs = _slice_probabilities(model, cfg, volume, batch_size, progress)
     return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
 
 
@@ -279,8 +342,9 @@ def find_truth(labels_dir: Path | None, name: str) -> Path | None:
                             f"(looked for {name}.nii.gz, {name}_Hipp_Labels.img, ...)")
 
 
-def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
-                  out_dir: str | os.PathLike[str], labels_dir: str | os.PathLike[str] | None = None,
+def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                  inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                  labels_dir: str | os.PathLike[str] | None = None,
                   progress: bool = True, overrides: Sequence[str] = ()) -> list[VolumeResult]:
     """Segment many volumes with the model in ``model_dir``; write one summary table.
 
@@ -290,6 +354,8 @@ def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.P
     per-subject Dice, HD95 and volume difference, with mean and standard deviation.
     ``overrides`` (``infer.key=value``) change [infer] settings of the saved config,
     e.g. ``infer.flip_tta=True``; the rest is what the model was trained with.
+    Several model folders make an :class:`Ensemble` (e.g. one model per plane): their
+    probabilities are averaged; overrides apply to each.
     """
     from tqdm.auto import tqdm
 
@@ -301,9 +367,16 @@ def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.P
         if not item.strip().startswith("infer."):
             raise ValueError(f"--set {item}: only [infer] settings can change at inference; the model was "
                              "trained with the rest of its config")
-    model, cfg = load_trained(model_dir)
-    if overrides:
-        cfg = load_config(Path(model_dir) / CONFIG_NAME, list(overrides))
+    dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
+    members = []
+    for d in dirs:
+        model, cfg = load_trained(d)
+        if overrides:
+            cfg = load_config(Path(d) / CONFIG_NAME, list(overrides))
+        members.append((model, cfg))
+    if len(members) > 1:
+        model = Ensemble(tuple(members), tuple(map(str, dirs)))
+        cfg = model.cfg
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -326,21 +399,26 @@ def infer_volumes(model_dir: str | os.PathLike[str], inputs: Sequence[str | os.P
     if labels_dir is not None:
         write_table([{"subject": r.name, **r.metrics} for r in results], out_dir / "metrics.csv",
                     with_summary=True)
-    write_run_record(out_dir, model_dir, {r.name: str(r.source) for r in results})
+    write_run_record(out_dir, dirs, {r.name: str(r.source) for r in results})
     return results
 
 
-def write_run_record(out_dir: Path, model_dir: str | os.PathLike[str], inputs: dict[str, str]) -> Path:
-    """``run.json`` beside the predictions: the package version, the model folder and what
-    produced it (its provenance.json), and the inputs with their sha256."""
+def write_run_record(out_dir: Path, model_dirs: Sequence[str | os.PathLike[str]], inputs: dict[str, str]) -> Path:
+    """``run.json`` beside the predictions: the package version, the model folder(s) and
+    what produced each (its provenance.json), and the inputs with their sha256."""
     from hippo_utils import __version__
     from hippo_utils.fsutil import sha256_file
 
-    model_dir = Path(model_dir).resolve()
-    prov = model_dir / "provenance.json"
+    def provenance(d: Path):
+        prov = d / "provenance.json"
+        return json.loads(prov.read_text()) if prov.is_file() else None
+
+    dirs = [Path(d).resolve() for d in model_dirs]
     record = {
-        "hippo_utils": __version__, "model_dir": str(model_dir),
-        "model_provenance": json.loads(prov.read_text()) if prov.is_file() else None,
+        "hippo_utils": __version__, "model_dir": str(dirs[0]),
+        "model_provenance": provenance(dirs[0]),
+        **({"ensemble": [{"model_dir": str(d), "model_provenance": provenance(d)} for d in dirs]}
+           if len(dirs) > 1 else {}),
         "inputs": {name: {"path": path, "sha256": sha256_file(path) if Path(path).is_file() else None}
                    for name, path in inputs.items()},
     }

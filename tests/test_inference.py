@@ -7,11 +7,13 @@ from PIL import Image
 
 from hippo_utils import load_config
 from hippo_utils.inference import (
+    Ensemble,
     classes_to_labels,
     infer_folder,
     infer_volume,
     infer_volumes,
     keep_largest,
+    segment_volume,
     split_hemispheres,
     volumetry,
 )
@@ -82,6 +84,32 @@ def test_volume_comes_back_on_its_own_grid(tmp_path):
     # so the blob at high axis-0 indices is the left hippocampus (label 1).
     assert nib.aff2axcodes(affine) == ("L", "A", "S")
     assert (pred[26:34, 9:18, 14:22] == 1).all() and (pred[6:14, 10:20, 12:24] == 2).all()
+
+
+def test_ensemble_fuses_planes_on_the_source_grid(tmp_path):
+    img, lab = _blobs()
+    vol = Volume(img, _oblique_affine())
+    cfgs = [load_config(write_config(tmp_path / f"{p}.config", {"plane": p, "label_map": {1: 1, 2: 1}}, size))
+            for p, size in (("coronal", 64), ("axial", 48), ("sagittal", 32))]
+    model = BrightIsHippocampus()
+    single = segment_volume(model, cfgs[0], vol)
+    # one member: the same labels as the model alone (probabilities resized, then argmax)
+    np.testing.assert_array_equal(segment_volume(Ensemble(((model, cfgs[0]),)), cfgs[0], vol), single)
+    # three planes, three input sizes: every member lands on the source grid
+    fused = segment_volume(Ensemble(tuple((model, c) for c in cfgs)), cfgs[0], vol)
+    assert fused.shape == img.shape and dice_score(lab > 0, fused > 0) > 0.99
+    for c in cfgs:
+        assert dice_score(lab > 0, segment_volume(model, c, vol) > 0) > 0.97
+
+
+def test_ensemble_refuses_models_of_other_classes(tmp_path):
+    a = _cfg(tmp_path, label_map={1: 1, 2: 1})
+    b = load_config(write_config(tmp_path / "b.config", {"label_map": {1: 1, 2: 2}}),
+                    ["model.num_classes=3", "mask.rgb_map={(0,0,0):0, (255,0,0):1, (0,255,0):2}"])
+    with pytest.raises(ValueError, match=r"runs/b: its \[model\] num_classes 3 differs from the first model's 2"):
+        Ensemble(((None, a), (None, b)), ("runs/a", "runs/b"))
+    with pytest.raises(ValueError, match="at least one model"):
+        Ensemble(())
 
 
 def test_hemisphere_split_follows_the_affine():
@@ -194,6 +222,16 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["inputs"]["HFH_001"]["sha256"] == sha256_file(synthetic_hfh / "Train" / "HFH_001.img")
     assert run["model_provenance"]["hippo_utils"] and run["model_dir"] == str(cfg.train.model_dir.resolve())
+
+    # two model folders fuse; the same model twice gives the same labels
+    from hippo_utils.cli import main
+
+    assert main(["--quiet", "infer-volume", str(cfg.train.model_dir), str(synthetic_hfh / "Train" / "HFH_001.img"),
+                 "--out", str(tmp_path / "fused"), "--add-model", str(cfg.train.model_dir)]) == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "fused" / "HFH_001_labels.nii.gz")).dataobj),
+                                  np.asarray(out.dataobj))
+    fused = json.loads((tmp_path / "fused" / "run.json").read_text())
+    assert [m["model_dir"] for m in fused["ensemble"]] == [str(cfg.train.model_dir.resolve())] * 2
 
     # [infer] settings can change at inference, nothing else
     infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "tta",
