@@ -80,6 +80,9 @@ class TrainSection:
     learning_rate_reducer: bool = True
     reducer_factor: float = 0.5
     reducer_patience: int = 4
+    # "plateau": the original's reducer (learning_rate_reducer); "cosine": from learning_rate down to
+    # zero over `epochs` along half a cosine, the same whatever the validation curve does (new here)
+    lr_schedule: str = "plateau"
     epoch_change_infer: bool = True
     epoch_change_infer_dir: Path = Path("epoch_change_infer")
     num_infer_images: int = 6
@@ -267,8 +270,8 @@ class Config:
             lines.append(f"[{name}]")
             for f in dataclasses.fields(getattr(self, name)):
                 value = getattr(getattr(self, name), f.name)
-                if value is None:
-                    continue
+                if value is None and f.default is None:
+                    continue  # unset; written as None only where None overrides a default
                 lines.append(f"{f.name} = {_literal(value)}")
             lines.append("")
         return "\n".join(lines)
@@ -585,6 +588,11 @@ def validate(cfg: Config) -> None:
         err("augment", "rotation", f"must be 0..45 degrees, got {a.rotation}")
     if not 0.5 <= a.scale[0] <= a.scale[1] <= 2:
         err("augment", "scale", f"need 0.5 <= low <= high <= 2, got {a.scale}")
+    if t.lr_schedule not in ("plateau", "cosine"):
+        err("train", "lr_schedule", f'must be "plateau" or "cosine", got {t.lr_schedule!r}')
+    if t.lr_schedule == "cosine" and t.learning_rate_reducer:
+        err("train", "lr_schedule", '"cosine" sets the learning rate of every epoch itself; set '
+            "learning_rate_reducer = False too, or keep lr_schedule = \"plateau\"")
     if not 0 < t.reducer_factor < 1:
         err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
 

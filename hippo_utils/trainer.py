@@ -24,8 +24,10 @@ holds a run is refused unless resuming.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -52,6 +54,12 @@ def set_seed(seed: int) -> None:
 
 def monitor_mode(monitor: str) -> str:
     return "max" if "dice" in monitor else "min"
+
+
+def cosine_learning_rate(epoch: int, lr: float = 0.0, *, base: float, epochs: int) -> float:
+    """[train] lr_schedule = "cosine": epoch 0 gets ``base``, then half a cosine down towards zero
+    (the last of ``epochs`` epochs gets ``base * (1 - cos(pi / epochs)) / 2``, never zero)."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs - 1) / epochs))
 
 
 def compile_model(model, cfg: Config, **options) -> None:
@@ -306,6 +314,9 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     if t.learning_rate_reducer:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=t.monitor, mode=mode, factor=t.reducer_factor, patience=t.reducer_patience, verbose=0))
+    if t.lr_schedule == "cosine":  # a function of the epoch alone, so a resumed run follows it too
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
     callbacks.append(AtomicState(cfg, history, best, early))
     listeners = []
     if live:

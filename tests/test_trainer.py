@@ -91,3 +91,24 @@ def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
                                          f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"])
     result = train(cfg, progress=False)
     assert result.epochs_done == 1 and (run / "models" / "best.weights.h5").is_file()
+
+
+def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_path):
+    import math
+
+    from hippo_utils.trainer import cosine_learning_rate
+
+    run = tmp_path / "cosine"
+    sets = ["train.lr_schedule=\"cosine\"", "train.learning_rate_reducer=False", "train.epoch_change_infer=False",
+            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"]
+    base = tiny_config.model.learning_rate
+    expected = [base * 0.5 * (1 + math.cos(math.pi * e / 3)) for e in range(3)]
+    assert [cosine_learning_rate(e, base=base, epochs=3) for e in range(3)] == pytest.approx(expected)
+    assert cosine_learning_rate(7, base=base, epochs=3) == pytest.approx(expected[-1])  # never below the last
+    train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), progress=False)
+    # the resumed run is 3 epochs long: its epochs 2 and 3 take their rates from that length
+    result = train(load_config(tiny_config.path, [*sets, "train.epochs=3"]), resume=True, progress=False)
+    assert result.epochs_done == 3
+    history = json.loads((run / "models" / "history.json").read_text())
+    assert history["learning_rate"][0] == pytest.approx(base)
+    assert history["learning_rate"][1:] == pytest.approx(expected[1:], rel=1e-5)
