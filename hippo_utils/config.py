@@ -131,6 +131,10 @@ class InferSection:
     # Test-time augmentation: average with the prediction of the mirrored slice (columns
     # reversed). Twice the forward passes. Use it when training mirrored ([augment] hflip).
     flip_tta: bool = False
+    # Volumes: average each slice's class probabilities with those of the slices before and
+    # after it (weights 1/4, 1/2, 1/4) before the argmax, so that a 2D model's neighbouring
+    # slices agree. For thin slices (about 1 mm, as MSD's); no extra forward passes.
+    slice_smoothing: bool = False
 
 
 @dataclass(frozen=True)

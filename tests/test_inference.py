@@ -335,3 +335,36 @@ def test_flip_tta_averages_the_mirrored_prediction():
     assert plain[..., 1].tolist() == [[[1, 1, 1, 1, 0]] * 4] * 3
     assert both[..., 1].tolist() == [[[0.5, 1, 1, 1, 0.5]] * 4] * 3
     np.testing.assert_allclose(both.sum(-1), 1)
+
+
+def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
+    """A stand-in model whose foreground probability is the input brightness. Along axis 1:
+    a run of sure slices with one faint slice inside (probability 0.3: a hole without
+    smoothing, filled with it: 0.25 + 0.5 * 0.3 + 0.25 = 0.65), and one lone half-bright
+    slice among sure background (0.6: kept without smoothing, dropped with it: 0.3)."""
+    from hippo_utils.inference import smooth_across_slices
+
+    class SoftBright:
+        def predict_on_batch(self, x):
+            fg = np.clip(np.asarray(x)[..., :1] / 255.0, 0, 1)
+            return np.concatenate([1 - fg, fg], axis=-1)
+
+    img = np.zeros((24, 20, 24), np.float32)
+    img[8:16, 2:9, 8:16] = 255.0
+    img[8:16, 5, 8:16] = 0.3 * 255
+    img[8:16, 14, 8:16] = 0.6 * 255
+    vol = Volume(img, np.eye(4))
+    plain = _cfg(tmp_path, plane="axis1", size=32)
+    smooth = load_config(plain.path, ["infer.slice_smoothing=True"])
+    before, after = segment_volume(SoftBright(), plain, vol), segment_volume(SoftBright(), smooth, vol)
+    centre = (slice(10, 14), slice(10, 14))
+    assert not before[centre[0], 5, centre[1]].any() and after[centre[0], 5, centre[1]].all()
+    assert before[centre[0], 14, centre[1]].all() and not after[:, 14].any()
+    assert after[centre[0], 2:9, centre[1]].all()  # the sure run, its ends included, stays
+
+    probs = np.random.default_rng(0).random((5, 3, 4, 2)).astype(np.float32)
+    out = smooth_across_slices(probs)
+    assert out.dtype == np.float32 and out.shape == probs.shape
+    np.testing.assert_allclose(out[2], 0.25 * probs[1] + 0.5 * probs[2] + 0.25 * probs[3], rtol=1e-6)
+    np.testing.assert_allclose(out[0], 0.75 * probs[0] + 0.25 * probs[1], rtol=1e-6)
+    assert smooth_across_slices(probs[:1]) is not None and np.array_equal(smooth_across_slices(probs[:1]), probs[:1])
