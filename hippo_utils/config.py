@@ -170,6 +170,9 @@ class DeriveSection:
     skip_unpaired: bool = False
     # 2.5D input: neighbouring slices on either side fed as channels (1 needs image_channels 3)
     context_slices: int = 0
+    # distance in slices between those neighbours: 2 gives slices i-2, i, i+2 (a wider view
+    # along the slicing axis for the same three channels)
+    context_step: int = 1
 
 
 @dataclass(frozen=True)
@@ -614,6 +617,11 @@ def validate(cfg: Config) -> None:
     if c < 0 or (c and 2 * c + 1 != m.image_channels):
         err("derive", "context_slices", f"{c}: use 0 (one slice, grey) or 1 (slices i-1, i, i+1 as the "
             f"3 channels, with [model] image_channels = 3); [model] image_channels is {m.image_channels}")
+    if cfg.derive.context_step < 1:
+        err("derive", "context_step", f"must be 1 (adjacent slices) or more, got {cfg.derive.context_step}")
+    if cfg.derive.context_step != 1 and not c:
+        err("derive", "context_step", f"{cfg.derive.context_step} spaces the neighbouring slices of "
+            "context_slices = 1; with context_slices = 0 there are none (set context_slices = 1, or remove it)")
     if c and cfg.image.color_order != "RGB":
         err("derive", "context_slices", 'neighbouring slices are stored in RGB order; set [image] '
             'color_order = "RGB"')

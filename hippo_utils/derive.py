@@ -33,7 +33,13 @@ from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_dir, sha256_file
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
 from hippo_utils.plots import png_bytes
-from hippo_utils.preprocess import SliceGeometry, image_geometry, normalize_intensity, slice_geometry
+from hippo_utils.preprocess import (
+    SliceGeometry,
+    context_indices,
+    image_geometry,
+    normalize_intensity,
+    slice_geometry,
+)
 from hippo_utils.volumes import load_labels, load_volume
 
 logger = logging.getLogger(__name__)
@@ -107,6 +113,8 @@ def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> s
     }
     if d.context_slices:  # only when set, so datasets derived before the key existed stay valid
         settings["context_slices"] = d.context_slices
+    if d.context_step != 1:
+        settings["context_step"] = d.context_step
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,10 +143,10 @@ def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
     keep_labelled, keep_empty = _select_slices(classes, tissue, d.empty_slice_ratio, rng)
 
     rows = []
-    c, last = d.context_slices, len(norm) - 1
+    c, n = d.context_slices, len(norm)
     for idx in sorted(keep_labelled + keep_empty):
         # 2.5D: neighbours (edge slice repeated) as channels, as preprocess.with_context
-        grey = [geom.to_model(norm[min(max(idx + k, 0), last)]) for k in range(-c, c + 1)]
+        grey = [geom.to_model(norm[k]) for k in context_indices(idx, n, c, d.context_step)]
         image = np.rint(np.stack(grey, axis=-1) * 255 if c else grey[0] * 255).astype(np.uint8)
         mask_cls = geom.to_model(classes[idx], is_label=True)
         stem = f"{subject.name}_{idx:03d}"

@@ -41,7 +41,7 @@ def model_input(slices01: np.ndarray, cfg: Config) -> np.ndarray:
     """
     c = cfg.derive.context_slices
     if slices01.ndim == 3:
-        slices01 = with_context(slices01, c) if c else slices01[..., None]
+        slices01 = with_context(slices01, c, cfg.derive.context_step) if c else slices01[..., None]
     x = np.rint(np.clip(slices01, 0, 1) * 255).astype(np.float32)
     channels = cfg.model.image_channels
     return np.repeat(x, channels, axis=-1) if x.shape[-1] == 1 and channels > 1 else x

@@ -131,15 +131,21 @@ class SliceGeometry:
         return np.stack([back(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
 
 
-def with_context(stack: np.ndarray, context: int) -> np.ndarray:
+def context_indices(index: int, n: int, context: int, step: int = 1) -> list[int]:
+    """The slices that make slice ``index``'s 2.5D channels, in slice order: its ``context``
+    neighbours ``step`` slices apart on either side, itself in the middle; beyond the first
+    and last slices the edge slice repeats ([derive] context_slices, context_step)."""
+    return [min(max(index + k * step, 0), n - 1) for k in range(-context, context + 1)]
+
+
+def with_context(stack: np.ndarray, context: int, step: int = 1) -> np.ndarray:
     """(N, H, W) slices of one volume, in slice order -> (N, H, W, 2*context+1).
 
-    The 2.5D input: each slice with its ``context`` neighbours on either side as
-    channels, in slice order, the slice itself in the middle; at the first and last
-    slices the edge slice repeats. ``context = 0`` gives (N, H, W, 1).
+    The 2.5D input: channel k of slice i is slice ``context_indices(i, N, context, step)[k]``.
+    ``context = 0`` gives (N, H, W, 1).
     """
     n = len(stack)
-    idx = np.clip(np.arange(n)[:, None] + np.arange(-context, context + 1), 0, n - 1)
+    idx = np.array([context_indices(i, n, context, step) for i in range(n)]).reshape(n, 2 * context + 1)
     return np.moveaxis(stack[idx], 1, -1)
 
 

@@ -258,8 +258,9 @@ def test_background_shortcut_is_exact():
 
 
 def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path):
-    """2.5D: channels are slices i-1, i, i+1 (edges repeat), identical in the derived PNGs
-    and in whole-volume inference; without context the PNG is the grey slice itself."""
+    """2.5D: channels are slices i-1, i, i+1 (edges repeat), or i-2, i, i+2 with context_step 2,
+    identical in the derived PNGs and in whole-volume inference; without context the PNG is
+    the grey slice itself."""
     from hippo_utils.derive import derive_dataset, read_manifest
     from hippo_utils.inference import model_input
     from hippo_utils.preprocess import normalize_intensity, slice_geometry, with_context
@@ -270,28 +271,33 @@ def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path
     assert ctx.shape == (4, 2, 2, 3)
     assert ctx[0, 0, 0].tolist() == [0, 0, 1] and ctx[2, 0, 0].tolist() == [1, 2, 3]
     assert ctx[3, 0, 0].tolist() == [2, 3, 3]
+    wide = with_context(stack, 1, step=2)
+    assert [wide[i, 0, 0].tolist() for i in range(4)] == [[0, 0, 2], [0, 1, 3], [0, 2, 3], [1, 3, 3]]
 
     for i in range(3):
         img, lab = toy_volume(i)
         write_nifti(tmp_path / "src" / "images" / f"s{i}.nii.gz", img)
         write_nifti(tmp_path / "src" / "labels" / f"s{i}.nii.gz", lab)
     images = {}
-    for c in (0, 1):
-        cfg = load_config(write_config(tmp_path / f"c{c}.config", {
-            "source_dir": str(tmp_path / "src"), "output_dir": str(tmp_path / f"out{c}"), "plane": "axis1",
-            "context_slices": c, "label_map": {1: 1, 2: 1}, "empty_slice_ratio": 1.0}, size=32),
-            ["model.image_channels=3"])
+    for c, step in ((0, 1), (1, 1), (1, 2)):
+        cfg = load_config(write_config(tmp_path / f"c{c}{step}.config", {
+            "source_dir": str(tmp_path / "src"), "output_dir": str(tmp_path / f"out{c}{step}"), "plane": "axis1",
+            "context_slices": c, "context_step": step, "label_map": {1: 1, 2: 1}, "empty_slice_ratio": 1.0},
+            size=32), ["model.image_channels=3"])
         derive_dataset(cfg, progress=False)
         rows = [r for r in read_manifest(cfg.derive.output_dir) if r["subject"] == "s1"]
-        images[c] = {int(r["slice_index"]): np.asarray(Image.open(cfg.derive.output_dir / r["image"]))
+        images[c, step] = {int(r["slice_index"]): np.asarray(Image.open(cfg.derive.output_dir / r["image"]))
                      for r in rows}
         vol = load_volume(tmp_path / "src" / "images" / "s1.nii.gz")
         geom = slice_geometry(vol, "axis1", cfg.image_size)
         norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
         x = model_input(np.stack([geom.to_model(s) for s in norm]), cfg)
-        for idx, png in images[c].items():
+        for idx, png in images[c, step].items():
             np.testing.assert_array_equal(x[idx], png if png.ndim == 3 else np.repeat(png[..., None], 3, axis=-1))
-    assert images[1][min(images[1])].ndim == 3
+    assert images[1, 1][min(images[1, 1])].ndim == 3
+    inner = sorted(images[1, 1])[2]  # the wider context differs in the outer channels only
+    assert np.array_equal(images[1, 1][inner][..., 1], images[1, 2][inner][..., 1])
+    assert not np.array_equal(images[1, 1][inner], images[1, 2][inner])
 
     class Recorder:  # folder inference feeds the derived PNGs' neighbour channels unchanged
         def predict_on_batch(self, x):
@@ -302,15 +308,21 @@ def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path
     infer_folder(model := Recorder(), cfg, mini, tmp_path / "folder_out", progress=False)
     pngs = [np.asarray(Image.open(p)) for p in sorted(mini.glob("*.png"))]
     np.testing.assert_array_equal(model.seen, np.stack(pngs).astype(np.float32))
-    for idx, png in images[1].items():
-        np.testing.assert_array_equal(png[..., 1], images[0][idx])  # the centre is the slice itself
-        if idx + 1 in images[0]:
-            np.testing.assert_array_equal(png[..., 2], images[0][idx + 1])
+    for step in (1, 2):
+        for idx, png in images[1, step].items():
+            np.testing.assert_array_equal(png[..., 1], images[0, 1][idx])  # the centre is the slice itself
+            if idx + step in images[0, 1]:
+                np.testing.assert_array_equal(png[..., 2], images[0, 1][idx + step])
 
 
 def test_context_slices_need_three_channels(tmp_path):
     with pytest.raises(ValueError, match=r"\[derive\] context_slices.*image_channels = 3"):
         load_config(write_config(tmp_path / "c.config", {"context_slices": 1}), ["model.image_channels=1"])
+    with pytest.raises(ValueError, match=r"\[derive\] context_step.*got 0"):
+        load_config(write_config(tmp_path / "c.config", {"context_slices": 1, "context_step": 0}),
+                    ["model.image_channels=3"])
+    with pytest.raises(ValueError, match=r"\[derive\] context_step.*context_slices = 0 there are none"):
+        load_config(write_config(tmp_path / "c.config", {"context_step": 2}))
 
 
 def test_flip_tta_averages_the_mirrored_prediction():
