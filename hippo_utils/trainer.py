@@ -108,10 +108,10 @@ def _callbacks_module():
         """Each epoch: last.keras, state.json, history.json, CSVs and plots, atomically."""
 
         def __init__(self, cfg: Config, history: dict[str, list[float]], best: float | None,
-                     early_stopping=None):
+                     early_stopping=None, reducer=None):
             super().__init__()
             self.cfg, self.history, self.best = cfg, history, best
-            self.early = early_stopping
+            self.early, self.reducer = early_stopping, reducer
             self.mode = monitor_mode(cfg.train.monitor)
             self.t0 = time.perf_counter()
 
@@ -144,6 +144,10 @@ def _callbacks_module():
                                        else np.argmin(self.history[self.cfg.train.monitor])) + 1
                      if self.cfg.train.monitor in self.history else None,
                      "early_stopping_wait": int(getattr(self.early, "wait", 0)), "checkpoint": checkpoint}
+            if self.reducer is not None:  # ReduceLROnPlateau's counters, for --resume
+                best_seen = self.reducer.best
+                state["reducer"] = {"wait": int(self.reducer.wait), "cooldown": int(self.reducer.cooldown_counter),
+                                    "best": None if best_seen is None else float(best_seen)}
             atomic_write_text(model_dir / "history.json", json.dumps(self.history, indent=1) + "\n")
             atomic_write_text(model_dir / "state.json", json.dumps(state, indent=1) + "\n")  # commit
             link_or_copy(model_dir / checkpoint, model_dir / "last.keras")
@@ -281,11 +285,12 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
 
     strategy = tf.distribute.MirroredStrategy() if t.distribute else tf.distribute.get_strategy()
     history: dict[str, list[float]] = {}
-    best, initial_epoch, wait = None, 0, 0
+    best, initial_epoch, wait, reducer_state = None, 0, 0, None
     with strategy.scope():
         if resume:
             state = _read_state(state_path)
             initial_epoch, best, wait = state["epoch"], state["best"], state.get("early_stopping_wait", 0)
+            reducer_state = state.get("reducer")  # absent in runs saved before it was kept
             history = json.loads((model_dir / "history.json").read_text())
             history = {k: v[:initial_epoch] for k, v in history.items()}
             checkpoint = model_dir / state.get("checkpoint", "last.keras")
@@ -311,13 +316,15 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     mode = monitor_mode(t.monitor)
     early = keras.callbacks.EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience)
     callbacks: list = [early]
+    reducer = None
     if t.learning_rate_reducer:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=t.monitor, mode=mode, factor=t.reducer_factor, patience=t.reducer_patience, verbose=0))
+        reducer = keras.callbacks.ReduceLROnPlateau(
+            monitor=t.monitor, mode=mode, factor=t.reducer_factor, patience=t.reducer_patience, verbose=0)
+        callbacks.append(reducer)
     if t.lr_schedule == "cosine":  # a function of the epoch alone, so a resumed run follows it too
         callbacks.append(keras.callbacks.LearningRateScheduler(
             functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
-    callbacks.append(AtomicState(cfg, history, best, early))
+    callbacks.append(AtomicState(cfg, history, best, early, reducer))
     listeners = []
     if live:
         from hippo_utils.widgets import LiveTrainingPanel
@@ -332,10 +339,15 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     callbacks.extend(extra_callbacks)
     if not resume:
         write_provenance(cfg)
-    if resume:  # carry the early-stopping state over the interruption
+    if resume:  # carry the early-stopping and learning-rate reducer state over the interruption
         early.on_train_begin()
         early.wait, early.best = wait, best if best is not None else early.best
         early.on_train_begin = lambda logs=None: None
+        if reducer is not None and reducer_state:
+            reducer.on_train_begin()
+            reducer.wait, reducer.cooldown_counter = reducer_state["wait"], reducer_state["cooldown"]
+            reducer.best = reducer_state["best"]
+            reducer.on_train_begin = lambda logs=None: None
     model.fit(train_ds, validation_data=valid_ds, epochs=t.epochs, initial_epoch=initial_epoch,
               callbacks=callbacks, verbose=0, shuffle=False)
     final = json.loads(state_path.read_text())

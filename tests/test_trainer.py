@@ -112,3 +112,22 @@ def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_pa
     history = json.loads((run / "models" / "history.json").read_text())
     assert history["learning_rate"][0] == pytest.approx(base)
     assert history["learning_rate"][1:] == pytest.approx(expected[1:], rel=1e-5)
+
+
+def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
+    """The plateau reducer waits `reducer_patience` epochs in all, not afresh after --resume:
+    a run stopped one epoch short of a reduction reduces in its first resumed epoch."""
+    run = tmp_path / "reducer"
+    sets = ["train.reducer_patience=2", "train.reducer_factor=0.5", "train.epoch_change_infer=False",
+            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"]
+    train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), progress=False)
+    state_path = run / "models" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["reducer"] == {"wait": 0, "cooldown": 0, "best": pytest.approx(state["best"])}
+    # as if the first epoch had been a plateau epoch after an unbeatable one
+    state["reducer"].update(wait=1, best=2.0)
+    state_path.write_text(json.dumps(state))
+    result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
+    base = tiny_config.model.learning_rate
+    assert float(np.asarray(result.model.optimizer.learning_rate)) == pytest.approx(base * 0.5)
+    assert json.loads(state_path.read_text())["reducer"]["wait"] == 0  # reset by the reduction
