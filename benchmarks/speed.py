@@ -1,7 +1,8 @@
 """Speed and memory measurements, printed as figures. Run from the repository root:
 
-    python benchmarks/speed.py all          # everything below, in one run (about 20 min on 2 cores)
+    python benchmarks/speed.py all          # everything below, in one run (about 25 min on 2 cores)
     python benchmarks/speed.py pipeline     # fit: tf.data pipeline vs the same batches in memory
+    python benchmarks/speed.py epochs       # several epochs with validation: per-epoch iterators vs the trainer's
     python benchmarks/speed.py inference    # whole volume end to end vs the pure forward pass
     python benchmarks/speed.py folder       # image-folder inference vs a one-image model.predict loop
     python benchmarks/speed.py memory       # peak RSS of training at N and 4N slices
@@ -169,6 +170,49 @@ def bench_pipeline(args) -> None:
         print(f"  augmentation {'on ' if augment else 'off'}: {n} slices; tf.data pipeline {max(pipe):5.1f} images/s, "
               f"the same batches in memory {max(mem):5.1f} images/s; ratio {max(pipe) / max(mem):.2f} "
               "(target >= 0.9)")
+
+
+def bench_epochs(args) -> None:
+    """Several epochs in one fit, with validation, as the trainer runs them: a new tf.data
+    iterator each epoch (Keras's default for a finite dataset) against the trainer's one
+    repeated training iterator and unautotuned validation dataset (see make_dataset)."""
+    import keras
+    import tensorflow as tf
+
+    from hippo_utils.dataset import make_dataset
+
+    cfg = _demo_data(load_config(args.config))
+    epochs = 4
+
+    class Times(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t0)
+
+    print(f"training epochs with validation: fit, {epochs} epochs, the first not counted, batch "
+          f"{cfg.train.batch_size}, {os.cpu_count()} CPU cores")
+    results = {}
+    for how in ("new iterators each epoch", "the trainer's datasets"):
+        times: list[float] = []
+        model = _model(cfg)
+        if how == "the trainer's datasets":
+            train_ds, valid_ds = make_dataset(cfg, "train", repeat=True), make_dataset(cfg, "valid")
+            model.fit(train_ds, validation_data=valid_ds, epochs=epochs, steps_per_epoch=train_ds.steps,
+                      callbacks=[Times()], verbose=0, shuffle=False)
+        else:
+            options = tf.data.Options()
+            options.autotune.enabled = True  # as a default tf.data pipeline
+            train_ds, valid_ds = make_dataset(cfg, "train"), make_dataset(cfg, "valid").with_options(options)
+            model.fit(train_ds, validation_data=valid_ds, epochs=epochs, callbacks=[Times()], verbose=0,
+                      shuffle=False)
+        results[how] = float(np.mean(times[1:]))
+        print(f"  {how}: {', '.join(f'{t:.1f}' for t in times)} s per epoch; "
+              f"mean after the first {results[how]:.1f} s, {train_ds.steps * cfg.train.batch_size / results[how]:.1f} "
+              "images/s")
+    before, after = results.values()
+    print(f"  epoch time ratio, trainer / new iterators: {after / before:.2f}")
 
 
 def bench_folder(args) -> None:
@@ -426,7 +470,7 @@ def bench_viewer(args) -> None:
             print(f"  {mode:12s} {plane:9s} median {viewer.time_updates(50):5.1f} ms per slider move (50 moves)")
 
 
-BENCHES = {"pipeline": bench_pipeline, "inference": bench_inference, "folder": bench_folder,
+BENCHES = {"pipeline": bench_pipeline, "epochs": bench_epochs, "inference": bench_inference, "folder": bench_folder,
            "memory": bench_memory, "flops": bench_flops, "levers": bench_levers, "viewer": bench_viewer}
 CHILDREN = {"_train_rss": _train_rss_child, "_forward_threads": _forward_threads_child}
 

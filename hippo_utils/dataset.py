@@ -129,7 +129,7 @@ def augment_fn(cfg: Config):
 
 
 def make_dataset(cfg: Config, split: str = "train", training: bool | None = None,
-                 batch_size: int | None = None, cache: str | None = None):
+                 batch_size: int | None = None, cache: str | None = None, repeat: bool = False):
     """A batched ``tf.data.Dataset`` of (float32 image 0..255, one-hot float32 mask).
 
     Args:
@@ -138,9 +138,16 @@ def make_dataset(cfg: Config, split: str = "train", training: bool | None = None
         training: shuffle and augment (default: ``split == "train"``).
         batch_size: default ``[train] batch_size``.
         cache: override ``[train] cache``.
+        repeat: repeat the epoch's batches without end (reshuffled each time); give ``fit``
+            ``steps_per_epoch=ds.steps``. Keras then keeps one iterator for the whole run.
+            Without it, Keras makes a new iterator each epoch, and destroying the old one
+            (waiting for its tf.data autotuning threads) stalled each epoch by 9-15 s on a
+            2-core CPU (``benchmarks/speed.py pipeline``). Datasets that are not for training
+            are made without autotuning, for the same reason.
 
     Returns:
-        The dataset; its ``.files`` attribute lists the (image, mask) pairs in order.
+        The dataset; its ``.files`` attribute lists the (image, mask) pairs in order and
+        ``.steps`` the batches in one pass over them.
     """
     import tensorflow as tf
 
@@ -163,8 +170,17 @@ def make_dataset(cfg: Config, split: str = "train", training: bool | None = None
         return tf.cast(image, tf.float32), tf.one_hot(tf.cast(classes, tf.int32), depth)
 
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size or cfg.train.batch_size).prefetch(tf.data.AUTOTUNE)
+    batch_size = batch_size or cfg.train.batch_size
+    ds = ds.batch(batch_size)
+    if repeat:  # after batch: each pass yields the same batch sizes as one epoch without it
+        ds = ds.repeat()
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if not training:  # see ``repeat``: Keras makes a new validation iterator every epoch, and one
+        options = tf.data.Options()  # without autotuning threads is destroyed at once
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
     ds.files = pairs  # type: ignore[attr-defined]
+    ds.steps = math.ceil(len(pairs) / batch_size)  # type: ignore[attr-defined]
     return ds
 
 

@@ -279,9 +279,9 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
     if resume and not state_path.exists():
         raise FileNotFoundError(f"{model_dir}: no run to resume (no {state_path.name}); train without --resume")
     set_seed(t.seed)
-    train_ds = make_dataset(cfg, "train")
+    train_ds = make_dataset(cfg, "train", repeat=True)  # one iterator for the whole run
     valid_ds = make_dataset(cfg, "valid")
-    steps = int(np.ceil(len(train_ds.files) / t.batch_size))
+    steps = train_ds.steps
 
     strategy = tf.distribute.MirroredStrategy() if t.distribute else tf.distribute.get_strategy()
     history: dict[str, list[float]] = {}
@@ -349,7 +349,7 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
             reducer.best = reducer_state["best"]
             reducer.on_train_begin = lambda logs=None: None
     model.fit(train_ds, validation_data=valid_ds, epochs=t.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=0, shuffle=False)
+              steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
     final = json.loads(state_path.read_text())
     return TrainResult(model_dir, history, final["best"], final["epoch"], model)
 

@@ -82,3 +82,18 @@ def test_cache_is_skipped_when_the_data_would_not_fit(tmp_path, monkeypatch):
     assert b"CacheDataset" not in graph
     monkeypatch.setattr(dataset_mod, "CACHE_BUDGET_BYTES", 1 << 30)
     assert b"CacheDataset" in make_dataset(cfg, "train")._as_serialized_graph().numpy()
+
+
+def test_repeated_dataset_passes_are_whole_reshuffled_epochs(tmp_path):
+    img_dir, mask_dir = _folder(tmp_path, n=5)
+    ds = make_dataset(_cfg(tmp_path, img_dir, mask_dir), "train", repeat=True)
+    assert ds.steps == 3  # 5 slices in batches of 2
+    it = iter(ds)
+    passes = []
+    for _ in range(4):  # what fit(steps_per_epoch=ds.steps) takes each epoch
+        batches = [next(it)[0].numpy() for _ in range(ds.steps)]
+        assert [len(b) for b in batches] == [2, 2, 1]  # an epoch never runs into the next one
+        passes.append([float(img.sum()) for b in batches for img in b])
+    for p in passes:
+        assert sorted(p) == sorted(passes[0])  # every slice once per epoch
+    assert len({tuple(p) for p in passes}) > 1  # in a new order
