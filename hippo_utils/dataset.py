@@ -142,7 +142,7 @@ def make_dataset(cfg: Config, split: str = "train", training: bool | None = None
             ``steps_per_epoch=ds.steps``. Keras then keeps one iterator for the whole run.
             Without it, Keras makes a new iterator each epoch, and destroying the old one
             (waiting for its tf.data autotuning threads) stalled each epoch by 9-15 s on a
-            2-core CPU (``benchmarks/speed.py pipeline``). Datasets that are not for training
+            2-core CPU (``benchmarks/speed.py epochs``). Datasets that are not for training
             are made without autotuning, for the same reason.
 
     Returns:
