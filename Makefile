@@ -1,40 +1,45 @@
 # The two commands of the README quick start:
 #   make demo   set up, then run the pipeline on the embedded synthetic data
 #   make test   set up, then run the unit tests and the notebooks (quick config)
-# Everything lives in .venv; nothing is installed system-wide.
+# and, for the rendered tutorial:
+#   make docs     execute the six notebooks with the demo config and build the site in site/
+#   make figures  write the README's gallery into docs/figures/ from a demo run
+# Everything lives in .venv; nothing is installed system-wide, and no target needs root.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+CONFIG ?= configs/demo.config
 
-.PHONY: setup demo test lint browser
+.PHONY: setup demo test docs figures lint
 
-setup: $(STAMP)
-
-$(STAMP): pyproject.toml
+# One stamp per set of extras, so `make demo` installs only what the demo and notebooks need.
+$(VENV)/.installed-%: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed; set PYTHON=python3.x")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[notebooks,test]"
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$*]"
+	touch $@
+
+setup: $(VENV)/.installed-notebooks
 
 DEMO_RUN := runs/demo/models/state.json
 
 # A second `make demo` continues (or, when finished, keeps) the run instead of failing.
-demo: setup
-	$(PY) -m hippo_utils derive configs/demo.config --synthetic-if-missing
-	$(PY) -m hippo_utils train configs/demo.config $$(test -f $(DEMO_RUN) && echo --resume)
+demo: $(VENV)/.installed-notebooks
+	$(PY) -m hippo_utils derive $(CONFIG) --synthetic-if-missing
+	$(PY) -m hippo_utils train $(CONFIG) $$(test -f $(DEMO_RUN) && echo --resume)
 
-# The notebook 06 browser test drives Debian's Chromium (no browser download).
-browser:
-	@test -n "$$HIPPO_CHROMIUM" || command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else echo "The browser test needs Chromium: sudo apt-get install chromium (or set HIPPO_CHROMIUM)"; exit 1; fi; }
-
-test: setup browser
+# The browser tests use a Chromium when one is found (the system's, HIPPO_CHROMIUM, or
+# `.venv/bin/playwright install chromium`) and are skipped with the reason otherwise.
+test: $(VENV)/.installed-notebooks,test,docs
 	$(PY) -m pytest --nbval-lax tests notebooks
 
-lint: setup
-	$(PY) -m ruff check hippo_utils tests notebooks benchmarks
+docs: $(VENV)/.installed-notebooks,docs
+	$(PY) docs/build_docs.py --config $(CONFIG) --site site
+
+figures: $(VENV)/.installed-notebooks
+	$(PY) docs/make_figures.py --config $(CONFIG) --out docs/figures
+
+lint: $(VENV)/.installed-notebooks,dev
+	$(PY) -m ruff check hippo_utils tests notebooks benchmarks docs

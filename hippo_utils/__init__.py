@@ -6,7 +6,7 @@ by the modules that build or run models.
 
 from hippo_utils.config import Config, load_config
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Config", "SliceViewer", "build_flexunet", "load_config", "__version__"]
 

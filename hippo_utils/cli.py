@@ -110,7 +110,7 @@ def cmd_infer_volume(args: argparse.Namespace) -> int:
 def _config_command(sub, name: str, help_: str, func) -> argparse.ArgumentParser:
     """A subcommand that reads a config and takes ``--set`` overrides."""
     p = sub.add_parser(name, help=help_)
-    p.add_argument("config", help="the .config file")
+    p.add_argument("config", help="the .config file, or a shipped config by name (demo, ci, hfh_512, msd_task04)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set train.epochs=5")
     p.set_defaults(func=func)

@@ -416,12 +416,65 @@ def _section_fields(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+# ------------------------------------------------------------------- shipped configs
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"  # in a wheel: hippo_utils/configs/
+
+
+def shipped_config_dir() -> Path:
+    """The folder of the configs that come with the project: ``hippo_utils/configs/`` in an
+    installed package, ``configs/`` at the root of a checkout (an editable install)."""
+    if _PACKAGED_CONFIGS.is_dir():
+        return _PACKAGED_CONFIGS
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """The names of the shipped configs (``demo``, ``ci``, ...)."""
+    return sorted(p.stem for p in shipped_config_dir().glob("*.config"))
+
+
+def workspace() -> Path:
+    """Where the outputs of a config loaded from an installed package go: ``$HIPPO_WORKDIR``,
+    else the current folder (``/content`` on Colab)."""
+    return Path(os.environ.get("HIPPO_WORKDIR") or Path.cwd()).resolve()
+
+
+def resolve_config(name_or_path: str | os.PathLike[str]) -> Path:
+    """A config file: an existing path, or the name of a shipped config (``"demo"``,
+    ``"demo.config"``).
+
+    Raises:
+        FileNotFoundError: neither, with the shipped names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    if text and "/" not in text and os.sep not in text:
+        shipped = shipped_config_dir() / (text if text.endswith(".config") else f"{text}.config")
+        if shipped.is_file():
+            return shipped
+    raise FileNotFoundError(f"config file not found: {name_or_path} (give a path, or the name of a shipped "
+                            f"config: {', '.join(shipped_configs())})")
+
+
+def config_base_dir(path: Path) -> Path:
+    """The folder that relative paths in the config at ``path`` start from: the config's own
+    folder, except for a config inside an installed package, whose ``../runs``, ``../data``
+    land in :func:`workspace` as if the config lay in its ``configs/`` folder."""
+    folder = path.resolve().parent
+    if folder == _PACKAGED_CONFIGS:
+        return workspace() / "configs"
+    return folder
+
+
 # ---------------------------------------------------------------------------- loading
 def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> Config:
     """Read, type-check and validate a ``train_eval_infer.config`` file.
 
     Args:
-        path: the INI file. ``;`` and ``#`` start comment lines.
+        path: the INI file, or the name of a shipped config (:func:`resolve_config`).
+            ``;`` and ``#`` start comment lines.
         overrides: ``"section.key=value"`` strings applied after the file, parsed and
             validated the same way (an unquoted value is taken as a string where the key
             wants a string or a path).
@@ -434,9 +487,7 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         ValueError: a section, key or value is invalid; the message names the file,
             section and key and says what would be valid.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    path = resolve_config(path)
     parser = configparser.ConfigParser(
         interpolation=None, comment_prefixes=(";", "#"), inline_comment_prefixes=None,
         strict=True, empty_lines_in_values=False,
@@ -447,7 +498,7 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
     except configparser.Error as exc:
         raise ValueError(f"{path}: not a valid INI file: {exc}") from None
 
-    base_dir = path.resolve().parent
+    base_dir = config_base_dir(path)
     raw: dict[str, dict[str, Any]] = {}
     notices: list[str] = []
     for section in parser.sections():
@@ -514,7 +565,7 @@ def _fill_dataset_dirs(cfg: Config) -> Config:
     """Folders left unset default to the split folders of the derived dataset."""
     out = cfg.derive.output_dir
     if not out.is_absolute() and cfg.path is not None:
-        out = cfg.path.resolve().parent / out
+        out = config_base_dir(cfg.path) / out
     derive = dataclasses.replace(cfg.derive, output_dir=out)
 
     def dirs(section: Any, split: str) -> Any:

@@ -220,7 +220,32 @@ def _callbacks_module():
                               if k in logs)
             logger.info("epoch %d/%d: %s", epoch + 1, self.total, shown)
 
-    return AtomicState, EpochPreviews, EpochProgress
+    class Watch(keras.callbacks.Callback):
+        """Hands Keras's events to a watcher (``train(cfg, watch=...)``), such as the notebook's
+        live panel, which then needs no Keras. Each event is a method the watcher may lack."""
+
+        def __init__(self, watcher, history: dict[str, list[float]]):
+            super().__init__()
+            self.watcher, self.history = watcher, history
+
+        def _call(self, event: str, *args) -> None:
+            method = getattr(self.watcher, event, None)
+            if method is not None:
+                method(*args)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._call("epoch_begin", epoch)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._call("batch_end", batch)
+
+        def on_epoch_end(self, epoch, logs=None):  # after AtomicState has added the epoch
+            self._call("epoch_end", epoch, dict(logs or {}), self.history)
+
+        def on_train_end(self, logs=None):
+            self._call("train_end", self.history)
+
+    return AtomicState, EpochPreviews, EpochProgress, Watch
 
 
 @dataclasses.dataclass
@@ -243,7 +268,7 @@ def _check_metric_names(cfg: Config) -> None:
                          f"valid: {', '.join(sorted(valid))}")
 
 
-def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool = True,
+def train(cfg: Config, resume: bool = False, progress: bool = True, watch=None,
           extra_callbacks: Sequence = ()) -> TrainResult:
     """Train the FlexUNet of ``cfg`` on its derived dataset.
 
@@ -252,9 +277,13 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
         resume: continue the run in ``train.model_dir`` from its last complete epoch up to
             ``train.epochs`` in total (optimizer state, best value and early-stopping
             counter restored).
-        live: show a live ipywidgets panel (previews and curves, updated in place); for
-            notebooks.
-        progress: headless progress bars (ignored when ``live``).
+        progress: headless progress bars (ignored with ``watch``).
+        watch: an object told of the run as it goes, such as the notebook's
+            :class:`hippo_utils.widgets.LiveTrainingPanel`. It may have any of
+            ``train_begin(total_epochs, steps, initial_epoch)``, ``epoch_begin(epoch)``,
+            ``batch_end(batch)``, ``epoch_end(epoch, logs, history)``,
+            ``show_previews(epoch, update)`` and ``train_end(history)``. A run that is already
+            complete still tells it ``train_begin``, the last model's previews and ``train_end``.
         extra_callbacks: more Keras callbacks.
 
     Raises:
@@ -308,11 +337,18 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
 
     header = f"; written by hippo_utils {__version__} from {cfg.path}\n"
     atomic_write_text(model_dir / CONFIG_NAME, header + cfg.to_ini())
+    AtomicState, EpochPreviews, EpochProgress, Watch = _callbacks_module()
+    if watch is not None and hasattr(watch, "train_begin"):
+        watch.train_begin(t.epochs, steps, initial_epoch)
     if initial_epoch >= t.epochs:
         logger.info("%s: already trained for %d of %d epochs; nothing to do", model_dir, initial_epoch, t.epochs)
+        if watch is not None:  # show the finished run: its last model's previews and its curves
+            previews = EpochPreviews(cfg, write_files=False, listeners=_watch_listeners(watch))
+            previews.set_model(model)
+            previews.on_epoch_end(initial_epoch - 1)
+            Watch(watch, history).on_train_end()
         return TrainResult(model_dir, history, best, initial_epoch, model)
 
-    AtomicState, EpochPreviews, EpochProgress = _callbacks_module()
     mode = monitor_mode(t.monitor)
     early = keras.callbacks.EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience)
     callbacks: list = [early]
@@ -325,16 +361,12 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
         callbacks.append(keras.callbacks.LearningRateScheduler(
             functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
     callbacks.append(AtomicState(cfg, history, best, early, reducer))
-    listeners = []
-    if live:
-        from hippo_utils.widgets import LiveTrainingPanel
-
-        panel = LiveTrainingPanel(cfg, total_epochs=t.epochs, steps=steps, history=history)
-        callbacks.append(panel)
-        listeners.append(panel.show_previews)
+    listeners = _watch_listeners(watch)
+    if watch is not None:
+        callbacks.append(Watch(watch, history))
     elif progress:
         callbacks.append(EpochProgress(t.epochs, steps, t.monitor))
-    if t.epoch_change_infer or live:
+    if t.epoch_change_infer or listeners:
         callbacks.append(EpochPreviews(cfg, write_files=t.epoch_change_infer, listeners=listeners))
     callbacks.extend(extra_callbacks)
     if not resume:
@@ -352,6 +384,11 @@ def train(cfg: Config, resume: bool = False, live: bool = False, progress: bool 
               steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
     final = json.loads(state_path.read_text())
     return TrainResult(model_dir, history, final["best"], final["epoch"], model)
+
+
+def _watch_listeners(watch) -> list[Callable[[int, dict], None]]:
+    method = getattr(watch, "show_previews", None)
+    return [method] if method is not None else []
 
 
 def link_or_copy(src: Path, dest: Path) -> None:
@@ -492,12 +529,12 @@ def load_trained(model_dir: str | os.PathLike[str], which: str = "best"):
     return model, cfg
 
 
-def ensure_trained(cfg: Config, live: bool = False) -> Path:
+def ensure_trained(cfg: Config, watch=None) -> Path:
     """``[train] model_dir`` with a trained model, training it first when there is none
     (so that notebooks after 03 also run on their own). An unfinished run is continued."""
     state = cfg.train.model_dir / "state.json"
     if state.exists() and json.loads(state.read_text())["epoch"] >= cfg.train.epochs:
         return cfg.train.model_dir
     logger.warning("no finished model in %s: training it now", cfg.train.model_dir)
-    train(cfg, resume=state.exists(), live=live)
+    train(cfg, resume=state.exists(), watch=watch)
     return cfg.train.model_dir

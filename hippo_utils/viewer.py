@@ -230,6 +230,7 @@ class SliceViewer:
         for control in (self.slider, self.opacity, self.window, self.show_label, self.show_prediction, self.mode):
             control.observe(self._update, names="value")
         self.plane.observe(self._on_plane, names="value")
+        self.title = title
         header = w.HTML(f"<b>{title}</b>") if title else w.HTML()
         self.widget = w.VBox([
             header, w.HBox([self.plane, self.mode]), self.slider, w.HBox([self.opacity, self.window]),
@@ -238,8 +239,18 @@ class SliceViewer:
         self.widget.add_class("hippo-slice-viewer")
         self._update()
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        # Built here, not by the VBox: ipywidgets 7 widgets have no _repr_mimebundle_. The
+        # PNG of the first view is what a page without a kernel (make docs, GitHub) shows.
+        from hippo_utils.widgets import widget_bundle
+
+        return widget_bundle(self.widget, self.snapshot())
+
+    def snapshot(self) -> bytes:
+        """The current view as a PNG, under the title and the slice's position and Dice."""
+        from hippo_utils.widgets import captioned
+
+        return captioned(png_bytes(self.render()), "<br>".join(filter(None, [self.title, self.info()])))
 
     def time_updates(self, moves: int = 50) -> float:
         """Median milliseconds per slider move (render and PNG encoding, as in the notebook)."""

@@ -1,65 +1,157 @@
-"""The live training panel for notebooks: ipywidgets updated in place.
+"""Notebook widgets that also leave a picture: the live training panel, and the display
+data that gives any ipywidget a static PNG beside it.
 
-Every epoch it replaces the bytes of two ``ipywidgets.Image`` widgets (the previews and
-the curves) and moves one progress bar per epoch. It never clears the cell, starts no
-thread and needs no ipympl, so it works in JupyterLab, classic Jupyter and Colab.
+A rendered page (``make docs``, GitHub) has no kernel, so a widget alone shows nothing
+there. :func:`widget_bundle` displays the widget with an ``image/png`` of what it shows:
+a live front end draws the widget, a static renderer falls back to the picture.
+
+Works with ipywidgets 7.7 (Colab) and 8.x: nothing here uses what 7.x lacks, and the
+display data is built here rather than by ``Widget._repr_mimebundle_``, which 7.x lacks.
+Imports no TensorFlow: the trainer hands events to the panel (``train(cfg, watch=panel)``).
 """
 
 from __future__ import annotations
 
-import keras
+import base64
+import io
+
+import numpy as np
 
 from hippo_utils import plots
-from hippo_utils.config import Config
+
+WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+CURVES = (("loss", ("loss", "val_loss"), "loss"), ("dice", ("dice_fg", "val_dice_fg"), "foreground Dice"))
 
 
-class LiveTrainingPanel(keras.callbacks.Callback):
-    """A Keras callback that shows training live in a notebook."""
+def widget_bundle(widget, png: bytes | None = None) -> dict[str, object]:
+    """The display data of ``widget`` (ipywidgets 7 or 8), with ``png`` as its static picture.
 
-    def __init__(self, cfg: Config, total_epochs: int, steps: int, history: dict[str, list[float]]):
-        super().__init__()
+    Use as ``IPython.display.display(widget_bundle(w, png), raw=True)``.
+    """
+    text = repr(widget)
+    data: dict[str, object] = {
+        "text/plain": text if len(text) <= 110 else text[:110] + "…",
+        WIDGET_VIEW_MIMETYPE: {"version_major": 2, "version_minor": 0, "model_id": widget.model_id},
+    }
+    if png:
+        data["image/png"] = base64.b64encode(png).decode("ascii")
+    return data
+
+
+def side_by_side(*pngs: bytes, gap: int = 8) -> bytes:
+    """PNG images placed left to right on white, top-aligned, as one PNG."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs if p]
+    if not images:
+        return b""
+    height = max(im.height for im in images)
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    x = 0
+    for im in images:
+        canvas.paste(im, (x, 0))
+        x += im.width + gap
+    return plots.png_bytes(np.asarray(canvas))
+
+
+def captioned(png: bytes, text: str, size: int = 14) -> bytes:
+    """``png`` with ``text`` (HTML tags dropped, ``<br>`` and `` · `` as line breaks) above it."""
+    import re
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    lines = [ln.strip() for ln in re.sub(r"<br\s*/?>| · ", "\n", text).split("\n")]
+    lines = [re.sub(r"<[^>]+>", "", ln) for ln in lines if ln]
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        font = ImageFont.load_default()
+    height = (size + 6) * len(lines) + 6
+    canvas = Image.new("RGB", (image.width, image.height + height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((4, 4 + i * (size + 6)), line, fill="black", font=font)
+    canvas.paste(image, (0, height))
+    return plots.png_bytes(np.asarray(canvas))
+
+
+def curves_png(history: dict[str, list[float]]) -> bytes:
+    """Loss and foreground Dice per epoch, training solid and validation dashed."""
+    fig = plots.Figure(figsize=(7, 3))
+    for ax, (_, cols, title) in zip(fig.subplots(1, 2), CURVES, strict=True):
+        for col in cols:
+            values = history.get(col, [])
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
+                    linestyle="--" if col.startswith("val_") else "-", label=col)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        if any(history.get(c) for c in cols):
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return plots.figure_png(fig)
+
+
+class LiveTrainingPanel:
+    """Training, live in a notebook: the epoch's progress, the loss and Dice curves, and the
+    ``mini_test`` previews (image, ground truth, prediction), updated in place.
+
+    Hand it to the trainer: ``train(cfg, watch=LiveTrainingPanel())``. It displays itself
+    when training begins and, when it ends, leaves a picture of its final state in the
+    cell's output. It never clears the cell, starts no thread and needs no ipympl, so it
+    works in JupyterLab, classic Jupyter and Colab.
+    """
+
+    def __init__(self, title: str = ""):
         import ipywidgets as w
-        from IPython.display import display
 
-        self.cfg, self.total, self.steps, self.history = cfg, total_epochs, steps, history
+        self.title = title
+        self.total = 0
         self.status = w.HTML("<b>starting…</b>")
-        self.bar = w.IntProgress(min=0, max=steps, description="epoch", layout=w.Layout(width="60%"))
+        self.bar = w.IntProgress(min=0, max=1, value=0, description="epoch", layout=w.Layout(width="60%"))
         self.previews = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.curves = w.Image(format="png", layout=w.Layout(max_width="560px"))
         caption = w.HTML("<small>columns: mini_test slices; rows: image, ground truth, prediction</small>")
         self.box = w.VBox([self.status, self.bar, w.HBox([w.VBox([self.previews, caption]), self.curves])])
-        display(self.box)
+        self._handle = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    # The trainer's events (hippo_utils.trainer.train, argument ``watch``).
+    def train_begin(self, total_epochs: int, steps: int, initial_epoch: int = 0) -> None:
+        from IPython.display import display
+
+        self.total = total_epochs
+        self.bar.max = max(1, steps)
+        self.status.value = f"{self.title} epoch {initial_epoch}/{total_epochs} done; training…".strip()
+        self._handle = display(widget_bundle(self.box), raw=True, display_id=True)
+
+    def epoch_begin(self, epoch: int) -> None:
         self.bar.value = 0
         self.bar.description = f"epoch {epoch + 1}/{self.total}"
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.bar.value = batch + 1
+    def batch_end(self, batch: int) -> None:
+        self.bar.value = min(batch + 1, self.bar.max)
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+    def epoch_end(self, epoch: int, logs: dict[str, float], history: dict[str, list[float]]) -> None:
         shown = " · ".join(f"{k} <b>{logs[k]:.4f}</b>" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg")
                            if k in logs)
         self.status.value = f"epoch {epoch + 1}/{self.total} · {shown}"
-        fig = plots.Figure(figsize=(7, 3))
-        axes = fig.subplots(1, 2)
-        for ax, cols, title in ((axes[0], ("loss", "val_loss"), "loss"),
-                                (axes[1], ("dice_fg", "val_dice_fg"), "foreground Dice")):
-            for col in cols:
-                values = self.history.get(col, [])
-                ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
-                        linestyle="--" if col.startswith("val_") else "-", label=col)
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("epoch", fontsize=8)
-            ax.legend(fontsize=7)
-            ax.grid(alpha=0.3)
-        self.curves.value = plots.figure_png(fig)
-
-    def on_train_end(self, logs=None):
-        self.status.value = self.status.value + " · <b>done</b>"
+        self.curves.value = curves_png(history)
 
     def show_previews(self, epoch: int, update: dict) -> None:
         strip = plots.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
                                     tile=128)
         self.previews.value = plots.png_bytes(strip)
+
+    def train_end(self, history: dict[str, list[float]]) -> None:
+        """Mark the run done and leave the final panel as a picture beside the widget."""
+        if history and not self.curves.value:
+            self.curves.value = curves_png(history)
+        self.status.value = self.status.value.replace("training…", "") + " · <b>done</b>"
+        if self._handle is not None:
+            self._handle.update(widget_bundle(self.box, self.snapshot()), raw=True)
+
+    def snapshot(self) -> bytes:
+        """The panel as one PNG: its status line above the previews and the curves."""
+        pictures = side_by_side(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
+        return captioned(pictures, self.status.value) if pictures else b""

@@ -77,3 +77,19 @@ def tiny_model_dir(tiny_config, tmp_path_factory):
     keras.backend.clear_session()
     train(cfg, progress=False)
     return cfg
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium through Playwright (tests/helpers.py: skipped with the reason when
+    there is none, failed instead when HIPPO_REQUIRE_BROWSER=1)."""
+    from playwright.sync_api import sync_playwright
+
+    from helpers import launch_chromium
+
+    with sync_playwright() as pw:
+        chromium = launch_chromium(pw)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import venv
 from pathlib import Path
 
 import nibabel as nib
@@ -37,3 +43,70 @@ def write_nifti(path: Path, data: np.ndarray, affine=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
     return path
+
+
+# ------------------------------------------------------------------------------ browser
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser",
+                       "/Applications/Chromium.app/Contents/MacOS/Chromium",
+                       "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome")
+BROWSER_HINT = ("install one (Debian/Ubuntu: sudo apt-get install chromium; anywhere: "
+                ".venv/bin/playwright install chromium) or set HIPPO_CHROMIUM to a Chromium executable")
+
+
+def find_chromium(pw=None) -> str | None:
+    """A Chromium to drive: ``HIPPO_CHROMIUM``, the system's, or Playwright's own browser
+    (after ``playwright install chromium``); None when there is none."""
+    found = [os.environ.get("HIPPO_CHROMIUM"), *CHROMIUM_CANDIDATES,
+             *(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))]
+    if pw is not None:
+        try:
+            found.append(pw.chromium.executable_path)  # where `playwright install` puts it
+        except Exception:  # noqa: BLE001 - an old Playwright without it: just one candidate fewer
+            pass
+    return next((p for p in found if p and Path(p).is_file()), None)
+
+
+def launch_chromium(pw):
+    """A headless Chromium for a Playwright session; skipped (with how to enable it) when
+    none is found, or failed when ``HIPPO_REQUIRE_BROWSER=1``."""
+    import pytest
+
+    path = find_chromium(pw)
+    if path is None:
+        message = f"no Chromium for the browser tests: {BROWSER_HINT}"
+        if os.environ.get("HIPPO_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"HIPPO_REQUIRE_BROWSER=1 and {message}")
+        pytest.skip(message)
+    return pw.chromium.launch(
+        executable_path=path, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-dev-shm-usage"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ fresh environments
+def preinstalled_env(root: Path) -> tuple[Path, Path]:
+    """A fresh venv in ``root/env`` that sees this environment's packages, except hippo_utils,
+    through a ``.pth`` file: a machine like Colab, with everything but this package.
+
+    Returns its python and its own site-packages folder.
+    """
+    venv.EnvBuilder(with_pip=True).create(root / "env")
+    python = root / "env" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    base = root / "preinstalled"
+    base.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.lower()
+        if name.startswith(("hippo_utils", "hippo-utils", "__editable__")) or name.endswith(".pth"):
+            continue
+        (base / entry.name).symlink_to(entry)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "preinstalled.pth").write_text(str(base) + "\n")
+    return python, site

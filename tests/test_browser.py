@@ -1,7 +1,7 @@
 """Notebook 06 in a real browser: JupyterLab on localhost, driven by Playwright through
-Debian's Chromium (no browser download). The screenshot goes to test-artifacts/.
-
-A browser that cannot start fails this test; it is never skipped.
+whatever Chromium can be found (tests/helpers.py: ``find_chromium``). The screenshot goes
+to test-artifacts/. Without a Chromium the test is skipped with the reason, or fails
+when ``HIPPO_REQUIRE_BROWSER=1`` (as in CI).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,24 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, free_port
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
-
-
-def _chromium() -> str:
-    for path in (os.environ.get("HIPPO_CHROMIUM"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
-        if path and Path(path).is_file():
-            return path
-    pytest.fail("Chromium not found: install Debian's chromium package (apt-get install chromium) "
-                "or set HIPPO_CHROMIUM to its executable")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,7 +28,7 @@ def jupyterlab(tmp_path):
     root = tmp_path / "lab"
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(REPO / "notebooks" / "06_slice_viewer.ipynb", root / "notebooks")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in [str(Path(sys.prefix) / "share" / "jupyter")] if p)
@@ -77,49 +61,38 @@ def jupyterlab(tmp_path):
     log.close()
 
 
-def test_slice_viewer_in_jupyterlab(jupyterlab):
-    from playwright.sync_api import sync_playwright
-
+def test_slice_viewer_in_jupyterlab(browser, jupyterlab):
     url, token = jupyterlab
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=_chromium(), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(f"{url}/lab/tree/notebooks/06_slice_viewer.ipynb?token={token}")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)
-            page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget;"
-                          " await nb.sessionContext.ready; }")
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            viewer = page.locator(".hippo-slice-viewer").first
-            image = viewer.locator("img")
-            image.wait_for(state="visible", timeout=240_000)
-            page.wait_for_function("() => { const i = document.querySelector('.hippo-slice-viewer img');"
-                                   " return i && i.naturalWidth > 0; }", timeout=60_000)
-            image.scroll_into_view_if_needed()
-            before_src = image.get_attribute("src")
-            before_png = image.screenshot()
-            status = viewer.locator(".widget-html-content").last  # slice index, position, Dice
-            status_before = status.inner_text()
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(f"{url}/lab/tree/notebooks/06_slice_viewer.ipynb?token={token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)
+    page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget;"
+                  " await nb.sessionContext.ready; }")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    viewer = page.locator(".hippo-slice-viewer").first
+    image = viewer.locator("img")
+    image.wait_for(state="visible", timeout=240_000)
+    page.wait_for_function("() => { const i = document.querySelector('.hippo-slice-viewer img');"
+                           " return i && i.naturalWidth > 0; }", timeout=60_000)
+    image.scroll_into_view_if_needed()
+    before_src = image.get_attribute("src")
+    before_png = image.screenshot()
+    status = viewer.locator(".widget-html-content").last  # slice index, position, Dice
+    status_before = status.inner_text()
 
-            handle = viewer.locator(".noUi-handle").first  # the slice slider comes first
-            handle.focus()
-            page.keyboard.press("ArrowRight")  # the next slice, still through the hippocampus
-            page.wait_for_function(
-                "(old) => { const i = document.querySelector('.hippo-slice-viewer img');"
-                " return i && i.src !== old && i.naturalWidth > 0; }", arg=before_src, timeout=30_000)
-            page.wait_for_timeout(300)  # let the new PNG paint before the screenshot
-            after_png = image.screenshot()
-            status_after = status.inner_text()
-            viewer.screenshot(path=str(ARTIFACTS / "slice_viewer.png"))
-            page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook06.png"))
-        finally:
-            browser.close()
+    handle = viewer.locator(".noUi-handle").first  # the slice slider comes first
+    handle.focus()
+    page.keyboard.press("ArrowRight")  # the next slice, still through the hippocampus
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('.hippo-slice-viewer img');"
+        " return i && i.src !== old && i.naturalWidth > 0; }", arg=before_src, timeout=30_000)
+    page.wait_for_timeout(300)  # let the new PNG paint before the screenshot
+    after_png = image.screenshot()
+    status_after = status.inner_text()
+    viewer.screenshot(path=str(ARTIFACTS / "slice_viewer.png"))
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook06.png"))
     assert after_png != before_png, "the displayed image did not change when the slider moved"
     assert status_after != status_before and "slice" in status_after
     assert (ARTIFACTS / "slice_viewer.png").stat().st_size > 10_000

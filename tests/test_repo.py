@@ -10,12 +10,13 @@ except ImportError:  # Python 3.10
 
 import pytest
 
-from hippo_utils.notebook import REPOSITORY, colab_badge_url
+from hippo_utils.notebook import REPOSITORY, colab_badge_url, install_cell_source
 
 from helpers import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-CONDA_TO_PYPI = {"python": None, "pip": None}
+CONDA_TO_PYPI = {"python": None, "pip": None, "playwright-python": "playwright"}
+EXTRAS_IN_ENVIRONMENT = ("notebooks", "test", "docs", "dev")  # not gpu: Linux-only, from pip
 
 
 def _name(req: str) -> str:
@@ -25,10 +26,11 @@ def _name(req: str) -> str:
 def test_environment_yml_lists_the_pyproject_dependencies():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
-    wanted |= {_name(r) for extra in ("notebooks", "test") for r in project["optional-dependencies"][extra]}
+    wanted |= {_name(r) for extra in EXTRAS_IN_ENVIRONMENT for r in project["optional-dependencies"][extra]}
     text = (REPO / "environment.yml").read_text().split("dependencies:", 1)[1]
     conda = {_name(m) for m in re.findall(r"^  - (?!pip:)(\S+)$", text, re.M)}
     pip = {_name(m) for m in re.findall(r"^      - (?!-e )(\S+)$", text, re.M)}
+    assert "playwright" not in conda, "conda-forge names Playwright's Python package playwright-python"
     listed = {CONDA_TO_PYPI.get(n, n) for n in conda | pip} - {None}
     assert listed == wanted
 
@@ -48,14 +50,22 @@ def test_notebook_opening_badge_guard_and_no_outputs(path):
     assert "You will learn" in first and "Prerequisites" in first
     badge = colab_badge_url(f"notebooks/{path.name}")
     assert f"]({badge})" in first, f"the Colab badge must point to {badge}"
-    guard = "".join(cells[2]["source"])
-    assert 'find_spec("hippo_utils") is None' in guard
-    assert f"https://github.com/{REPOSITORY}" in guard
+    assert "".join(cells[2]["source"]) == install_cell_source(), \
+        f"cell 3 must be the install cell of hippo_utils/notebook.py:\n{install_cell_source()}"
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
         "notebooks in git carry no outputs (run nbstripout)"
-    last = "".join(cells[-1]["source"])
-    assert "## Summary" in last and "## Next steps" in last or "## Summary" in "".join(cells[-2]["source"])
+    ending = "".join("".join(c["source"]) for c in cells[-2:])
+    assert "## Summary" in ending and "## Next steps" in ending
+
+
+def test_install_cell_pins_this_release_of_the_named_repository():
+    from hippo_utils import __version__
+
+    cell = install_cell_source()
+    assert f'"https://github.com/{REPOSITORY}"' in cell and f'ref = "v{__version__}"' in cell
+    assert "HIPPO_REPO_URL" in cell and "[notebooks]" not in cell  # never upgrades Colab's widgets or Lab
+    compile(cell, "install cell", "exec")
 
 
 def test_readme_quick_start_is_two_commands():
@@ -74,3 +84,54 @@ def test_no_data_or_models_tracked():
     bad = [f for f in tracked if re.search(r"\.(nii|nii\.gz|img|hdr|keras|h5|bak)$", f)
            or (f.startswith("data/") and not re.search(r"(README\.md|\.py)$", f))]
     assert not bad
+
+
+# Import names that differ from their distribution's name.
+IMPORT_TO_DIST = {"PIL": "pillow", "yaml": "pyyaml", "IPython": "ipython"}
+# Imported only inside functions that a notebook or a test reaches, never by the CLI.
+OPTIONAL_IMPORTS = {"ipywidgets": "notebooks", "IPython": "notebooks", "kagglehub": "kaggle"}
+
+
+def test_every_third_party_import_of_the_package_is_declared():
+    import ast
+    import sys
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    extras = {extra: {_name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
+    stdlib = set(sys.stdlib_module_names)
+    for path in sorted((REPO / "hippo_utils").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in stdlib or top == "hippo_utils" or top == "__future__":
+                    continue
+                dist = IMPORT_TO_DIST.get(top, top).lower().replace("_", "-")
+                if top in OPTIONAL_IMPORTS:
+                    assert dist in extras[OPTIONAL_IMPORTS[top]], f"{path.name}: {top} not in [{OPTIONAL_IMPORTS[top]}]"
+                else:
+                    assert dist in declared, f"{path.name} imports {top}, which pyproject.toml does not declare"
+
+
+def test_licence_and_citation_files():
+    assert "Apache License" in (REPO / "LICENSE").read_text() and "Version 2.0" in (REPO / "LICENSE").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    citation = (REPO / "CITATION.cff").read_text()
+    assert citation.startswith("cff-version:")
+    for needle in ("Jafari-Khouzani", "10.1007/s12021-010-9096-4", "Antonelli", "10.1038/s41467-022-30695-9"):
+        assert needle in citation
+
+
+def test_readme_gallery_images_exist_and_are_small():
+    text = (REPO / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    local = [i for i in images if not re.match(r"^[a-z]+:", i)]
+    assert local, "the README shows no figure of its own"
+    assert text.lstrip().startswith("#") and "![" in text.split("\n## ", 1)[0], "the README opens with a figure"
+    for image in local:
+        assert (REPO / image).is_file(), f"README names {image}, which does not exist"
+    figures = list((REPO / "docs" / "figures").glob("*"))
+    assert sum(p.stat().st_size for p in figures) < 1_000_000, "docs/figures/ must stay under 1 MB"
