@@ -38,11 +38,13 @@ MSD_FIGURE = "msd_per_subject.png"
 
 
 def save_small(fig_or_array, path: Path, max_width: int = 900) -> int:
-    """Save a figure or RGB array as a compact PNG (at most ``max_width`` px, 256 colours)."""
+    """Save a figure, RGB array or PNG as a compact PNG (at most ``max_width`` px, 256 colours)."""
     from hippo_utils import plots
     from hippo_utils.fsutil import atomic_write_bytes
 
-    if isinstance(fig_or_array, np.ndarray):
+    if isinstance(fig_or_array, bytes):
+        image = Image.open(io.BytesIO(fig_or_array))
+    elif isinstance(fig_or_array, np.ndarray):
         image = Image.fromarray(fig_or_array)
     else:
         image = Image.open(io.BytesIO(plots.figure_png(fig_or_array, dpi=72)))
@@ -117,9 +119,10 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
         sizes["volume_prediction.png"] = save_small(np.asarray(Image.open(result.qc_path).convert("RGB")),
                                                     out / "volume_prediction.png")
         viewer = SliceViewer(Path(test["source"]), label=Path(test["label_source"]), prediction=result.labels_path,
-                             rgb_map=cfg.mask.rgb_map)
+                             rgb_map=cfg.mask.rgb_map,
+                             title=f"test subject {test['subject']}: ground truth (left), prediction (right)")
         viewer.mode.value = "side by side"
-        sizes["slice_viewer.png"] = save_small(viewer.render(), out / "slice_viewer.png", max_width=860)
+        sizes["slice_viewer.png"] = save_small(viewer.snapshot(), out / "slice_viewer.png", max_width=860)
     if msd_metrics is not None:
         sizes[MSD_FIGURE] = save_small(msd_figure(msd_metrics), out / MSD_FIGURE, max_width=560)
     return sizes
