@@ -38,20 +38,21 @@ def widget_bundle(widget, png: bytes | None = None) -> dict[str, object]:
     return data
 
 
-def side_by_side(*pngs: bytes, gap: int = 8) -> bytes:
-    """PNG images placed left to right on white, top-aligned, as one PNG."""
+def stacked(*pngs: bytes, gap: int = 8) -> bytes:
+    """PNG images placed top to bottom on white, left-aligned, as one PNG (a page's column
+    is narrow, so the pictures keep their size)."""
     from PIL import Image
 
     images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs if p]
     if not images:
         return b""
-    height = max(im.height for im in images)
-    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    width = max(im.width for im in images)
+    height = sum(im.height for im in images) + gap * (len(images) - 1)
     canvas = Image.new("RGB", (width, height), "white")
-    x = 0
+    y = 0
     for im in images:
-        canvas.paste(im, (x, 0))
-        x += im.width + gap
+        canvas.paste(im, (0, y))
+        y += im.height + gap
     return plots.png_bytes(np.asarray(canvas))
 
 
@@ -145,13 +146,17 @@ class LiveTrainingPanel:
 
     def train_end(self, history: dict[str, list[float]]) -> None:
         """Mark the run done and leave the final panel as a picture beside the widget."""
-        if history and not self.curves.value:
+        if history and history.get("loss"):
             self.curves.value = curves_png(history)
-        self.status.value = self.status.value.replace("training…", "") + " · <b>done</b>"
+            last = {k: v[-1] for k, v in history.items() if v}
+            shown = " · ".join(f"{k} <b>{last[k]:.4f}</b>" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg")
+                               if k in last)
+            self.status.value = f"epoch {len(history['loss'])}/{self.total} · {shown}"
+        self.status.value += " · <b>done</b>"
         if self._handle is not None:
             self._handle.update(widget_bundle(self.box, self.snapshot()), raw=True)
 
     def snapshot(self) -> bytes:
-        """The panel as one PNG: its status line above the previews and the curves."""
-        pictures = side_by_side(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
+        """The panel as one PNG: its status line, the previews, then the curves."""
+        pictures = stacked(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
         return captioned(pictures, self.status.value) if pictures else b""

@@ -131,3 +131,49 @@ def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
     base = tiny_config.model.learning_rate
     assert float(np.asarray(result.model.optimizer.learning_rate)) == pytest.approx(base * 0.5)
     assert json.loads(state_path.read_text())["reducer"]["wait"] == 0  # reset by the reduction
+
+
+class Recorder:
+    """A watcher that notes each event the trainer tells it (train(cfg, watch=...))."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def train_begin(self, total_epochs, steps, initial_epoch):
+        self.events.append(("train_begin", total_epochs, steps, initial_epoch))
+
+    def epoch_begin(self, epoch):
+        self.events.append(("epoch_begin", epoch))
+
+    def batch_end(self, batch):
+        self.events.append(("batch_end", batch))
+
+    def epoch_end(self, epoch, logs, history):
+        self.events.append(("epoch_end", epoch, sorted(logs), len(history["loss"])))
+
+    def show_previews(self, epoch, update):
+        self.events.append(("show_previews", epoch, len(update["preds"])))
+
+    def train_end(self, history):
+        self.events.append(("train_end", len(history["loss"])))
+
+
+def test_a_watcher_is_told_the_run_and_a_finished_run_is_shown(tiny_config, tmp_path):
+    run = tmp_path / "watched"
+    cfg = load_config(tiny_config.path, ["train.epochs=2", f"train.model_dir={run / 'models'}",
+                                         f"train.eval_dir={run / 'eval'}",
+                                         f"train.epoch_change_infer_dir={run / 'previews'}"])
+    watch = Recorder()
+    train(cfg, watch=watch)
+    kinds = [e[0] for e in watch.events]
+    steps = watch.events[0][2]
+    assert watch.events[0] == ("train_begin", 2, steps, 0) and steps > 0
+    assert kinds.count("epoch_begin") == 2 and kinds.count("batch_end") == 2 * steps
+    ends = [e for e in watch.events if e[0] == "epoch_end"]
+    assert [e[3] for e in ends] == [1, 2] and "val_dice_fg" in ends[0][2]  # history already has the epoch
+    assert [e[1:] for e in watch.events if e[0] == "show_previews"] == [(0, 2), (1, 2)]
+    assert watch.events[-1] == ("train_end", 2)
+
+    again = Recorder()  # a complete run: no training, but the panel still shows its end state
+    train(cfg, resume=True, watch=again)
+    assert again.events == [("train_begin", 2, steps, 2), ("show_previews", 1, 2), ("train_end", 2)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hippo_utils.widgets import WIDGET_VIEW_MIMETYPE, LiveTrainingPanel, side_by_side, widget_bundle
+from hippo_utils.widgets import WIDGET_VIEW_MIMETYPE, LiveTrainingPanel, stacked, widget_bundle
 
 
 @pytest.fixture
@@ -49,10 +49,10 @@ def test_bundle_names_the_widget_and_carries_the_picture():
     import ipywidgets as w
 
     box = w.VBox([w.HTML("x")])
-    png = side_by_side(_png(20, 10), _png(30, 5))
+    png = stacked(_png(20, 10), _png(30, 5))
     data = widget_bundle(box, png)
     assert data[WIDGET_VIEW_MIMETYPE]["model_id"] == box.model_id
-    assert _png_size(data["image/png"]) == (20 + 8 + 30, 10)
+    assert _png_size(data["image/png"]) == (30, 10 + 8 + 5)
     assert "image/png" not in widget_bundle(box)
 
 
@@ -91,11 +91,12 @@ def test_panel_follows_a_run_and_leaves_its_final_state_as_a_picture(displayed):
     panel.train_end(history)
     kind, data, kwargs = displayed[-1]
     assert kind == "update" and kwargs["raw"] and "done" in panel.status.value
+    assert "epoch 3/3" in panel.status.value and f"{history['val_dice_fg'][-1]:.4f}" in panel.status.value
     assert data[WIDGET_VIEW_MIMETYPE]["model_id"] == panel.box.model_id
     width, height = _png_size(data["image/png"])
     strip = Image.open(io.BytesIO(previews[-1]))
     plot = Image.open(io.BytesIO(curves[-1]))
-    assert width == strip.width + 8 + plot.width and height > max(strip.height, plot.height)  # + status line
+    assert width == max(strip.width, plot.width) and height > strip.height + 8 + plot.height  # + status line
 
 
 def test_viewer_displays_as_a_widget_with_its_current_view(tmp_path):
