@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,13 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
-
 ROOT = Path(__file__).resolve().parents[1]
 # name -> what it shows (the README's captions come from here too)
 FIGURES = {
     "derived_slices.png": "derived coronal training slices with their hippocampus masks",
-    "epoch_previews.png": "the mini_test predictions at the start, middle and end of training",
+    "epoch_previews.png": "the mini_test predictions at the start, middle and end of training, against the truth",
     "dice_curves.png": "the foreground Dice beside the original's background-counting dice_coef_multiclass",
     "volume_prediction.png": "a whole test volume segmented slice by slice, in three planes",
     "slice_viewer.png": "the slice viewer: ground truth (left) and prediction (right) on one coronal slice",
@@ -81,12 +78,14 @@ def msd_figure(metrics_csv: Path):
 def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> dict[str, int]:
     """Every figure of the gallery from the run of ``config``; returns name -> bytes."""
     from hippo_utils import load_config, plots
+    from hippo_utils.backend import import_tensorflow
     from hippo_utils.data import ensure_dataset
     from hippo_utils.derive import read_manifest
     from hippo_utils.inference import infer_volume
     from hippo_utils.trainer import ensure_trained, load_trained
     from hippo_utils.viewer import SliceViewer
 
+    import_tensorflow()  # without its C++ start-up lines
     cfg = load_config(config)
     dataset_dir = ensure_dataset(cfg)
     model_dir = ensure_trained(cfg)
@@ -104,7 +103,7 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
     preview_dir = cfg.train.epoch_change_infer_dir
     names = sorted({p.stem.split("_", 2)[2] for p in preview_dir.glob("Epoch_1_*.png")})[:4]
     fig = plots.epoch_previews(preview_dir, dataset_dir / "mini_test" / "images", sorted({1, max(1, n // 2), n}),
-                               names)
+                               names, masks_dir=dataset_dir / "mini_test" / "masks")
     sizes["epoch_previews.png"] = save_small(fig, out / "epoch_previews.png", max_width=640)
 
     columns = [c for c in ("val_dice_fg", "val_dice_coef_multiclass", "dice_fg", "dice_coef_multiclass")

@@ -175,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s: %(message)s")
     try:
+        if args.func in (cmd_train, cmd_evaluate, cmd_infer, cmd_infer_volume) and not args.debug:
+            from hippo_utils.backend import import_tensorflow
+
+            import_tensorflow()  # now, without its C++ start-up lines: a user's first lines are ours
         return args.func(args)
     except USER_ERRORS as exc:
         if args.debug:

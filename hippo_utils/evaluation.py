@@ -9,7 +9,7 @@ Writes into ``[train] eval_dir``:
 - ``evaluation_subjects.csv``/``.json``: per test subject, in 3D on the source volume:
   Dice, HD95 (mm) and volume difference per class and for the whole hippocampus, with
   mean and standard deviation rows;
-- ``dice_boxplot.png`` and ``best_worst_slices.png``.
+- ``dice_per_subject.png`` and ``best_worst_slices.png``.
 
 Conventions (see :mod:`hippo_utils.metrics`): an empty ground truth with an empty
 prediction scores Dice 1 and HD95 0; when exactly one is empty, Dice is 0 and HD95
@@ -139,14 +139,14 @@ def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None =
     subjects = _subject_level(model, cfg, progress)
     if subjects:
         write_table(subjects, eval_dir / "evaluation_subjects.csv", with_summary=True)
-        plots.save_figure(plots.dice_boxplot(subjects), eval_dir / "dice_boxplot.png")
+        plots.save_figure(plots.dice_per_subject(subjects), eval_dir / "dice_per_subject.png")
     plots.save_figure(best_worst_figure(model, cfg, per_slice), eval_dir / "best_worst_slices.png")
     return EvaluationResult(eval_dir, original, slices, subjects, per_slice)
 
 
 def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n: int = 3):
     """The ``n`` worst and best test slices that contain hippocampus, as image, ground
-    truth and prediction overlays, with each slice's Dice in its title."""
+    truth and the prediction coloured against it (TP/FP/FN), with each slice's Dice."""
     from PIL import Image
 
     from hippo_utils import plots
@@ -166,25 +166,15 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
     for i, ((name, dice), img, pred) in enumerate(zip(chosen, images, preds, strict=True)):
         grey = img[..., 0].astype(np.uint8)
         truth = np.asarray(Image.open(masks_dir / f"{name}.png").convert("RGB"))
-        window = _window(truth.any(-1) | pred.any(-1))
+        window = plots.zoom_box([truth, pred], grey.shape)
         for row, shown in enumerate((np.repeat(grey[..., None], 3, 2), plots.overlay(grey, truth),
-                                     plots.overlay(grey, pred))):
+                                     plots.agreement(grey, truth, pred))):
             axes[row, i].imshow(shown[window], interpolation="nearest")
-            axes[row, i].set_axis_off()
+            axes[row, i].set_xticks([])
+            axes[row, i].set_yticks([])
         axes[0, i].set_title(f"{'worst' if i < len(chosen) // 2 else 'best'}: {name}\nDice {dice:.2f}", fontsize=8)
-    fig.suptitle("test slices, zoomed on the hippocampus: image, ground truth, prediction", fontsize=10)
+    for row, label in enumerate(("image", "ground truth", "prediction")):
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    fig.suptitle("test slices, zoomed on the hippocampus", fontsize=10)
+    plots.agreement_legend(fig)
     return fig
-
-
-def _window(mask: np.ndarray, frac: float = 0.45) -> tuple[slice, slice]:
-    """A square window, ``frac`` of the image wide, centred on ``mask`` (zooms the figures
-    in on a structure that is a few pixels across at CPU sizes)."""
-    h, w = mask.shape
-    side = max(16, int(frac * min(h, w)))
-    if mask.any():
-        cy, cx = (int(np.mean(ix)) for ix in np.nonzero(mask))
-    else:
-        cy, cx = h // 2, w // 2
-    top = min(max(0, cy - side // 2), h - side)
-    left = min(max(0, cx - side // 2), w - side)
-    return slice(top, top + side), slice(left, left + side)

@@ -496,6 +496,6 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
             truth = Image.open(truth_path).convert("RGB")
             truth = np.asarray(truth.resize(grey8.shape[::-1], Image.Resampling.NEAREST))
             strip = np.concatenate([np.repeat(grey8[..., None], 3, axis=2), plots.overlay(grey8, truth),
-                                    plots.overlay(grey8, pred)], axis=1)
+                                    plots.agreement(grey8, truth, pred)], axis=1)
             atomic_write_bytes(merged_dir / f"{path.stem}.png", plots.png_bytes(strip))
     return FolderResult(output_dir, [p.stem for p in paths], merged_dir if masks_dir.is_dir() else None)

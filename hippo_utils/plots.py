@@ -57,6 +57,61 @@ def split_statistics(counts: dict[str, int], subjects: dict[str, list[str]] | No
     return fig
 
 
+# Where a prediction meets the truth: both (true positive), the prediction alone (false
+# positive: over-segmentation) and the truth alone (false negative: under-segmentation).
+AGREEMENT_COLOURS = {"both (TP)": (40, 200, 70), "prediction only (FP)": (255, 60, 50),
+                     "truth only (FN)": (40, 120, 255)}
+AGREEMENT_CAPTION = "green: both agree (TP) · red: prediction only (FP) · blue: missed, truth only (FN)"
+
+
+def _foreground(mask: np.ndarray) -> np.ndarray:
+    """A boolean hippocampus mask from class indices, labels or an RGB colour mask."""
+    mask = np.asarray(mask)
+    return mask.any(axis=-1) if mask.ndim == 3 else mask > 0
+
+
+def agreement(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """A grey uint8 image with the prediction coloured against the truth (AGREEMENT_COLOURS).
+
+    ``truth`` and ``pred`` may be class/label arrays or RGB colour masks; any non-zero is
+    hippocampus.
+    """
+    t, p = _foreground(truth), _foreground(pred)
+    grey = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    out = grey.astype(np.float32)
+    for where, colour in zip((t & p, p & ~t, t & ~p), AGREEMENT_COLOURS.values(), strict=True):
+        out[where] = (1 - alpha) * out[where] + alpha * np.asarray(colour, np.float32)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def agreement_legend(fig: Figure, **kwargs) -> None:
+    """The TP/FP/FN colours as a legend below the figure."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=np.asarray(c) / 255, label=name) for name, c in AGREEMENT_COLOURS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, **kwargs)
+
+
+def zoom_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 1.0,
+             min_size: int = 32) -> tuple[slice, slice]:
+    """A square crop around everything in ``masks``, ``margin`` times its size on each side
+    and at least ``min_size`` pixels; the whole image when the masks are empty."""
+    on = np.zeros(shape, bool)
+    for m in masks:
+        on |= _foreground(m)
+    if not on.any():
+        return slice(0, shape[0]), slice(0, shape[1])
+    rows, cols = np.nonzero(on)
+    centre = ((rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2)
+    half = max((rows.max() - rows.min() + 1), (cols.max() - cols.min() + 1)) * (0.5 + margin)
+    half = min(max(half, min_size / 2), max(shape) / 2)
+    box = []
+    for c, n in zip(centre, shape, strict=True):
+        lo = int(round(min(max(c - half, 0), max(n - 2 * half, 0))))
+        box.append(slice(lo, min(n, int(round(lo + 2 * half)))))
+    return box[0], box[1]
+
+
 def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """Blend a coloured mask onto a grey uint8 image; black mask pixels leave it alone."""
     grey = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
@@ -188,7 +243,8 @@ def history_plot(history: dict[str, list[float]], columns: Sequence[str], title:
 
 def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
                   names: Sequence[str], tile: int = 160) -> np.ndarray:
-    """A uint8 RGB grid: one column per slice, rows image / ground truth / prediction.
+    """A uint8 RGB grid: one column per slice, rows image / ground truth / prediction against
+    the truth (AGREEMENT_COLOURS), each zoomed on the slice's hippocampus.
 
     Pure NumPy and PIL (no matplotlib), so that a live panel can redraw it every epoch.
     """
@@ -196,12 +252,23 @@ def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Seque
     for img, truth, pred in zip(images, truths, preds, strict=True):
         grey = img[..., 0] if img.ndim == 3 else img
         grey = np.clip(grey, 0, 255).astype(np.uint8)
-        column = [np.repeat(grey[..., None], 3, axis=2), overlay(grey, truth), overlay(grey, pred)]
-        column = [np.asarray(Image.fromarray(c).resize((tile, tile), Image.Resampling.NEAREST))
+        truth = _resized_mask(truth, grey.shape)
+        pred = _resized_mask(pred, grey.shape)
+        box = zoom_box([truth], grey.shape)
+        column = [np.repeat(grey[..., None], 3, axis=2), overlay(grey, truth), agreement(grey, truth, pred)]
+        column = [np.asarray(Image.fromarray(np.ascontiguousarray(c[box])).resize((tile, tile),
+                                                                                Image.Resampling.NEAREST))
                   for c in column]
         cols.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255)
                                     for c in column], axis=0))
     return np.concatenate(cols, axis=1) if cols else np.zeros((tile, tile, 3), np.uint8)
+
+
+def _resized_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape[:2] == tuple(shape[:2]):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize(shape[:2][::-1], Image.Resampling.NEAREST))
 
 
 def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
@@ -283,35 +350,60 @@ def image_figure(array: np.ndarray, title: str = "", width: float = 9.0) -> Figu
 
 
 def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str],
-                   epochs: Sequence[int], names: Sequence[str]) -> Figure:
-    """The saved ``Epoch_{n}_{name}.png`` predictions overlaid on their images: one row per
-    epoch (e.g. start, middle, end), one column per slice."""
+                   epochs: Sequence[int], names: Sequence[str],
+                   masks_dir: str | os.PathLike[str] | None = None) -> Figure:
+    """The saved ``Epoch_{n}_{name}.png`` predictions: one row per epoch (e.g. start, middle,
+    end), one column per slice. With ``masks_dir`` (the slices' masks) the first row is the
+    ground truth, each prediction is coloured against it (TP/FP/FN) and every column is
+    zoomed on its hippocampus."""
     preview_dir, images_dir = Path(preview_dir), Path(images_dir)
-    fig = Figure(figsize=(2.2 * len(names), 2.3 * len(epochs)))
-    axes = fig.subplots(len(epochs), len(names), squeeze=False)
-    for r, epoch in enumerate(epochs):
-        for c, name in enumerate(names):
-            img = np.asarray(Image.open(images_dir / f"{name}.png").convert("L"))
-            pred = np.asarray(Image.open(preview_dir / f"Epoch_{epoch}_{name}.png").convert("RGB"))
-            pred = np.asarray(Image.fromarray(pred).resize(img.shape[::-1], Image.Resampling.NEAREST))
-            axes[r, c].imshow(overlay(img, pred))
-            axes[r, c].set_axis_off()
-            axes[r, c].set_title(f"epoch {epoch}: {name}", fontsize=7)
+    rows = (["ground truth"] if masks_dir else []) + [f"epoch {e}" for e in epochs]
+    fig = Figure(figsize=(2.0 * len(names), 2.0 * len(rows) + 0.5))
+    axes = fig.subplots(len(rows), len(names), squeeze=False)
+    for c, name in enumerate(names):
+        img = np.asarray(Image.open(images_dir / f"{name}.png").convert("L"))
+        preds = [_resized_mask(np.asarray(Image.open(preview_dir / f"Epoch_{e}_{name}.png").convert("RGB")),
+                               img.shape) for e in epochs]
+        truth = (_resized_mask(np.asarray(Image.open(Path(masks_dir) / f"{name}.png").convert("RGB")), img.shape)
+                 if masks_dir else None)
+        box = zoom_box([truth, *preds] if truth is not None else preds, img.shape)
+        panels = ([overlay(img, truth)] if truth is not None else []) + [
+            agreement(img, truth, p) if truth is not None else overlay(img, p) for p in preds]
+        for r, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel[box], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(rows[r], fontsize=9)
+    if masks_dir:
+        agreement_legend(fig)
+        fig.subplots_adjust(bottom=0.08)
     return fig
 
 
-def dice_boxplot(subjects: list[dict]) -> Figure:
-    """Box plot of per-subject 3D Dice, one box per class and for the whole hippocampus."""
+def dice_per_subject(subjects: list[dict]) -> Figure:
+    """Per-subject 3D Dice as points (one per subject, named when few) with the mean, one
+    column per class and for the whole hippocampus: with a handful of subjects, a box plot
+    would invent a distribution."""
     cols = [c for c in subjects[0] if c.endswith("_dice")]
-    fig = Figure(figsize=(1.6 * len(cols) + 2, 3.6))
+    fig = Figure(figsize=(1.8 * len(cols) + 2.4, 3.6))
     ax = fig.subplots()
-    data = [[r[c] for r in subjects] for c in cols]
-    ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(cols) + 1), [c.removesuffix("_dice") for c in cols])
-    for i, values in enumerate(data, start=1):
-        ax.scatter(np.full(len(values), i) + np.linspace(-0.08, 0.08, len(values)), values, s=12,
-                   color="#4C72B0", zorder=3)
+    for i, col in enumerate(cols):
+        values = np.array([r[col] for r in subjects], float)
+        x = i + np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.array([float(i)])
+        ax.scatter(x, values, s=22, color="#4C72B0", zorder=3)
+        ax.hlines(values.mean(), i - 0.25, i + 0.25, color="black", linewidth=1.5, zorder=2)
+        ax.annotate(f"mean {values.mean():.3f}", (i + 0.27, values.mean()), va="center", fontsize=8)
+        if len(values) <= 6:
+            for xi, v, r in zip(x, values, subjects, strict=True):
+                ax.annotate(str(r.get("subject", "")), (xi, v), xytext=(4, 2), textcoords="offset points",
+                            fontsize=7, color="#555555")
+    ax.set_xticks(range(len(cols)), [c.removesuffix("_dice") for c in cols])
+    ax.set_xlim(-0.5, len(cols) - 0.2)
     ax.set_ylabel("3D Dice per subject")
-    ax.set_title(f"test subjects (n = {len(subjects)})")
+    ax.set_title(f"test subjects (n = {len(subjects)}; line: mean)")
     ax.grid(axis="y", alpha=0.3)
     return fig

@@ -22,7 +22,7 @@ from hippo_utils.plots import LABEL_COLOURS, png_bytes
 from hippo_utils.preprocess import normalize_intensity, plane_axes
 from hippo_utils.volumes import Volume, load_labels, load_volume
 
-MODES = ("overlay", "side by side", "contour")
+MODES = ("overlay", "side by side", "contour", "agreement")
 PLANES = ("coronal", "axial", "sagittal")
 _WORLD_AXIS = {"coronal": 1, "axial": 2, "sagittal": 0}
 
@@ -152,7 +152,11 @@ class SliceViewer:
                 out[edge] = self.palette[v] if colour is None else colour
             return out
 
-        if mode == "side by side" and (show_gt or show_pred):
+        if mode == "agreement" and show_gt and show_pred:  # TP green, FP red, FN blue (plots.AGREEMENT_COLOURS)
+            from hippo_utils.plots import agreement
+
+            shown, panels = agreement(base, lab[idx], pred[idx], alpha=alpha), 1
+        elif mode == "side by side" and (show_gt or show_pred):
             left = fill(base, lab[idx]) if show_gt else base
             right = fill(base, pred[idx]) if show_pred else base
             gap = np.full((base.shape[0], 3, 3), 255, np.uint8)
@@ -192,6 +196,10 @@ class SliceViewer:
             from hippo_utils.metrics import dice_score
 
             text += f"<br>slice Dice {dice_score(lab[idx] > 0, pred[idx] > 0):.3f}"
+            if self.mode.value == "agreement":
+                from hippo_utils.plots import AGREEMENT_CAPTION
+
+                text += f"<br><small>{AGREEMENT_CAPTION}</small>"
         return text
 
     def _update(self, *_):
@@ -224,7 +232,9 @@ class SliceViewer:
                                      disabled=self.label is None, indent=False)
         self.show_prediction = w.Checkbox(value=self.prediction is not None, description="prediction",
                                           disabled=self.prediction is None, indent=False)
-        self.mode = w.ToggleButtons(options=MODES, value="overlay", style={"button_width": "95px"})
+        self.mode = w.ToggleButtons(options=MODES, value="overlay", style={"button_width": "110px"},
+                                    tooltips=["labels filled", "ground truth | prediction", "outlines",
+                                              "green both, red prediction only, blue missed"])
         self.image = w.Image(format="png")
         self.status = w.HTML()
         for control in (self.slider, self.opacity, self.window, self.show_label, self.show_prediction, self.mode):

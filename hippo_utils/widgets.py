@@ -113,7 +113,8 @@ class LiveTrainingPanel:
         self.bar = w.IntProgress(min=0, max=1, value=0, description="epoch", layout=w.Layout(width="60%"))
         self.previews = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.curves = w.Image(format="png", layout=w.Layout(max_width="560px"))
-        caption = w.HTML("<small>columns: mini_test slices; rows: image, ground truth, prediction</small>")
+        caption = w.HTML("<small>columns: mini_test slices, zoomed on the hippocampus; rows: image, ground "
+                         f"truth, prediction against the truth ({plots.AGREEMENT_CAPTION})</small>")
         self.box = w.VBox([self.status, self.bar, w.HBox([w.VBox([self.previews, caption]), self.curves])])
         self._handle = None
 

@@ -90,8 +90,10 @@ def test_every_notebook_page_shows_every_figure_its_notebook_draws(built):
         html = _page(built, notebook).read_text()
         shown = re.findall(r'<img[^>]+src="data:image/png;base64,', html)
         assert pictures and len(shown) >= len(pictures), f"{notebook.name}: {len(shown)} of {len(pictures)} shown"
-        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
-                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+        text = "".join(o.get("text", "") for o in outputs)
+        assert "absl::InitializeLog" not in text and "cudart_stub" not in text, f"{notebook.name}: TF start-up lines"
     assert (built / "site" / "index.html").is_file() and (built / "site" / "results" / "index.html").is_file()
 
 

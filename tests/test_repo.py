@@ -57,6 +57,11 @@ def test_notebook_opening_badge_guard_and_no_outputs(path):
         "notebooks in git carry no outputs (run nbstripout)"
     ending = "".join("".join(c["source"]) for c in cells[-2:])
     assert "## Summary" in ending and "## Next steps" in ending
+    sections = {"".join(c["source"]).split("\n", 1)[0]: "".join(c["source"]) for c in cells
+                if c["cell_type"] == "markdown"}
+    assert len(re.findall(r"^\d+\. \*\*", sections.get("## Try this", ""), re.M)) >= 2, "two or more exercises"
+    reading = sections.get("## Further reading", "")
+    assert len(re.findall(r"\(https://doi\.org/|\(https://pmc\.", reading)) >= 2, "citations with links"
 
 
 def test_install_cell_pins_this_release_of_the_named_repository():

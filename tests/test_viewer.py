@@ -75,3 +75,15 @@ def test_pages_through_a_derived_dataset(tiny_config):
     before = v.image.value
     v.slider.value = (v.slider.value + 1) % (v.slider.max + 1)
     assert v.image.value != before and "slice" in v.status.value
+
+
+def test_agreement_mode_colours_the_prediction_against_the_truth(volume):
+    from hippo_utils.plots import AGREEMENT_CAPTION, AGREEMENT_COLOURS
+
+    img, lab, pred = volume  # pred is lab shifted one slice along axis 0: TP, FP and FN all occur
+    v = SliceViewer(img, label=lab, prediction=pred, spacing=(1.0, 1.0, 1.0), plane="coronal")
+    v.opacity.value = 1.0
+    v.mode.value = "agreement"
+    colours = {tuple(c) for c in v.render().reshape(-1, 3).tolist()}
+    assert set(AGREEMENT_COLOURS.values()) <= colours
+    assert AGREEMENT_CAPTION in v.status.value

@@ -1,0 +1,78 @@
+"""Figures where a prediction meets the truth: TP/FP/FN colours, zoom boxes, points per subject."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hippo_utils import plots
+
+TP, FP, FN = plots.AGREEMENT_COLOURS.values()
+
+
+def test_agreement_colours_each_pixel_by_what_truth_and_prediction_say():
+    grey = np.zeros((1, 4), np.uint8)
+    truth = np.array([[1, 1, 0, 0]])
+    pred = np.array([[1, 0, 1, 0]])
+    out = plots.agreement(grey, truth, pred, alpha=1.0)
+    assert [tuple(c) for c in out[0]] == [TP, FN, FP, (0, 0, 0)]
+    rgb_truth = np.zeros((1, 4, 3), np.uint8)
+    rgb_truth[0, :2] = (255, 0, 0)  # colour masks work the same
+    assert np.array_equal(plots.agreement(grey, rgb_truth, pred, alpha=1.0), out)
+
+
+def test_zoom_box_holds_the_masks_with_a_margin_and_falls_back_to_the_whole_image():
+    mask = np.zeros((128, 128), bool)
+    mask[60:66, 30:40] = True
+    rows, cols = plots.zoom_box([mask], mask.shape, margin=1.0, min_size=8)
+    assert rows.start <= 60 and rows.stop >= 66 and cols.start <= 30 and cols.stop >= 40
+    assert rows.stop - rows.start == cols.stop - cols.start == 30  # 10 px across, half again on each side
+    assert plots.zoom_box([np.zeros((50, 70))], (50, 70)) == (slice(0, 50), slice(0, 70))
+    edge = np.zeros((64, 64), bool)
+    edge[0:3, 0:3] = True  # at the border the box shifts inside rather than shrinking
+    rows, cols = plots.zoom_box([edge], edge.shape, min_size=32)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 32, 0, 32)
+
+
+def test_preview_strip_zooms_each_column_and_colours_the_prediction():
+    img = np.full((2, 64, 64, 3), 100, np.float32)
+    truth = np.zeros((64, 64, 3), np.uint8)
+    truth[30:34, 30:34] = (255, 0, 0)
+    pred = np.zeros((64, 64, 3), np.uint8)
+    pred[30:34, 32:36] = (255, 0, 0)
+    strip = plots.preview_strip(img, [truth, truth], [pred, truth], ["a", "b"], tile=40)
+    assert strip.shape == (3 * 44, 2 * 44, 3)
+    colours = {tuple(c) for c in strip[88:, :44].reshape(-1, 3)}  # the prediction row of column a
+    blend = {tuple(np.rint(0.4 * 100 + 0.6 * np.asarray(c)).astype(int)) for c in (TP, FP, FN)}
+    assert blend <= colours
+
+
+@pytest.mark.parametrize("n", [1, 3, 12])
+def test_dice_per_subject_draws_one_point_per_subject(n):
+    subjects = [{"subject": f"S{i}", "hippocampus_dice": 0.8 + 0.01 * i, "label_1_dice": 0.7} for i in range(n)]
+    fig = plots.dice_per_subject(subjects)
+    ax = fig.axes[0]
+    from matplotlib.collections import PathCollection
+
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]  # the scatters
+    assert sum(len(c.get_offsets()) for c in points) == 2 * n
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["hippocampus", "label_1"]
+
+
+def test_epoch_previews_with_masks_start_with_the_truth(tmp_path):
+    images, masks, previews = (tmp_path / d for d in ("images", "masks", "previews"))
+    for d in (images, masks, previews):
+        d.mkdir()
+    grey = np.full((64, 64), 90, np.uint8)
+    truth = np.zeros((64, 64, 3), np.uint8)
+    truth[20:26, 20:26] = (255, 0, 0)
+    Image.fromarray(grey).save(images / "s1.png")
+    Image.fromarray(truth).save(masks / "s1.png")
+    for e in (1, 2):
+        Image.fromarray(np.roll(truth, e, axis=1)).save(previews / f"Epoch_{e}_s1.png")
+    fig = plots.epoch_previews(previews, images, [1, 2], ["s1"], masks_dir=masks)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["ground truth", "epoch 1", "epoch 2"]
+    assert fig.axes[0].images[0].get_array().shape[0] < 64  # zoomed on the hippocampus
+    assert fig.legends and [t.get_text() for t in fig.legends[0].get_texts()] == list(plots.AGREEMENT_COLOURS)
