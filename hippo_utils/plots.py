@@ -92,7 +92,7 @@ def agreement_legend(fig: Figure, **kwargs) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, **kwargs)
 
 
-def zoom_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 1.0,
+def zoom_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 0.25,
              min_size: int = 32) -> tuple[slice, slice]:
     """A square crop around everything in ``masks``, ``margin`` times its size on each side
     and at least ``min_size`` pixels; the whole image when the masks are empty."""

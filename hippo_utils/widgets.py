@@ -57,18 +57,31 @@ def stacked(*pngs: bytes, gap: int = 8) -> bytes:
 
 
 def captioned(png: bytes, text: str, size: int = 14) -> bytes:
-    """``png`` with ``text`` (HTML tags dropped, ``<br>`` and `` · `` as line breaks) above it."""
+    """``png`` with ``text`` above it: HTML tags dropped, a line per ``<br>``, long lines
+    wrapped at `` · `` or spaces to the picture's width."""
     import re
 
     from PIL import Image, ImageDraw, ImageFont
 
-    lines = [ln.strip() for ln in re.sub(r"<br\s*/?>| · ", "\n", text).split("\n")]
-    lines = [re.sub(r"<[^>]+>", "", ln) for ln in lines if ln]
     image = Image.open(io.BytesIO(png)).convert("RGB")
     try:
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: a fixed bitmap font
         font = ImageFont.load_default()
+    width = max(image.width - 8, 100)
+    lines: list[str] = []
+    for raw in re.split(r"<br\s*/?>", text):
+        words = re.sub(r"<[^>]+>", "", raw).split(" ")
+        line = ""
+        for word in words:
+            trial = f"{line} {word}".strip()
+            if line and font.getlength(trial) > width:
+                lines.append(line.rstrip(" ·"))
+                line = word.lstrip("·").strip()
+            else:
+                line = trial
+        if line.strip():
+            lines.append(line)
     height = (size + 6) * len(lines) + 6
     canvas = Image.new("RGB", (image.width, image.height + height), "white")
     draw = ImageDraw.Draw(canvas)

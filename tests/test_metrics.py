@@ -74,3 +74,21 @@ def test_soft_dice_loss_by_hand():
     half[..., 0] = 1 - half[..., 1]
     # foreground: intersection 1, sizes 2 + 1 -> Dice 2/3
     assert float(soft_dice_loss(truth, half, smooth=0.0)) == pytest.approx(1 / 3, rel=1e-5)
+
+
+def test_volumetry_against_truth_by_hand():
+    from hippo_utils.evaluation import asymmetry_index, flagged_side, volumetry_against_truth
+
+    assert asymmetry_index(3000, 2000) == pytest.approx(0.4)
+    assert flagged_side(0.4) == "right" and flagged_side(-0.2) == "left" and flagged_side(0.05) == ""
+    measured = {"A": {"left_mm3": 3300.0, "right_mm3": 2000.0}, "B": {"left_mm3": 2900.0, "right_mm3": 3100.0},
+                "C": {"left_mm3": 1.0, "right_mm3": 1.0}}
+    truth = {"A": {"left_mm3": "3000", "right_mm3": "2000", "atrophy_side": "right"},
+             "B": {"left_mm3": "3000", "right_mm3": "3000", "atrophy_side": ""}}
+    rows = volumetry_against_truth(measured, truth)
+    assert [r["subject"] for r in rows] == ["A", "B"]  # C has no truth
+    a, b = rows
+    assert a["left_err_%"] == 10.0 and a["right_err_%"] == 0.0
+    assert a["AI"] == pytest.approx(round(1300 / 2650, 3)) and a["true_AI"] == pytest.approx(0.4)
+    assert a["flag"] == a["true_flag"] == "right" and a["atrophy_made"] == "right"
+    assert b["AI"] == pytest.approx(-0.067) and b["flag"] == "-" and b["true_flag"] == "-"
