@@ -112,6 +112,26 @@ def zoom_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float 
     return box[0], box[1]
 
 
+def mark_directions(rgb: np.ndarray, directions: dict[str, str], size: int = 14) -> np.ndarray:
+    """``rgb`` with an anatomical direction letter (R/L, A/P, S/I) at the middle of each edge,
+    white on a dark outline so it reads on any tissue."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(image)
+    w, h = image.size
+    where = {"top": (w / 2, 3, "mt"), "bottom": (w / 2, h - 3, "mb"), "left": (4, h / 2, "lm"),
+             "right": (w - 4, h / 2, "rm")}
+    for edge, letter in directions.items():
+        x, y, anchor = where[edge]
+        draw.text((x, y), letter, fill="white", font=font, anchor=anchor, stroke_width=2, stroke_fill="black")
+    return np.asarray(image)
+
+
 def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """Blend a coloured mask onto a grey uint8 image; black mask pixels leave it alone."""
     grey = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)

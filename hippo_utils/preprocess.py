@@ -191,6 +191,17 @@ def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:
     return axis, row_axis, col_axis, codes[row_axis] != row_dir, codes[col_axis] != col_dir
 
 
+def display_directions(plane: str) -> dict[str, str] | None:
+    """The anatomical direction at each edge of a slice shown in display orientation
+    (radiological: the subject's right on the image's left): ``{"top": "S", "bottom": "I",
+    "left": "R", "right": "L"}`` for coronal. None for ``axisN`` planes, whose directions
+    the affine does not give."""
+    if plane not in _PLANES:
+        return None
+    _, row_dir, col_dir = _PLANES[plane]
+    return {"top": _OPPOSITE[row_dir], "bottom": row_dir, "left": _OPPOSITE[col_dir], "right": col_dir}
+
+
 def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int]) -> SliceGeometry:
     """The geometry that maps ``volume``'s slices along ``plane`` to ``out_size`` images."""
     axis, row_axis, col_axis, flip_rows, flip_cols = plane_axes(volume, plane)

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from hippo_utils.plots import LABEL_COLOURS, png_bytes
-from hippo_utils.preprocess import normalize_intensity, plane_axes
+from hippo_utils.plots import LABEL_COLOURS, mark_directions, png_bytes
+from hippo_utils.preprocess import display_directions, normalize_intensity, plane_axes
 from hippo_utils.volumes import Volume, load_labels, load_volume
 
 MODES = ("overlay", "side by side", "contour", "agreement")
@@ -176,8 +176,14 @@ class SliceViewer:
                     shown = contour(shown, pred[idx], colour=(0, 255, 255)) if show_gt else fill(shown, pred[idx])
             panels = 1
         h, w = self.display_shape(plane)
-        return np.asarray(Image.fromarray(shown).resize((w * panels + (3 if panels == 2 else 0), h),
-                                                        Image.Resampling.NEAREST))
+        out = np.asarray(Image.fromarray(shown).resize((w * panels + (3 if panels == 2 else 0), h),
+                                                       Image.Resampling.NEAREST))
+        directions = None if self._pages else display_directions(plane)
+        if directions and self.show_directions.value:  # R/L, A/P, S/I at the edges of each panel
+            out = np.concatenate([mark_directions(out[:, :w], directions), out[:, w:w + 3],
+                                  mark_directions(out[:, w + 3:], directions)], axis=1) if panels == 2 \
+                else mark_directions(out, directions)
+        return out
 
     def info(self) -> str:
         """Slice index, position in mm and the slice's Dice, as HTML."""
@@ -235,16 +241,18 @@ class SliceViewer:
         self.mode = w.ToggleButtons(options=MODES, value="overlay", style={"button_width": "110px"},
                                     tooltips=["labels filled", "ground truth | prediction", "outlines",
                                               "green both, red prediction only, blue missed"])
+        self.show_directions = w.Checkbox(value=True, description="R/L, A/P, S/I", indent=False)
         self.image = w.Image(format="png")
         self.status = w.HTML()
-        for control in (self.slider, self.opacity, self.window, self.show_label, self.show_prediction, self.mode):
+        for control in (self.slider, self.opacity, self.window, self.show_label, self.show_prediction, self.mode,
+                        self.show_directions):
             control.observe(self._update, names="value")
         self.plane.observe(self._on_plane, names="value")
         self.title = title
         header = w.HTML(f"<b>{title}</b>") if title else w.HTML()
         self.widget = w.VBox([
             header, w.HBox([self.plane, self.mode]), self.slider, w.HBox([self.opacity, self.window]),
-            w.HBox([self.show_label, self.show_prediction]), w.HBox([self.image, self.status]),
+            w.HBox([self.show_label, self.show_prediction, self.show_directions]), w.HBox([self.image, self.status]),
         ])
         self.widget.add_class("hippo-slice-viewer")
         self._update()

@@ -87,3 +87,22 @@ def test_agreement_mode_colours_the_prediction_against_the_truth(volume):
     colours = {tuple(c) for c in v.render().reshape(-1, 3).tolist()}
     assert set(AGREEMENT_COLOURS.values()) <= colours
     assert AGREEMENT_CAPTION in v.status.value
+
+
+def test_directions_are_marked_at_the_edges_in_radiological_display(volume):
+    from hippo_utils.preprocess import display_directions
+
+    assert display_directions("coronal") == {"top": "S", "bottom": "I", "left": "R", "right": "L"}
+    assert display_directions("axial") == {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    assert display_directions("sagittal") == {"top": "S", "bottom": "I", "left": "A", "right": "P"}
+    assert display_directions("axis0") is None
+    img, lab, _ = volume
+    v = SliceViewer(img, label=lab, spacing=(1.0, 1.0, 1.0), display_size=200)
+    marked = v.render()
+    v.show_directions.value = False
+    plain = v.render()
+    changed = np.argwhere((marked != plain).any(axis=-1))
+    h, w = plain.shape[:2]
+    assert len(changed)  # letters drawn...
+    near_edge = (changed[:, 0] < 22) | (changed[:, 0] > h - 22) | (changed[:, 1] < 22) | (changed[:, 1] > w - 22)
+    assert near_edge.all()  # ...at the edges only, the anatomy untouched
