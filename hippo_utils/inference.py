@@ -300,7 +300,7 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
                           volumetry(labels, volume, cfg))
     if qc:
         norm = normalize_intensity(volume, cfg.derive.intensity_percentiles)
-        fig = plots.three_planes(norm, volume.spacing, labels, title=f"{name}: predicted hippocampus")
+        fig = plots.three_planes(volume, labels=labels, data=norm, title=f"{name}: predicted hippocampus")
         plots.save_figure(fig, result.qc_path, dpi=80)
     if truth is not None:
         from hippo_utils.derive import map_labels

@@ -163,66 +163,110 @@ def sample_grid(dataset_dir: str | os.PathLike[str], rows: Sequence[dict], n: in
     return fig
 
 
-def three_planes(volume: np.ndarray, spacing: Sequence[float], labels: np.ndarray | None = None,
-                 point: Sequence[int] | None = None, title: str = "") -> Figure:
-    """Three orthogonal slices through ``point`` (default: the label centre), with the
-    right aspect for anisotropic voxels. Axes are array axes (0, 1, 2)."""
+def _as_volume(volume, spacing: Sequence[float] | None):
+    """A :class:`~hippo_utils.volumes.Volume`: as given, or an array with ``spacing`` (an
+    axis-aligned RAS affine, as a header-less array is read)."""
+    from hippo_utils.volumes import Volume
+
+    if isinstance(volume, Volume):
+        return volume
+    return Volume(np.asarray(volume), np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0]))
+
+
+def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.ndarray | None,
+                square_pixels: bool = False, contour: bool = False) -> None:
+    """One slice in display orientation (radiological), ticks in the array's own indices,
+    the physical aspect (unless ``square_pixels``) and R/L, A/P, S/I at the edges. Labels
+    are filled in their colours, or outlined in red with ``contour``."""
+    from hippo_utils.preprocess import display_directions, plane_axes
+
+    axis, row_axis, col_axis, flip_r, flip_c = plane_axes(vol, plane)
+
+    def oriented(a):
+        out = np.take(a, index, axis=axis)
+        out = out if row_axis < col_axis else out.T  # rows = row_axis, columns = col_axis
+        return out[::-1 if flip_r else 1, ::-1 if flip_c else 1]
+
+    n_r, n_c = vol.shape[row_axis], vol.shape[col_axis]
+    cols = (n_c - 0.5, -0.5) if flip_c else (-0.5, n_c - 0.5)
+    rows = (-0.5, n_r - 0.5) if flip_r else (n_r - 0.5, -0.5)  # (bottom, top) of the shown image
+    sp = vol.spacing
+    aspect = 1.0 if square_pixels else sp[row_axis] / sp[col_axis]
+    extent = (*cols, *rows)
+    ax.imshow(oriented(data), cmap="gray", aspect=aspect, extent=extent, interpolation="nearest")
+    if labels is not None and contour:
+        ax.contour(oriented(labels) > 0, levels=[0.5], colors="red", linewidths=0.8, origin="upper", extent=extent)
+    elif labels is not None:
+        lab = oriented(labels)
+        ax.imshow(np.ma.masked_where(lab == 0, lab), cmap=LABEL_CMAP, vmin=0, vmax=len(LABEL_COLOURS) - 1,
+                  alpha=0.55, aspect=aspect, extent=extent, interpolation="nearest")
+    ax.set_xlabel(f"array axis {col_axis}", fontsize=8)
+    ax.set_ylabel(f"array axis {row_axis}", fontsize=8)
+    ax.tick_params(labelsize=7)
+    for edge, letter in (display_directions(plane) or {}).items():
+        x, y = {"top": (0.5, 0.96), "bottom": (0.5, 0.04), "left": (0.04, 0.5), "right": (0.96, 0.5)}[edge]
+        ax.text(x, y, letter, transform=ax.transAxes, color="white", fontsize=10, fontweight="bold",
+                ha="center", va="center")
+
+
+def _planes(vol) -> list[tuple[str, int]]:
+    """(plane, slice axis) for sagittal, coronal and axial; array axes (``axisN``) when the
+    affine does not tell the directions apart."""
+    from hippo_utils.preprocess import plane_axes
+
+    try:
+        return [(plane, plane_axes(vol, plane)[0]) for plane in ("sagittal", "coronal", "axial")]
+    except ValueError:
+        return [(f"axis{a}", a) for a in range(3)]
+
+
+def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndarray | None = None,
+                 point: Sequence[int] | None = None, title: str = "", data: np.ndarray | None = None) -> Figure:
+    """Sagittal, coronal and axial slices through ``point`` (default: the label centre), in
+    the radiological display orientation with direction letters, the physical aspect for
+    anisotropic voxels, and ticks in the array's own indices.
+
+    Args:
+        volume: a :class:`~hippo_utils.volumes.Volume` (its affine gives the directions), or
+            an array with ``spacing``.
+        data: intensities to show instead of the volume's (e.g. normalised ones).
+    """
+    vol = _as_volume(volume, spacing)
+    data = vol.data if data is None else data
     if point is None:
         if labels is not None and labels.any():
             point = [int(np.median(ix)) for ix in np.nonzero(labels)]
         else:
-            point = [s // 2 for s in volume.shape]
-    fig = Figure(figsize=(13, 4.4))
-    axes = fig.subplots(1, 3)
-    for ax_i, ax in enumerate(axes):
-        sl = [slice(None)] * 3
-        sl[ax_i] = point[ax_i]
-        img = volume[tuple(sl)]
-        rest = [a for a in range(3) if a != ax_i]
-        # Show the higher array axis upward so that "superior" is up for HFH-like data.
-        show = np.rot90(img)
-        aspect = spacing[rest[1]] / spacing[rest[0]]
-        ax.imshow(show, cmap="gray", aspect=aspect)
-        if labels is not None:
-            lab = np.rot90(labels[tuple(sl)])
-            masked = np.ma.masked_where(lab == 0, lab)
-            ax.imshow(masked, cmap=LABEL_CMAP, vmin=0, vmax=len(LABEL_COLOURS) - 1, alpha=0.55,
-                      aspect=aspect, interpolation="nearest")
-        ax.set_title(f"axis {ax_i} = {point[ax_i]}  ({spacing[rest[0]]:g} x {spacing[rest[1]]:g} mm pixels)",
-                     fontsize=9)
-        ax.set_xlabel(f"array axis {rest[0]}")
-        ax.set_ylabel(f"array axis {rest[1]}")
+            point = [s // 2 for s in vol.shape]
+    fig = Figure(figsize=(13, 4.6))
+    for ax, (plane, axis) in zip(fig.subplots(1, 3), _planes(vol), strict=True):
+        _draw_slice(ax, vol, data, plane, point[axis], labels)
+        ax.set_title(f"{plane}: array axis {axis} = {point[axis]}", fontsize=9)
     if labels is not None:
         from matplotlib.patches import Patch
 
         present = [int(v) for v in np.unique(labels) if 0 < v < len(LABEL_COLOURS)]
         fig.legend(handles=[Patch(color=LABEL_COLOURS[v], label=f"label {v}") for v in present],
                    loc="lower center", ncol=max(1, len(present)), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle((f"{title}\n" if title else "") + "radiological display: the subject's right on the image's left",
+                 fontsize=10)
     return fig
 
 
-def aspect_comparison(volume: np.ndarray, spacing: Sequence[float], axis: int, index: int,
+def aspect_comparison(volume, spacing: Sequence[float] | None = None, axis: int = 0, index: int = 0,
                       labels: np.ndarray | None = None) -> Figure:
     """The same slice drawn with square pixels (wrong for anisotropic voxels) and with
     the physical aspect, to show why in-plane resampling matters."""
-    sl = [slice(None)] * 3
-    sl[axis] = index
-    img = np.rot90(volume[tuple(sl)])
+    vol = _as_volume(volume, spacing)
+    plane = next(p for p, a in _planes(vol) if a == axis)
     rest = [a for a in range(3) if a != axis]
-    true_aspect = spacing[rest[1]] / spacing[rest[0]]
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.4))
     axes = fig.subplots(1, 2)
-    for ax, aspect, title in ((axes[0], 1.0, "pixels drawn square (distorted)"),
-                              (axes[1], true_aspect, f"physical aspect ({spacing[rest[0]]:g} x "
-                                                     f"{spacing[rest[1]]:g} mm voxels)")):
-        ax.imshow(img, cmap="gray", aspect=aspect)
-        if labels is not None:
-            lab = np.rot90(labels[tuple(sl)])
-            ax.contour(lab > 0, levels=[0.5], colors="red", linewidths=0.8)
-        ax.set_title(title, fontsize=10)
-        ax.set_axis_off()
+    sp = vol.spacing
+    for ax, square, title in ((axes[0], True, "pixels drawn square (distorted)"),
+                              (axes[1], False, f"physical aspect ({' x '.join(f'{sp[a]:g}' for a in rest)} mm)")):
+        _draw_slice(ax, vol, vol.data, plane, index, labels, square_pixels=square, contour=True)
+        ax.set_title(f"{plane} slice {index}: {title}", fontsize=9)
     return fig
 
 

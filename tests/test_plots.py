@@ -76,3 +76,24 @@ def test_epoch_previews_with_masks_start_with_the_truth(tmp_path):
     assert labels == ["ground truth", "epoch 1", "epoch 2"]
     assert fig.axes[0].images[0].get_array().shape[0] < 64  # zoomed on the hippocampus
     assert fig.legends and [t.get_text() for t in fig.legends[0].get_texts()] == list(plots.AGREEMENT_COLOURS)
+
+
+@pytest.mark.parametrize("x_code, x_sign", [("R", 1.0), ("L", -1.0)])
+def test_three_planes_show_radiological_orientation_with_true_ticks(x_code, x_sign):
+    from hippo_utils.volumes import Volume
+
+    data = np.zeros((30, 20, 40), np.float32)
+    labels = np.zeros(data.shape, np.uint8)
+    labels[5:8, 9:12, 30:33] = 1  # near the subject's right (RAS) or left (LAS) side, and high up
+    vol = Volume(data, np.diag([x_sign * 1.0, 2.0, 1.0, 1.0]))
+    assert vol.axcodes[0] == x_code
+    fig = plots.three_planes(vol, labels=labels)
+    sagittal, coronal, axial = fig.axes[:3]
+    letters = {t.get_text() for t in coronal.texts}
+    assert letters == {"S", "I", "R", "L"} and {t.get_text() for t in axial.texts} == {"A", "P", "R", "L"}
+    bottom, top = coronal.get_ylim()
+    assert bottom < top and top == pytest.approx(39.5)  # superior (index 39) up, ticks in array indices
+    left, right = coronal.get_xlim()
+    # the subject's right is on the image's left: an index that grows towards R (RAS) grows leftwards
+    assert (left > right) == (x_code == "R")
+    assert "array axis 1 = 10" in coronal.get_title()
