@@ -55,6 +55,27 @@ def level_specs(m: ModelSection) -> list[LevelSpec]:
     ]
 
 
+def receptive_field(m: ModelSection) -> int:
+    """How many input pixels across one output pixel of the FlexUNet of ``m`` can see.
+
+    Each convolution widens it by ``dilation * (kernel - 1)`` pixels of its level, which
+    are ``2**level`` input pixels apart; each max-pool by one pixel of its level; the
+    2x2 stride-2 transposed convolutions and the 1x1 head add nothing. This is the
+    theoretical field: the pixels near its edge weigh less (Luo et al., 2016).
+    """
+    specs = level_specs(m)
+    field, jump = 1, 1
+    for spec in specs:  # encoder, bridge last
+        field += 2 * spec.dilation * (spec.kernel - 1) * jump
+        if spec.level < len(specs) - 1:
+            field += jump  # 2x2 max-pool
+            jump *= 2
+    for spec in reversed(specs[:-1]):  # decoder: back up to level f, then two convolutions there
+        jump //= 2
+        field += 2 * spec.dilation * (spec.kernel - 1) * jump
+    return field
+
+
 def build_flexunet(m: ModelSection, seed: int | None = None):
     """Build the (uncompiled) FlexUNet of a [model] section.
 

@@ -49,3 +49,18 @@ def test_impossible_architectures(change, match):
     m = dataclasses.replace(load_config(REPO / "configs" / "ci.config").model, **change)
     with pytest.raises(ValueError, match=match):
         build_flexunet(m)
+
+
+@pytest.mark.parametrize("layers, kernel, dilation, expected", [
+    (1, 3, 1, 5),  # two 3x3 convolutions: 1 + 2 + 2
+    (2, 3, 1, 18),  # 5, pool +1, two level-1 convolutions 2 x 2 x 2, back up, two more: +4
+    (2, 5, 1, 26),  # 1 + level 0 kernel 5 (+4 +4) + pool 1 + level 1 kernel 3 (+4 +4) + level 0 again (+4 +4)
+    (1, 3, 2, 9),  # dilation 2: each 3x3 convolution spans 5 pixels
+])
+def test_receptive_field_by_hand(layers, kernel, dilation, expected):
+    from hippo_utils.config import ModelSection
+    from hippo_utils.model import receptive_field
+
+    m = ModelSection(image_width=64, image_height=64, num_layers=layers, base_kernels=(kernel, kernel),
+                     dilation=(dilation, dilation))
+    assert receptive_field(m) == expected
