@@ -157,8 +157,10 @@ def sample_grid(dataset_dir: str | os.PathLike[str], rows: Sequence[dict], n: in
         axes[0, i].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[0, i].set_title(f"{r['subject']} #{r['slice_index']}", fontsize=8)
         axes[1, i].imshow(overlay(img, mask))
+    plane = dataset_plane(root)
     for ax in axes.ravel():
         ax.set_axis_off()
+        letter_axes(ax, plane, fontsize=8)
     fig.suptitle(f"{split}: images (top) and masks (bottom)", fontsize=10)
     return fig
 
@@ -178,7 +180,7 @@ def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.nd
     """One slice in display orientation (radiological), ticks in the array's own indices,
     the physical aspect (unless ``square_pixels``) and R/L, A/P, S/I at the edges. Labels
     are filled in their colours, or outlined in red with ``contour``."""
-    from hippo_utils.preprocess import display_directions, plane_axes
+    from hippo_utils.preprocess import plane_axes
 
     axis, row_axis, col_axis, flip_r, flip_c = plane_axes(vol, plane)
 
@@ -203,10 +205,28 @@ def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.nd
     ax.set_xlabel(f"array axis {col_axis}", fontsize=8)
     ax.set_ylabel(f"array axis {row_axis}", fontsize=8)
     ax.tick_params(labelsize=7)
-    for edge, letter in (display_directions(plane) or {}).items():
-        x, y = {"top": (0.5, 0.96), "bottom": (0.5, 0.04), "left": (0.04, 0.5), "right": (0.96, 0.5)}[edge]
-        ax.text(x, y, letter, transform=ax.transAxes, color="white", fontsize=10, fontweight="bold",
+    letter_axes(ax, plane)
+
+
+def letter_axes(ax, plane: str | None, fontsize: int = 10) -> None:
+    """R/L, A/P, S/I at the edges of an axes showing a slice of ``plane`` in display orientation
+    (nothing for ``axisN`` planes or None)."""
+    from hippo_utils.preprocess import display_directions
+
+    for edge, letter in ((display_directions(plane) if plane else None) or {}).items():
+        x, y = {"top": (0.5, 0.95), "bottom": (0.5, 0.05), "left": (0.05, 0.5), "right": (0.95, 0.5)}[edge]
+        ax.text(x, y, letter, transform=ax.transAxes, color="white", fontsize=fontsize, fontweight="bold",
                 ha="center", va="center")
+
+
+def dataset_plane(dataset_dir: str | os.PathLike[str]) -> str | None:
+    """The plane a derived dataset was cut along (its dataset.json), None when unknown."""
+    import json
+
+    try:
+        return json.loads((Path(dataset_dir) / "dataset.json").read_text()).get("plane")
+    except (OSError, ValueError):
+        return None
 
 
 def _planes(vol) -> list[tuple[str, int]]:
@@ -442,6 +462,8 @@ def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.Pat
                 ax.set_title(name, fontsize=8)
             if c == 0:
                 ax.set_ylabel(rows[r], fontsize=9)
+        for r in range(len(panels)):
+            letter_axes(axes[r, c], dataset_plane(images_dir.parent.parent), fontsize=8)
     if masks_dir:
         agreement_legend(fig)
         fig.subplots_adjust(bottom=0.08)

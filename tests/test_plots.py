@@ -97,3 +97,11 @@ def test_three_planes_show_radiological_orientation_with_true_ticks(x_code, x_si
     # the subject's right is on the image's left: an index that grows towards R (RAS) grows leftwards
     assert (left > right) == (x_code == "R")
     assert "array axis 1 = 10" in coronal.get_title()
+
+
+@pytest.mark.parametrize("plane, letters", [("coronal", {"S", "I", "R", "L"}), ("axis1", set()), (None, set())])
+def test_slice_figures_letter_their_edges_when_the_plane_is_known(plane, letters):
+    fig = plots.Figure()
+    ax = fig.subplots()
+    plots.letter_axes(ax, plane)
+    assert {t.get_text() for t in ax.texts} == letters
