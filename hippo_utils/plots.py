@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib.colors
 import matplotlib.figure
+import matplotlib.ticker
 import numpy as np
 from PIL import Image
 
@@ -211,12 +212,15 @@ def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.nd
 def letter_axes(ax, plane: str | None, fontsize: int = 10) -> None:
     """R/L, A/P, S/I at the edges of an axes showing a slice of ``plane`` in display orientation
     (nothing for ``axisN`` planes or None)."""
+    from matplotlib import patheffects
+
     from hippo_utils.preprocess import display_directions
 
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]  # readable on bone and on air
     for edge, letter in ((display_directions(plane) if plane else None) or {}).items():
         x, y = {"top": (0.5, 0.95), "bottom": (0.5, 0.05), "left": (0.05, 0.5), "right": (0.95, 0.5)}[edge]
         ax.text(x, y, letter, transform=ax.transAxes, color="white", fontsize=fontsize, fontweight="bold",
-                ha="center", va="center")
+                ha="center", va="center", path_effects=outline)
 
 
 def dataset_plane(dataset_dir: str | os.PathLike[str]) -> str | None:
@@ -319,6 +323,7 @@ def history_plot(history: dict[str, list[float]], columns: Sequence[str], title:
         ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
                 linestyle="--" if col.startswith("val_") else "-", label=col)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -93,6 +93,8 @@ def captioned(png: bytes, text: str, size: int = 14) -> bytes:
 
 def curves_png(history: dict[str, list[float]]) -> bytes:
     """Loss and foreground Dice per epoch, training solid and validation dashed."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = plots.Figure(figsize=(7, 3))
     for ax, (_, cols, title) in zip(fig.subplots(1, 2), CURVES, strict=True):
         for col in cols:
@@ -101,6 +103,7 @@ def curves_png(history: dict[str, list[float]]) -> bytes:
                     linestyle="--" if col.startswith("val_") else "-", label=col)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if any(history.get(c) for c in cols):
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -173,4 +176,6 @@ class LiveTrainingPanel:
     def snapshot(self) -> bytes:
         """The panel as one PNG: its status line, the previews, then the curves."""
         pictures = stacked(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
-        return captioned(pictures, self.status.value) if pictures else b""
+        rows = ("columns: mini_test slices; rows: image, ground truth, prediction against the truth"
+                f"<br>{plots.AGREEMENT_CAPTION}")
+        return captioned(pictures, f"{self.status.value}<br>{rows}") if pictures else b""
