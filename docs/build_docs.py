@@ -13,6 +13,7 @@ the repository that are not pages point at the repository on GitHub.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -27,8 +28,9 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
 
 
-def notebooks() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+@functools.cache
+def notebooks() -> tuple[Path, ...]:
+    return tuple(sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
 
 
 def staged(repo_path: str) -> str | None:

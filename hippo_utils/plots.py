@@ -181,14 +181,13 @@ def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.nd
     """One slice in display orientation (radiological), ticks in the array's own indices,
     the physical aspect (unless ``square_pixels``) and R/L, A/P, S/I at the edges. Labels
     are filled in their colours, or outlined in red with ``contour``."""
-    from hippo_utils.preprocess import plane_axes
+    from hippo_utils.preprocess import display_stack, plane_axes
 
-    axis, row_axis, col_axis, flip_r, flip_c = plane_axes(vol, plane)
+    axes = plane_axes(vol, plane)
+    _, row_axis, col_axis, flip_r, flip_c = axes
 
     def oriented(a):
-        out = np.take(a, index, axis=axis)
-        out = out if row_axis < col_axis else out.T  # rows = row_axis, columns = col_axis
-        return out[::-1 if flip_r else 1, ::-1 if flip_c else 1]
+        return display_stack(a, *axes)[index]
 
     n_r, n_c = vol.shape[row_axis], vol.shape[col_axis]
     cols = (n_c - 0.5, -0.5) if flip_c else (-0.5, n_c - 0.5)
@@ -449,6 +448,7 @@ def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.Pat
     rows = (["ground truth"] if masks_dir else []) + [f"epoch {e}" for e in epochs]
     fig = Figure(figsize=(2.0 * len(names), 2.0 * len(rows) + 0.5))
     axes = fig.subplots(len(rows), len(names), squeeze=False)
+    plane = dataset_plane(images_dir.parent.parent)  # images_dir is DATASET/split/images
     for c, name in enumerate(names):
         img = np.asarray(Image.open(images_dir / f"{name}.png").convert("L"))
         preds = [_resized_mask(np.asarray(Image.open(preview_dir / f"Epoch_{e}_{name}.png").convert("RGB")),
@@ -468,7 +468,7 @@ def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.Pat
             if c == 0:
                 ax.set_ylabel(rows[r], fontsize=9)
         for r in range(len(panels)):
-            letter_axes(axes[r, c], dataset_plane(images_dir.parent.parent), fontsize=8)
+            letter_axes(axes[r, c], plane, fontsize=8)
     if masks_dir:
         agreement_legend(fig)
         fig.subplots_adjust(bottom=0.08)

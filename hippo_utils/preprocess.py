@@ -75,12 +75,7 @@ class SliceGeometry:
     # -- whole volumes -------------------------------------------------------------
     def orient(self, data: np.ndarray) -> np.ndarray:
         """Source array -> (slices, H, W) in display orientation."""
-        out = np.transpose(data, (self.axis, self.row_axis, self.col_axis))
-        if self.flip_rows:
-            out = out[:, ::-1, :]
-        if self.flip_cols:
-            out = out[:, :, ::-1]
-        return out
+        return display_stack(data, self.axis, self.row_axis, self.col_axis, self.flip_rows, self.flip_cols)
 
     def unorient(self, stack: np.ndarray) -> np.ndarray:
         """(slices, H, W[, C]) in display orientation -> source array axis order."""
@@ -189,6 +184,14 @@ def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:
     row_axis = axis_of(row_dir + _OPPOSITE[row_dir])
     col_axis = axis_of(col_dir + _OPPOSITE[col_dir])
     return axis, row_axis, col_axis, codes[row_axis] != row_dir, codes[col_axis] != col_dir
+
+
+def display_stack(data: np.ndarray, axis: int, row_axis: int, col_axis: int, flip_rows: bool,
+                  flip_cols: bool) -> np.ndarray:
+    """Source array -> (slices, H, W) in display orientation (a view), for the axes and flips
+    that :func:`plane_axes` returns."""
+    out = np.transpose(data, (axis, row_axis, col_axis))
+    return out[:, ::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
 
 
 def display_directions(plane: str) -> dict[str, str] | None:

@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import ndimage
 
 from hippo_utils.plots import LABEL_COLOURS, mark_directions, png_bytes
-from hippo_utils.preprocess import display_directions, normalize_intensity, plane_axes
+from hippo_utils.preprocess import display_directions, display_stack, normalize_intensity, plane_axes
 from hippo_utils.volumes import Volume, load_labels, load_volume
 
 MODES = ("overlay", "side by side", "contour", "agreement")
@@ -97,13 +97,11 @@ class SliceViewer:
     def _oriented(self, plane: str):
         """(image, label, prediction) stacks in display orientation, and pixel mm."""
         if plane not in self._cache:
-            axis, row_axis, col_axis, flip_r, flip_c = plane_axes(self.volume, plane)
+            axes = plane_axes(self.volume, plane)
+            axis, row_axis, col_axis = axes[:3]
 
             def orient(a):
-                if a is None:
-                    return None
-                out = np.transpose(a, (axis, row_axis, col_axis))
-                return out[:, ::-1 if flip_r else 1, ::-1 if flip_c else 1]
+                return None if a is None else display_stack(a, *axes)
 
             sp = self.volume.spacing
             self._cache[plane] = (orient(self._norm), orient(self.label), orient(self.prediction),
