@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from hippo_utils.plots import LABEL_COLOURS, mark_directions, png_bytes
+from hippo_utils.plots import AGREEMENT_CAPTION, LABEL_COLOURS, agreement, mark_directions, png_bytes
 from hippo_utils.preprocess import display_directions, display_stack, normalize_intensity, plane_axes
 from hippo_utils.volumes import Volume, load_labels, load_volume
 
@@ -151,8 +151,6 @@ class SliceViewer:
             return out
 
         if mode == "agreement" and show_gt and show_pred:  # TP green, FP red, FN blue (plots.AGREEMENT_COLOURS)
-            from hippo_utils.plots import agreement
-
             shown, panels = agreement(base, lab[idx], pred[idx], alpha=alpha), 1
         elif mode == "side by side" and (show_gt or show_pred):
             left = fill(base, lab[idx]) if show_gt else base
@@ -201,8 +199,6 @@ class SliceViewer:
 
             text += f"<br>slice Dice {dice_score(lab[idx] > 0, pred[idx] > 0):.3f}"
             if self.mode.value == "agreement":
-                from hippo_utils.plots import AGREEMENT_CAPTION
-
                 text += f"<br><small>{AGREEMENT_CAPTION}</small>"
         return text
 
