@@ -54,6 +54,11 @@ class ModelSection:
     learning_rate: float = 0.00007
     clipvalue: float | None = 0.5
     loss: str = "categorical_crossentropy"
+    # weight of the soft Dice term of loss = "ce_dice" (1 = cross-entropy + Dice). Soft Dice
+    # over-segments: it pays to take a boundary pixel already at a probability near Dice/2
+    # (about 0.43), and its outputs are not calibrated (Bertels et al. 2021). Less weight lets
+    # the cross-entropy, which is calibrated, place the boundary.
+    dice_weight: float = 1.0
     metrics: tuple[str, ...] = ("dice_coef_multiclass",)
     show_summary: bool = False
 
@@ -161,7 +166,11 @@ class DeriveSection:
     output_dir: Path = Path("derived")
     plane: str = "coronal"  # coronal, axial, sagittal, or axis0/axis1/axis2 (array axis)
     image_size: tuple[int, int] | None = None  # (height, width); default: [model] size
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, valid, test by subject
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, valid, test fractions
+    # "subject": whole subjects go to one split (the right way). "slice": each slice is drawn
+    # on its own, as the original did; neighbours of a test slice then sit in training and the
+    # test scores are inflated (benchmarks/split_leakage.py measures by how much). For teaching.
+    split_by: str = "subject"
     seed: int = 42
     empty_slice_ratio: float = 0.25  # label-free slices kept per labelled slice
     label_map: dict[int, int] = field(default_factory=lambda: {1: 1, 2: 1})
@@ -225,6 +234,7 @@ ORIGINAL_UNUSED_SECTIONS = {
 
 VALID_LAYOUTS = ("auto", "hfh", "msd", "pairs", "slices")
 VALID_PLANES = ("coronal", "axial", "sagittal", "axis0", "axis1", "axis2")
+VALID_SPLIT_BY = ("subject", "slice")
 
 
 @dataclass(frozen=True)
@@ -626,6 +636,8 @@ def validate(cfg: Config) -> None:
         err("model", "learning_rate", f"must be positive, got {m.learning_rate}")
     if m.clipvalue is not None and m.clipvalue <= 0:
         err("model", "clipvalue", f"must be positive or None, got {m.clipvalue}")
+    if m.dice_weight < 0:
+        err("model", "dice_weight", f"must be zero or more, got {m.dice_weight}")
 
     t = cfg.train
     for key in ("epochs", "batch_size"):
@@ -701,6 +713,8 @@ def validate(cfg: Config) -> None:
     if any(f < 0 for f in d.split) or abs(sum(d.split) - 1) > 1e-6 or d.split[0] == 0:
         err("derive", "split", f"train, valid and test fractions must be >= 0, sum to 1 and "
             f"give train a share; got {d.split}")
+    if d.split_by not in VALID_SPLIT_BY:
+        err("derive", "split_by", f"{d.split_by!r} is not one of {', '.join(VALID_SPLIT_BY)}")
     if d.empty_slice_ratio < 0:
         err("derive", "empty_slice_ratio", f"must be zero or more, got {d.empty_slice_ratio}")
     lo, hi = d.intensity_percentiles

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +107,12 @@ def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> s
     d = cfg.derive
     settings = {
         "layout": sources.layout, "plane": d.plane, "image_size": list(cfg.image_size),
-        "split": list(d.split), "seed": d.seed, "empty_slice_ratio": d.empty_slice_ratio,
+        "split": list(d.split), "split_by": d.split_by, "seed": d.seed, "empty_slice_ratio": d.empty_slice_ratio,
         "label_map": sorted(d.label_map.items()), "percentiles": list(d.intensity_percentiles),
         "mini_test_size": d.mini_test_size, "rgb_map": sorted(cfg.mask.rgb_map.items()),
         "sources": sorted(checksums.items()),
+        # How masks are resized (preprocess.resize_labels); nearest-neighbour datasets are stale.
+        "label_resize": "filtered",
     }
     if d.context_slices:  # only when set, so datasets derived before the key existed stay valid
         settings["context_slices"] = d.context_slices
@@ -129,7 +132,13 @@ def _select_slices(classes: np.ndarray, tissue: np.ndarray, ratio: float,
     return labelled.tolist(), empty.tolist()
 
 
-def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
+def _slice_splitter(cfg: Config, name: str) -> Callable[[int], str]:
+    """For ``split_by = "slice"``: a split drawn for each slice of subject ``name`` on its own."""
+    rng = np.random.default_rng([cfg.derive.seed, zlib.crc32(name.encode()), 1])
+    return lambda _index: SPLITS[int(rng.choice(len(SPLITS), p=cfg.derive.split))]
+
+
+def _derive_subject(subject: Subject, split: str | Callable[[int], str], cfg: Config, out: Path,
                     lut: np.ndarray) -> list[dict]:
     d = cfg.derive
     volume = load_volume(subject.image)
@@ -150,11 +159,12 @@ def _derive_subject(subject: Subject, split: str, cfg: Config, out: Path,
         image = np.rint(np.stack(grey, axis=-1) * 255 if c else grey[0] * 255).astype(np.uint8)
         mask_cls = geom.to_model(classes[idx], is_label=True)
         stem = f"{subject.name}_{idx:03d}"
-        img_rel, mask_rel = f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"
+        sp = split(idx) if callable(split) else split
+        img_rel, mask_rel = f"{sp}/images/{stem}.png", f"{sp}/masks/{stem}.png"
         (out / img_rel).write_bytes(png_bytes(image))
         (out / mask_rel).write_bytes(png_bytes(lut[mask_cls]))
         rows.append({
-            "subject": subject.name, "split": split, "slice_index": idx, "image": img_rel,
+            "subject": subject.name, "split": sp, "slice_index": idx, "image": img_rel,
             "mask": mask_rel, "source": str(subject.image), "label_source": str(subject.label),
             "has_label": int(mask_cls.any()), "label_pixels": int(np.count_nonzero(mask_cls)),
             "spacing": "x".join(f"{s:g}" for s in volume.spacing),
@@ -196,9 +206,10 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[tuple[int, int, int], int], 
     return classes[np.argmin(dist, axis=-1)]
 
 
-def _derive_slice_pair(subject: Subject, split: str, cfg: Config, out: Path,
+def _derive_slice_pair(subject: Subject, split: str | Callable[[int], str], cfg: Config, out: Path,
                        lut: np.ndarray) -> list[dict]:
     """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
+    split = split(0) if callable(split) else split
     image = np.asarray(Image.open(subject.image).convert("L"), np.float32)
     mask = np.asarray(Image.open(subject.label).convert("RGB"))
     if mask.shape[:2] != image.shape:
@@ -307,7 +318,13 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             (tmp / sp / "masks").mkdir(parents=True)
         for subject in tqdm(sources.labelled, desc="deriving slices", unit="subject",
                             disable=not progress):
-            rows.extend(derive_one(subject, split_of[subject_of[subject.name]], cfg, tmp, lut))
+            sp = (_slice_splitter(cfg, subject.name) if d.split_by == "slice"
+                  else split_of[subject_of[subject.name]])
+            rows.extend(derive_one(subject, sp, cfg, tmp, lut))
+        if d.split_by == "slice":
+            logger.warning("[derive] split_by = \"slice\": test slices have neighbours in training; "
+                           "the test scores will be inflated (for teaching only)")
+            split = {sp: sorted({r["subject"] for r in rows if r["split"] == sp}) for sp in SPLITS}
         for r in _choose_mini_test(rows, d.mini_test_size):
             for key in ("image", "mask"):
                 name = Path(r[key]).name

@@ -15,8 +15,9 @@ crops whose affine does not describe anatomy.
 In-plane resampling and resizing are one interpolation: a slice of H x W voxels of
 ``row_mm`` x ``col_mm`` is resized to (h, w) with h/w equal to the physical aspect
 (square output pixels), scaled to fit the output size, and centred with zero padding.
-Images use bilinear interpolation (anti-aliased when shrinking), label maps use
-nearest neighbour.
+Images use bilinear interpolation (anti-aliased when shrinking); label maps go through
+the same filter, one indicator per label, and take the label with the largest share
+(:func:`resize_labels`), so masks stay aligned with their images.
 """
 
 from __future__ import annotations
@@ -92,12 +93,10 @@ class SliceGeometry:
         """One oriented (H, W) slice -> padded model-size image (float32 or uint8 labels)."""
         h, w = self.resized
         if is_label:
-            small = np.asarray(Image.fromarray(slice2d.astype(np.uint8)).resize(
-                (w, h), Image.Resampling.NEAREST))
+            small = resize_labels(slice2d, (h, w))
             out = np.zeros(self.out_size, np.uint8)
         else:
-            small = np.asarray(Image.fromarray(slice2d.astype(np.float32), mode="F").resize(
-                (w, h), Image.Resampling.BILINEAR))
+            small = _resize_float(slice2d, (h, w))
             out = np.zeros(self.out_size, np.float32)
         top, left = self.pad
         out[top:top + h, left:left + w] = small
@@ -108,22 +107,49 @@ class SliceGeometry:
 
         Channels (e.g. class probabilities) are resized one by one with bilinear
         interpolation, so that an argmax afterwards gives smooth boundaries; label maps
-        use nearest neighbour.
+        go through :func:`resize_labels`.
         """
         top, left = self.pad
         h, w = self.resized
         crop = image[top:top + h, left:left + w]
-        size = (self.in_shape[1], self.in_shape[0])
         if is_label:
-            return np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
-
-        def back(channel: np.ndarray) -> np.ndarray:
-            return np.asarray(Image.fromarray(np.ascontiguousarray(channel, np.float32), mode="F").resize(
-                size, Image.Resampling.BILINEAR))
-
+            return resize_labels(crop, self.in_shape)
         if crop.ndim == 2:
-            return back(crop)
-        return np.stack([back(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)
+            return _resize_float(crop, self.in_shape)
+        return np.stack([_resize_float(crop[..., c], self.in_shape) for c in range(crop.shape[-1])], axis=-1)
+
+
+def _resize_float(image: np.ndarray, shape: tuple[int, int],
+                  resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+    """Resize one 2D channel to ``shape`` (H, W); bilinear is anti-aliased when shrinking."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image, np.float32), mode="F").resize(
+        (shape[1], shape[0]), resample))
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a 2D label map to ``shape`` (H, W), aligned with its image and area-true.
+
+    Each label's indicator is resized with a box filter, which gives the share of every
+    output pixel that the label covers, and the pixel takes the label with the largest
+    share. The pixel grids are centre-aligned as for the images, so mask and image stay
+    in register and a structure keeps its area on average. Nearest neighbour does not:
+    shrinking by 2, it samples one corner voxel of each 2 x 2 block, a shift of half a
+    source voxel in both directions between image and mask (issue 16 found it in the
+    demo's volume errors). The images' wider anti-aliasing filter would shrink small
+    structures (a 5-voxel disc loses a fifth of its area).
+    """
+    labels = np.asarray(labels, np.uint8)
+    if labels.shape == tuple(shape):
+        return labels.copy()
+    values = np.unique(labels)
+    if values.size == 1:
+        return np.full(shape, values[0], np.uint8)
+    shares = np.stack([_resize_float(labels == v, shape, Image.Resampling.BOX) for v in values])
+    # Exact ties (half of a 2 x 2 block) are common on edges; a checkerboard breaks them
+    # for and against the first label in turn, so ties do not all shrink the structures.
+    checker = (np.indices(shape).sum(axis=0) % 2) * np.float32(2e-4) - np.float32(1e-4)
+    shares[1:] += checker
+    return values[np.argmax(shares, axis=0)].astype(np.uint8)
 
 
 def context_indices(index: int, n: int, context: int, step: int = 1) -> list[int]:

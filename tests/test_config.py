@@ -88,6 +88,8 @@ def test_values_are_never_evaluated(tmp_path):
     ("[derive]\nlayout = \"kaggle\"\n", "not one of auto, hfh, msd, pairs"),
     ("[derive]\nplane = \"coronl\"\n", "Did you mean 'coronal'"),
     ("[derive]\nlabel_map = {1: 5}\n", "classes run 0..1"),
+    ("[derive]\nsplit_by = \"slices\"\n", "split_by: 'slices' is not one of subject, slice"),
+    ("[model]\ndice_weight = -1\n", "dice_weight: must be zero or more"),
     ("[mask]\nrgb_map = {(0,0,0):0, (300,0,0):1}\n", "outside 0..255"),
     ("[train]\nlr_schedule = \"step\"\n", 'lr_schedule.*"plateau" or "cosine"'),
     ("[train]\nlr_schedule = \"cosine\"\n", "set learning_rate_reducer = False too"),

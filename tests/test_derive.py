@@ -54,6 +54,22 @@ def test_split_is_by_subject(hfh_dataset):
     assert {sp for s in splits_of.values() for sp in s} == {"train", "valid", "test"}
 
 
+def test_a_slice_split_mixes_every_subject_into_every_split(synthetic_hfh, tmp_path):
+    """split_by = "slice" (for the leakage lesson) draws each slice on its own: the same
+    slices as the subject split, but each subject's neighbours land in train and test."""
+    cfg = load_config(write_config(tmp_path / "c.config", {
+        "source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out"),
+        "split": (0.5, 0.25, 0.25), "mini_test_size": 0}), ['derive.split_by="slice"'])
+    result = derive_dataset(cfg, progress=False)
+    rows = read_manifest(result.output_dir)
+    for subject in {r["subject"] for r in rows}:
+        assert {r["split"] for r in rows if r["subject"] == subject} == {"train", "valid", "test"}
+    assert sum(result.counts.values()) == len(rows)
+    assert all(len(result.subjects[sp]) == 4 for sp in ("train", "valid", "test"))
+    with pytest.raises(ValueError, match=r"\[derive\] split_by: 'slices' is not one of subject, slice"):
+        load_config(cfg.path, ['derive.split_by="slices"'])
+
+
 def test_every_labelled_slice_and_a_share_of_empty_ones(hfh_dataset, synthetic_hfh):
     cfg, result = hfh_dataset
     rows = [r for r in read_manifest(result.output_dir) if r["subject"] == "HFH_001"]
@@ -235,6 +251,30 @@ def test_geometry_round_trip(spacing, size):
     fg, got = lab > 0, from_probs > 0
     if geom.resized[0] >= geom.in_shape[0] and geom.resized[1] >= geom.in_shape[1]:  # no downsampling
         assert 2 * (fg & got).sum() / (fg.sum() + got.sum()) > 0.97
+
+
+def test_downsampled_masks_stay_aligned_with_their_images():
+    """Discs shrunk 2x keep, on average, their centre and their area. Nearest neighbour
+    would shift every mask half a source pixel in both directions against its image
+    (issue 16's over-segmentation); a plain majority would give up every tie."""
+    from hippo_utils.preprocess import resize_labels
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    offsets, areas, round_trip = [], [], []
+    for _ in range(40):
+        cy, cx = rng.uniform(30, 98, 2)
+        r = rng.uniform(4, 15)
+        disc = (((yy - cy) ** 2 + (xx - cx) ** 2) < r * r).astype(np.uint8) * 2
+        small = resize_labels(disc, (64, 64))
+        assert set(np.unique(small)) == {0, 2}
+        # Model pixel i covers source pixels 2i and 2i+1: its centre is at 2i + 0.5.
+        centre = np.array(np.nonzero(small)).mean(axis=1) * 2 + 0.5
+        offsets.append(centre - np.array(np.nonzero(disc)).mean(axis=1))
+        areas.append(4 * np.count_nonzero(small) / np.count_nonzero(disc))
+        round_trip.append(np.count_nonzero(resize_labels(small, (128, 128))) / np.count_nonzero(disc))
+    assert np.abs(np.mean(offsets, axis=0)).max() < 0.1, np.mean(offsets, axis=0)
+    assert abs(np.mean(areas) - 1) < 0.03 and abs(np.mean(round_trip) - 1) < 0.03
 
 
 def test_normalisation_is_robust_to_scale():
