@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hippo_utils.config import Config
 from hippo_utils.layouts import detect_layout
-from hippo_utils.synthetic import synthesize
+from hippo_utils.synthetic import GENERATOR_VERSION, synthesize
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,18 @@ def ensure_synthetic(cfg: Config, dest: str | os.PathLike[str] | None = None) ->
     """
     dest = Path(dest or cfg.derive.source_dir or "synthetic_hfh")
     params = {"n_labelled": cfg.synthetic.n_labelled, "n_unlabelled": cfg.synthetic.n_unlabelled,
-              "seed": cfg.synthetic.seed, "atrophy_fraction": cfg.synthetic.atrophy_fraction}
+              "seed": cfg.synthetic.seed, "atrophy_fraction": cfg.synthetic.atrophy_fraction,
+              "generator": GENERATOR_VERSION}
     stamp = dest / "synthetic.json"
     if dest.exists():
-        if stamp.is_file() and json.loads(stamp.read_text()) == params:
+        made = json.loads(stamp.read_text()) if stamp.is_file() else None
+        if made == params:
             return dest
+        if made is not None and made.get("generator", 1) != GENERATOR_VERSION:
+            raise FileExistsError(
+                f"{dest} was made by version {made.get('generator', 1)} of the synthetic generator; this is "
+                f"version {GENERATOR_VERSION}, which draws other subjects. Remove {dest} (and the datasets "
+                "derived from it) to make the new one, or point [derive] source_dir elsewhere")
         raise FileExistsError(f"{dest} exists but was not made by `synthesize` with {params}; "
                               "choose another folder or remove it")
     synthesize(dest, n_labelled=params["n_labelled"], n_unlabelled=params["n_unlabelled"],

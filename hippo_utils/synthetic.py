@@ -49,6 +49,18 @@ T1 = {
     "gm": 0.52, "wm": 0.80, "deep_gm": 0.62, "brainstem": 0.72, "muscle": 0.33, "hippo": 0.55,
 }
 
+# Healthy left-right asymmetry index AI = (L - R) / ((L + R) / 2): mean, SD, and clipped to
+# [low, high]. In healthy adults the right hippocampus is on average a few percent larger
+# than the left (Pedraza et al. 2004, a meta-analysis), so |AI| stays well under the 0.1
+# that flags one-sided atrophy (evaluation.ASYMMETRY_THRESHOLD).
+HEALTHY_AI = (-0.025, 0.012, -0.05, 0.01)
+# Cross-section scale of a shrunken hippocampus (uniform in this range): 19-39 % less
+# volume, a one-sided loss of the size that MRI volumetry finds in hippocampal sclerosis.
+ATROPHY_RANGE = (0.78, 0.90)
+# Version of the generator, stamped into synthetic.json: a folder made by another
+# version holds other subjects and is not reused.
+GENERATOR_VERSION = 2
+
 
 @dataclass(frozen=True)
 class SubjectTruth:
@@ -123,21 +135,21 @@ def _tube(x, y, z, path: np.ndarray, semi: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - best) * 4.0 + 0.5, 0.0, 1.0)
 
 
-def _hippocampus_path(side: float, rng: np.random.Generator, size: float, shrink: float,
+def _hippocampus_path(side: float, length: float, width: float,
                       centre: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Head-to-tail centre line and cross-section semi-axes of one hippocampus.
 
-    The head is anterior and widest; the body runs back; the tail narrows and curves
-    up and medially, following the lateral ventricle's atrium.
+    ``length`` is in mm; ``width`` scales the cross-section (the volume goes with its
+    square). The head is anterior and widest; the body runs back; the tail narrows and
+    curves up and medially, following the lateral ventricle's atrium.
     """
     t = np.linspace(0.0, 1.0, 60, dtype=np.float32)
-    length = 40.0 * size * rng.uniform(0.93, 1.07)
     cx, cy, cz = centre
     x = side * (cx - 5.0 * t**1.5)
     y = cy - length * t
     z = cz + 13.0 * t**2.2 + 1.5 * np.sin(np.pi * t)
-    half_w = (3.2 + 4.8 * (1 - t) ** 1.3) * size * shrink  # medial-lateral
-    half_h = (2.6 + 3.4 * (1 - t) ** 1.6) * size * shrink  # superior-inferior
+    half_w = (3.2 + 4.8 * (1 - t) ** 1.3) * width  # medial-lateral
+    half_h = (2.6 + 3.4 * (1 - t) ** 1.6) * width  # superior-inferior
     half_l = np.full_like(t, 2.5)  # along the axis: overlapping links make a smooth tube
     path = np.stack([x, y, z], axis=1)
     semi = np.stack([half_w, half_l, half_h], axis=1)
@@ -164,7 +176,7 @@ def make_subject(seed: int, atrophy_side: str = "", atrophy_factor: float = 1.0,
     Args:
         seed: everything about the subject derives from it.
         atrophy_side: "", "left" or "right": which hippocampus is shrunken.
-        atrophy_factor: cross-section scale of that hippocampus (0.8 = about 36% less volume).
+        atrophy_factor: cross-section scale of that hippocampus (0.84 = about 30% less volume).
         shape, spacing: the grid, (x, y, z) with y the coronal (slice) axis.
 
     Returns:
@@ -250,11 +262,15 @@ def make_subject(seed: int, atrophy_side: str = "", atrophy_factor: float = 1.0,
 
     labels = np.zeros(depth.shape, np.uint8)
     size = rng.uniform(0.9, 1.08)
+    length = 40.0 * size * rng.uniform(0.93, 1.07)
     hcentre = (rng.uniform(25.5, 28.5) * scale, rng.uniform(-1, 3) * scale, rng.uniform(-19, -16))
+    # Healthy asymmetry: the right hippocampus a little larger (HEALTHY_AI); the two
+    # sides share their length, and their cross-sections split the volume ratio.
+    healthy_ai = float(np.clip(rng.normal(*HEALTHY_AI[:2]), *HEALTHY_AI[2:]))
     for side, label, name in ((+1.0, 1, "left"), (-1.0, 2, "right")):
         shrink = atrophy_factor if atrophy_side == name else 1.0
-        side_size = size * rng.uniform(0.96, 1.04)
-        path, semi = _hippocampus_path(side, rng, side_size, shrink, hcentre)
+        width = size * shrink * float(np.exp(side * healthy_ai / 4))
+        path, semi = _hippocampus_path(side, length, width, hcentre)
         # Temporal horn: a CSF slit superolateral to the hippocampus, joining the atrium.
         horn_path = path + np.array([side * 4.5, 0.0, 5.5], np.float32)
         horn_path = np.vstack([horn_path, horn_path[-1] + np.array([side * -2, -6, 10])])
@@ -344,7 +360,7 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
             side, factor = "", 1.0
             if rng.random() < atrophy_fraction:
                 side = str(rng.choice(["left", "right"]))
-                factor = float(rng.uniform(0.74, 0.86))
+                factor = float(rng.uniform(*ATROPHY_RANGE))
             image, labels = make_subject(sub_seed, side, factor, shape=shape)
             voxel_mm3 = float(np.prod(SPACING))
             scale = float(rng.uniform(600, 2600))  # scanner units vary between subjects
@@ -362,7 +378,7 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
         writer.writerows(asdict(r) for r in rows)
         (tmp / "synthetic_subjects.csv").write_text(buf.getvalue())
         params = {"n_labelled": n_labelled, "n_unlabelled": n_unlabelled, "seed": seed,
-                  "atrophy_fraction": atrophy_fraction}
+                  "atrophy_fraction": atrophy_fraction, "generator": GENERATOR_VERSION}
         (tmp / "synthetic.json").write_text(json.dumps(params) + "\n")
         (tmp / "README.txt").write_text(
             "Synthetic HFH-like T1W data made by hippo_utils.synthetic (not real patients).\n"

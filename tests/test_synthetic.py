@@ -2,6 +2,7 @@ import csv
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from hippo_utils.layouts import find_subjects
 from hippo_utils.synthetic import SPACING, make_subject, synthesize
@@ -49,6 +50,21 @@ def test_atrophy_makes_one_side_smaller():
     assert (shrunk == 2).sum() < 0.75 * (normal == 2).sum()
 
 
+def test_healthy_asymmetry_stays_under_the_flag_and_atrophy_is_flagged():
+    """Healthy heads: right a little larger, |AI| well under 0.1 (the notebook's rule);
+    a shrunken side (ATROPHY_RANGE) is flagged on that side, with room for error."""
+    from hippo_utils.evaluation import asymmetry_index
+    from hippo_utils.synthetic import ATROPHY_RANGE
+
+    healthy = [make_subject(seed, shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))[1]
+               for seed in range(6)]
+    ai = [asymmetry_index(float((lab == 1).sum()), float((lab == 2).sum())) for lab in healthy]
+    assert max(abs(a) for a in ai) <= 0.07 and np.mean(ai) < 0, ai
+    _, shrunk = make_subject(3, atrophy_side="left", atrophy_factor=ATROPHY_RANGE[1],
+                             shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))
+    assert asymmetry_index(float((shrunk == 1).sum()), float((shrunk == 2).sum())) < -0.15
+
+
 def test_truth_table_matches_labels(synthetic_hfh):
     rows = list(csv.DictReader((synthetic_hfh / "synthetic_subjects.csv").open()))
     assert [r["subject"] for r in rows] == [f"HFH_{i:03d}" for i in range(1, 6)]
@@ -65,3 +81,25 @@ def test_same_seed_same_bytes(tmp_path, synthetic_hfh):
     a, _ = make_subject(1)
     b, _ = make_subject(2)
     assert not np.array_equal(a, b)
+
+
+def test_a_set_from_an_older_generator_is_not_reused(tmp_path):
+    """Its subjects differ from what the config would make now: refused with the way out,
+    and nothing in it is touched."""
+    import json
+
+    from hippo_utils import load_config
+    from hippo_utils.data import ensure_synthetic
+
+    from helpers import write_config
+
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "syn")}))
+    old = tmp_path / "syn"
+    old.mkdir()
+    s = cfg.synthetic
+    stamp = {"n_labelled": s.n_labelled, "n_unlabelled": s.n_unlabelled, "seed": s.seed,
+             "atrophy_fraction": s.atrophy_fraction}
+    (old / "synthetic.json").write_text(json.dumps(stamp))
+    with pytest.raises(FileExistsError, match=r"version 1 of the synthetic generator.*Remove"):
+        ensure_synthetic(cfg)
+    assert json.loads((old / "synthetic.json").read_text()) == stamp
