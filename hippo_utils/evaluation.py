@@ -172,12 +172,14 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
             axes[row, i].imshow(shown[window], interpolation="nearest")
             axes[row, i].set_xticks([])
             axes[row, i].set_yticks([])
-        axes[0, i].set_title(f"{'worst' if i < len(chosen) // 2 else 'best'}: {name}\nDice {dice:.2f}", fontsize=8)
+        area = int(np.count_nonzero(truth.any(axis=-1)))
+        axes[0, i].set_title(f"{'worst' if i < len(chosen) // 2 else 'best'}: {name}\nDice {dice:.2f} · "
+                             f"{area} px of truth", fontsize=8)
     for row, label in enumerate(("image", "ground truth", "prediction")):
         axes[row, 0].set_ylabel(label, fontsize=9)
     for ax in axes.ravel():
         plots.letter_axes(ax, cfg.derive.plane, fontsize=8)
-    fig.suptitle("test slices, zoomed on the hippocampus", fontsize=10)
+    fig.suptitle("test slices with hippocampus, zoomed on it; px: its size in the slice", fontsize=10)
     plots.agreement_legend(fig)
     return fig
 

@@ -75,23 +75,30 @@ def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
     return 1.0 - ops.mean((2.0 * inter + smooth) / (total + smooth))
 
 
-def ce_dice_loss(y_true, y_pred):
-    """Categorical cross-entropy plus the foreground soft Dice loss."""
+def ce_dice_loss(y_true, y_pred, dice_weight: float = 1.0):
+    """Categorical cross-entropy plus ``dice_weight`` times the foreground soft Dice loss."""
     import keras
     from keras import ops
 
     ce = ops.mean(keras.losses.categorical_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred))
-    return ce + soft_dice_loss(y_true, y_pred)
+    return ce + dice_weight * soft_dice_loss(y_true, y_pred)
 
 
 LOSSES = {"categorical_crossentropy": "categorical_crossentropy", "dice": soft_dice_loss,
           "ce_dice": ce_dice_loss}
 
 
-def get_loss(name: str):
-    """The loss for a [model] loss name."""
+def get_loss(name: str, dice_weight: float = 1.0):
+    """The loss for a [model] loss name; ``dice_weight`` ([model] dice_weight) scales the
+    Dice part of ``ce_dice``."""
     if name not in LOSSES:
         raise ValueError(f"[model] loss = {name!r} is not one of {', '.join(LOSSES)}")
+    if name == "ce_dice" and dice_weight != 1.0:
+        def weighted_ce_dice(y_true, y_pred):
+            return ce_dice_loss(y_true, y_pred, dice_weight)
+
+        weighted_ce_dice.__name__ = "ce_dice_loss"  # loads back as a saved ce_dice model does
+        return weighted_ce_dice
     return LOSSES[name]
 
 

@@ -330,12 +330,16 @@ def history_plot(history: dict[str, list[float]], columns: Sequence[str], title:
 
 
 def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                  names: Sequence[str], tile: int = 160) -> np.ndarray:
+                  names: Sequence[str], tile: int = 160, plane: str | None = None) -> np.ndarray:
     """A uint8 RGB grid: one column per slice, rows image / ground truth / prediction against
-    the truth (AGREEMENT_COLOURS), each zoomed on the slice's hippocampus.
+    the truth (AGREEMENT_COLOURS), each zoomed on the slice's hippocampus. With the slices'
+    ``plane``, the image row carries the direction letters (R/L, S/I, ...).
 
     Pure NumPy and PIL (no matplotlib), so that a live panel can redraw it every epoch.
     """
+    from hippo_utils.preprocess import display_directions
+
+    directions = display_directions(plane) if plane else None
     cols = []
     for img, truth, pred in zip(images, truths, preds, strict=True):
         grey = img[..., 0] if img.ndim == 3 else img
@@ -347,6 +351,8 @@ def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Seque
         column = [np.asarray(Image.fromarray(np.ascontiguousarray(c[box])).resize((tile, tile),
                                                                                 Image.Resampling.NEAREST))
                   for c in column]
+        if directions:
+            column[0] = mark_directions(column[0], directions, size=max(9, tile // 11))
         cols.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255)
                                     for c in column], axis=0))
     return np.concatenate(cols, axis=1) if cols else np.zeros((tile, tile, 3), np.uint8)
@@ -472,6 +478,49 @@ def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.Pat
     if masks_dir:
         agreement_legend(fig)
         fig.subplots_adjust(bottom=0.08)
+    return fig
+
+
+def split_leakage(dataset_dir: str | os.PathLike[str], rows: Sequence[dict]) -> Figure:
+    """Why a slice-level split leaks: a test slice, its two neighbours in the same head
+    (which a slice split would put in training) and the most alike slice of another head,
+    zoomed on the hippocampus, each with its pixel correlation to the test slice."""
+    root = Path(dataset_dir)
+    test = [r for r in rows if r["split"] == "test" and int(r["has_label"])]
+    train = [r for r in rows if r["split"] == "train" and int(r["has_label"])]
+    by_key = {(r["subject"], int(r["slice_index"])): r for r in rows}
+    # The test slice with the most hippocampus whose two neighbours were derived too.
+    test = sorted(test, key=lambda r: -int(r["label_pixels"]))
+    centre = next(r for r in test if all((r["subject"], int(r["slice_index"]) + d) in by_key for d in (-1, 1)))
+
+    def load(r):
+        return np.asarray(Image.open(root / r["image"]).convert("L"), np.float32)
+
+    from scipy import ndimage
+
+    parts, _ = ndimage.label(_foreground(np.asarray(Image.open(root / centre["mask"]).convert("RGB"))))
+    one_side = parts == 1 + np.argmax(np.bincount(parts.ravel())[1:])  # one hippocampus, not both
+    box = zoom_box([one_side], one_side.shape, margin=1.0)
+    ref = load(centre)[box]
+
+    def corr(r) -> float:
+        return float(np.corrcoef(ref.ravel(), load(r)[box].ravel())[0, 1])
+
+    k = int(centre["slice_index"])
+    neighbours = [by_key[(centre["subject"], k + d)] for d in (-1, 1)]
+    other = max((r for r in train if r["subject"] != centre["subject"]), key=corr)
+    shown = [(centre, "test slice"), (neighbours[0], "its neighbour"), (neighbours[1], "its neighbour"),
+             (other, "most alike slice\nof another head")]
+    fig = Figure(figsize=(10, 3.3))
+    plane = dataset_plane(root)
+    for ax, (r, what) in zip(fig.subplots(1, 4), shown, strict=True):
+        ax.imshow(load(r)[box], cmap="gray", vmin=0, vmax=255)
+        extra = "" if r is centre else f", r = {corr(r):.2f}"
+        ax.set_title(f"{what}\n{r['subject']} #{r['slice_index']}{extra}", fontsize=8)
+        ax.set_axis_off()
+        letter_axes(ax, plane, fontsize=8)
+    fig.suptitle("a slice split would put the neighbours in training: nearly the test slice itself "
+                 "(r: pixel correlation with the test slice)", fontsize=9)
     return fig
 
 

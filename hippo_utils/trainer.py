@@ -80,7 +80,7 @@ def compile_model(model, cfg: Config, **options) -> None:
     if "dice_coef_multiclass" in m.metrics:
         metrics.append(dice_coef_multiclass)
     opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
-    model.compile(optimizer=opt, loss=get_loss(m.loss), metrics=metrics,
+    model.compile(optimizer=opt, loss=get_loss(m.loss, m.dice_weight), metrics=metrics,
                   steps_per_execution=cfg.train.steps_per_execution, **options)
 
 
@@ -179,6 +179,9 @@ def _callbacks_module():
 
             self.truths = [np.asarray(Image.open(p[1]).convert("RGB")) for p in pairs]
             self.lut = cfg.class_colours()
+            from hippo_utils.plots import dataset_plane
+
+            self.plane = dataset_plane(cfg.derive.output_dir) or cfg.derive.plane
 
         def on_epoch_end(self, epoch, logs=None):
             if self.images is None:
@@ -193,7 +196,7 @@ def _callbacks_module():
                 for name, pred in zip(self.names, preds, strict=True):
                     atomic_write_bytes(out / f"Epoch_{epoch + 1}_{name}.png", png_bytes(pred))
             update = {"names": self.names, "images": self.images, "truths": self.truths,
-                      "preds": list(preds), "logs": dict(logs or {})}
+                      "preds": list(preds), "logs": dict(logs or {}), "plane": self.plane}
             for listener in self.listeners:
                 listener(epoch, update)
 

@@ -158,7 +158,7 @@ class LiveTrainingPanel:
 
     def show_previews(self, epoch: int, update: dict) -> None:
         strip = plots.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
-                                    tile=128)
+                                    tile=128, plane=update.get("plane"))
         self.previews.value = plots.png_bytes(strip)
 
     def train_end(self, history: dict[str, list[float]]) -> None:

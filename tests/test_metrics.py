@@ -76,6 +76,20 @@ def test_soft_dice_loss_by_hand():
     assert float(soft_dice_loss(truth, half, smooth=0.0)) == pytest.approx(1 / 3, rel=1e-5)
 
 
+def test_ce_dice_weight_scales_the_dice_part():
+    from hippo_utils.metrics import get_loss
+
+    truth = _onehot(np.array([[[0, 1], [1, 0]]]))
+    pred = truth * 0.6 + 0.2  # rows still sum to 1
+    ce = float(get_loss("ce_dice", 0.0)(truth, pred))
+    assert ce == pytest.approx(-np.log(0.8), rel=1e-5)
+    dice = float(soft_dice_loss(truth, pred))
+    assert float(get_loss("ce_dice")(truth, pred)) == pytest.approx(ce + dice, rel=1e-5)
+    assert float(get_loss("ce_dice", 0.25)(truth, pred)) == pytest.approx(ce + 0.25 * dice, rel=1e-5)
+    with pytest.raises(ValueError, match="is not one of"):
+        get_loss("dice_ce")
+
+
 def test_volumetry_against_truth_by_hand():
     from hippo_utils.evaluation import asymmetry_index, flagged_side, volumetry_against_truth
 

@@ -46,6 +46,10 @@ def test_preview_strip_zooms_each_column_and_colours_the_prediction():
     colours = {tuple(c) for c in strip[88:, :44].reshape(-1, 3)}  # the prediction row of column a
     blend = {tuple(np.rint(0.4 * 100 + 0.6 * np.asarray(c)).astype(int)) for c in (TP, FP, FN)}
     assert blend <= colours
+    # With the plane, the image row carries direction letters and the mask rows do not.
+    lettered = plots.preview_strip(img, [truth, truth], [pred, truth], ["a", "b"], tile=40, plane="coronal")
+    assert (lettered[2:42, 2:42] != strip[2:42, 2:42]).any()
+    np.testing.assert_array_equal(lettered[44:], strip[44:])
 
 
 @pytest.mark.parametrize("n", [1, 3, 12])
