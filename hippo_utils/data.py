@@ -22,7 +22,7 @@ KAGGLE_DATASET = "andrewmvd/hippocampus-segmentation-in-mri-images"
 @dataclass(frozen=True)
 class DataSource:
     path: Path
-    kind: str  # "user", "kaggle" or "synthetic"
+    kind: str  # "user", "config", "kaggle" or "synthetic"
     message: str
 
 
@@ -65,7 +65,8 @@ def resolve_source(cfg: Config, data_dir: str | None = None, allow_download: boo
     """Pick the volumes to derive from.
 
     Order: ``data_dir`` (default: the ``HIPPO_DATA_DIR`` environment variable) when it
-    holds a known layout; else a kagglehub download when kagglehub is installed and
+    holds a known layout; else [derive] source_dir when it is a folder of real data (not
+    one the generator made); else a kagglehub download when kagglehub is installed and
     the network answers; else the synthetic set at [derive] source_dir (made if missing).
 
     Raises:
@@ -79,6 +80,10 @@ def resolve_source(cfg: Config, data_dir: str | None = None, allow_download: boo
             raise FileNotFoundError(f"HIPPO_DATA_DIR={data_dir}: folder not found")
         layout = detect_layout(path)
         return DataSource(path, "user", f"Using your data in {path} ({layout} layout).")
+    configured = cfg.derive.source_dir
+    if configured is not None and configured.is_dir() and not (configured / "synthetic.json").is_file():
+        layout = detect_layout(configured)  # an unknown layout is an error naming the folder
+        return DataSource(configured, "config", f"Using [derive] source_dir {configured} ({layout} layout).")
     if allow_download:
         try:
             import kagglehub  # optional: pip install kagglehub

@@ -103,3 +103,20 @@ def test_a_set_from_an_older_generator_is_not_reused(tmp_path):
     with pytest.raises(FileExistsError, match=r"version 1 of the synthetic generator.*Remove"):
         ensure_synthetic(cfg)
     assert json.loads((old / "synthetic.json").read_text()) == stamp
+
+
+def test_a_configured_real_folder_is_used_not_replaced(tmp_path):
+    """resolve_source takes [derive] source_dir when it holds real data (here a pairs
+    layout), instead of trying to make synthetic data there."""
+    from hippo_utils import load_config
+    from hippo_utils.data import resolve_source
+
+    from helpers import toy_volume, write_config, write_nifti
+
+    src = tmp_path / "real"
+    img, lab = toy_volume(1)
+    write_nifti(src / "images" / "s1.nii.gz", img)
+    write_nifti(src / "labels" / "s1.nii.gz", lab)
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(src), "layout": "pairs"}))
+    found = resolve_source(cfg, data_dir="", allow_download=False)
+    assert found.path == src and found.kind == "config"
