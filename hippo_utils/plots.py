@@ -491,7 +491,11 @@ def split_leakage(dataset_dir: str | os.PathLike[str], rows: Sequence[dict]) -> 
     by_key = {(r["subject"], int(r["slice_index"])): r for r in rows}
     # The test slice with the most hippocampus whose two neighbours were derived too.
     test = sorted(test, key=lambda r: -int(r["label_pixels"]))
-    centre = next(r for r in test if all((r["subject"], int(r["slice_index"]) + d) in by_key for d in (-1, 1)))
+    centre = next((r for r in test if all((r["subject"], int(r["slice_index"]) + d) in by_key for d in (-1, 1))),
+                  None)
+    if centre is None or not any(r["subject"] != centre["subject"] for r in train):
+        raise ValueError(f"{root}: needs a test slice with hippocampus whose two neighbours were derived, "
+                         "and a training subject besides (a dataset split by subject, from volumes)")
 
     def load(r):
         return np.asarray(Image.open(root / r["image"]).convert("L"), np.float32)

@@ -54,6 +54,21 @@ def test_split_is_by_subject(hfh_dataset):
     assert {sp for s in splits_of.values() for sp in s} == {"train", "valid", "test"}
 
 
+def test_leakage_figure_shows_a_test_slice_its_neighbours_and_another_head(hfh_dataset):
+    from hippo_utils import plots
+
+    _, result = hfh_dataset
+    rows = read_manifest(result.output_dir)
+    fig = plots.split_leakage(result.output_dir, rows)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 4 and titles[0].startswith("test slice")
+    test_subject = titles[0].split("\n")[1].split(" #")[0]
+    assert all(test_subject in t for t in titles[1:3]) and test_subject not in titles[3]
+    assert all("r = " in t for t in titles[1:])
+    with pytest.raises(ValueError, match="needs a test slice"):
+        plots.split_leakage(result.output_dir, [r for r in rows if r["split"] != "test"])
+
+
 def test_a_slice_split_mixes_every_subject_into_every_split(synthetic_hfh, tmp_path):
     """split_by = "slice" (for the leakage lesson) draws each slice on its own: the same
     slices as the subject split, but each subject's neighbours land in train and test."""
