@@ -35,7 +35,6 @@ from hippo_utils.fsutil import atomic_dir, sha256_file
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
 from hippo_utils.plots import png_bytes
 from hippo_utils.preprocess import (
-    SliceGeometry,
     context_indices,
     image_geometry,
     normalize_intensity,
@@ -363,7 +362,3 @@ def split_summary(rows: list[dict[str, str]]) -> list[dict[str, int | str]]:
                       "labelled": labelled, "label_free": len(mine) - labelled})
     return table
 
-
-def geometry_of(row: dict[str, str]) -> SliceGeometry:
-    """The :class:`SliceGeometry` recorded in a manifest row."""
-    return SliceGeometry.from_row(row)
