@@ -137,7 +137,7 @@ def _slice_splitter(cfg: Config, name: str) -> Callable[[int], str]:
     return lambda _index: SPLITS[int(rng.choice(len(SPLITS), p=cfg.derive.split))]
 
 
-def _derive_subject(subject: Subject, split: str | Callable[[int], str], cfg: Config, out: Path,
+def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
                     lut: np.ndarray) -> list[dict]:
     d = cfg.derive
     volume = load_volume(subject.image)
@@ -158,7 +158,7 @@ def _derive_subject(subject: Subject, split: str | Callable[[int], str], cfg: Co
         image = np.rint(np.stack(grey, axis=-1) * 255 if c else grey[0] * 255).astype(np.uint8)
         mask_cls = geom.to_model(classes[idx], is_label=True)
         stem = f"{subject.name}_{idx:03d}"
-        sp = split(idx) if callable(split) else split
+        sp = split(idx)
         img_rel, mask_rel = f"{sp}/images/{stem}.png", f"{sp}/masks/{stem}.png"
         (out / img_rel).write_bytes(png_bytes(image))
         (out / mask_rel).write_bytes(png_bytes(lut[mask_cls]))
@@ -205,10 +205,10 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[tuple[int, int, int], int], 
     return classes[np.argmin(dist, axis=-1)]
 
 
-def _derive_slice_pair(subject: Subject, split: str | Callable[[int], str], cfg: Config, out: Path,
+def _derive_slice_pair(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
                        lut: np.ndarray) -> list[dict]:
     """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
-    split = split(0) if callable(split) else split
+    split = split(0)
     image = np.asarray(Image.open(subject.image).convert("L"), np.float32)
     mask = np.asarray(Image.open(subject.label).convert("RGB"))
     if mask.shape[:2] != image.shape:
@@ -317,9 +317,10 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             (tmp / sp / "masks").mkdir(parents=True)
         for subject in tqdm(sources.labelled, desc="deriving slices", unit="subject",
                             disable=not progress):
-            sp = (_slice_splitter(cfg, subject.name) if d.split_by == "slice"
-                  else split_of[subject_of[subject.name]])
-            rows.extend(derive_one(subject, sp, cfg, tmp, lut))
+            # The split of each slice (by its index): the subject's, or drawn slice by slice.
+            split_for = (_slice_splitter(cfg, subject.name) if d.split_by == "slice"
+                         else lambda _index, sp=split_of[subject_of[subject.name]]: sp)
+            rows.extend(derive_one(subject, split_for, cfg, tmp, lut))
         if d.split_by == "slice":
             logger.warning("[derive] split_by = \"slice\": test slices have neighbours in training; "
                            "the test scores will be inflated (for teaching only)")
