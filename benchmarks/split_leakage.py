@@ -42,18 +42,14 @@ def pooled_dice(model, cfg, volumes: list[tuple[str, str, list[int] | None]]) ->
 
     ``slices`` are indices along the config's slicing plane; None takes every slice.
     """
-    from hippo_utils.derive import map_labels
-    from hippo_utils.inference import keep_largest, segment_volume
+    from hippo_utils.evaluation import segment_against_truth
     from hippo_utils.preprocess import slice_geometry
-    from hippo_utils.volumes import load_labels, load_volume
 
     inter = total = 0
     for image, labels, chosen in volumes:
-        volume = load_volume(image)
-        truth = map_labels(load_labels(labels, like=volume), cfg.derive.label_map, labels) > 0
-        pred = keep_largest(segment_volume(model, cfg, volume), cfg.infer.keep_largest_components) > 0
+        volume, truth, pred = segment_against_truth(model, cfg, image, labels)
         geom = slice_geometry(volume, cfg.derive.plane, cfg.image_size)
-        t, p = geom.orient(truth), geom.orient(pred)
+        t, p = geom.orient(truth > 0), geom.orient(pred > 0)
         if chosen is not None:
             t, p = t[chosen], p[chosen]
         inter += int(np.count_nonzero(t & p))

@@ -87,13 +87,24 @@ def _slice_level(model, cfg: Config, progress: bool):
     return original, rows, per_slice
 
 
+def segment_against_truth(model, cfg: Config, source: str, label_source: str):
+    """(volume, true classes, predicted classes) of one labelled subject, the prediction
+    post-processed as inference does ([infer] keep_largest_components)."""
+    from hippo_utils.derive import map_labels
+    from hippo_utils.inference import keep_largest, segment_volume
+    from hippo_utils.volumes import load_labels, load_volume
+
+    volume = load_volume(source)
+    truth = map_labels(load_labels(label_source, like=volume), cfg.derive.label_map, label_source)
+    pred = keep_largest(segment_volume(model, cfg, volume), cfg.infer.keep_largest_components)
+    return volume, truth, pred
+
+
 def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
 
-    from hippo_utils.derive import map_labels, read_manifest
-    from hippo_utils.inference import keep_largest, segment_volume
+    from hippo_utils.derive import read_manifest
     from hippo_utils.metrics import volume_metrics
-    from hippo_utils.volumes import load_labels, load_volume
 
     rows = read_manifest(cfg.derive.output_dir)
     subjects = {}
@@ -103,9 +114,7 @@ def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
     table = []
     for name, (source, label_source) in tqdm(sorted(subjects.items()), desc="test subjects (3D)",
                                              unit="subject", disable=not progress):
-        volume = load_volume(source)
-        truth = map_labels(load_labels(label_source, like=volume), cfg.derive.label_map, label_source)
-        pred = keep_largest(segment_volume(model, cfg, volume), cfg.infer.keep_largest_components)
+        volume, truth, pred = segment_against_truth(model, cfg, source, label_source)
         row: dict = {"subject": name}
         classes = range(1, cfg.model.num_classes)
         for c in classes:
