@@ -186,13 +186,14 @@ class SliceViewer:
         plane, idx = self.plane.value, self.slider.value
         img, lab, pred, _, axis = self._oriented(plane)
         n = img.shape[0]
+        counted = f"slice {idx} (0–{n - 1}, as the slider counts)"
         if self._pages:
-            return f"<b>{self._names[idx]}</b><br>slice {idx} (0–{n - 1}, as the slider counts)"
+            return f"<b>{self._names[idx]}</b><br>{counted}"
         centre = np.array([(s - 1) / 2 for s in self.volume.shape], float)
         centre[axis] = idx
         world = self.volume.affine[:3, :3] @ centre + self.volume.affine[:3, 3]
         w_axis = _WORLD_AXIS.get(plane, axis)
-        text = (f"<b>{plane}</b> slice {idx} (0–{n - 1}, as the slider counts)<br>position {world[w_axis]:+.1f} mm "
+        text = (f"<b>{plane}</b> {counted}<br>position {world[w_axis]:+.1f} mm "
                 f"({'xyz'[w_axis]}, scanner space)")
         if lab is not None and pred is not None:
             from hippo_utils.metrics import dice_score

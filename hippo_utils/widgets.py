@@ -20,6 +20,9 @@ import numpy as np
 from hippo_utils import plots
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+# What the rows and columns of the panel's previews are (under the live widget and in its picture).
+PREVIEW_CAPTION = ("columns: mini_test slices, zoomed on the hippocampus; rows: image, ground truth, "
+                   "prediction against the truth")
 CURVES = (("loss", ("loss", "val_loss"), "loss"), ("dice", ("dice_fg", "val_dice_fg"), "foreground Dice"))
 
 
@@ -129,8 +132,7 @@ class LiveTrainingPanel:
         self.bar = w.IntProgress(min=0, max=1, value=0, description="epoch", layout=w.Layout(width="60%"))
         self.previews = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.curves = w.Image(format="png", layout=w.Layout(max_width="560px"))
-        caption = w.HTML("<small>columns: mini_test slices, zoomed on the hippocampus; rows: image, ground "
-                         f"truth, prediction against the truth ({plots.AGREEMENT_CAPTION})</small>")
+        caption = w.HTML(f"<small>{PREVIEW_CAPTION} ({plots.AGREEMENT_CAPTION})</small>")
         self.box = w.VBox([self.status, self.bar, w.HBox([w.VBox([self.previews, caption]), self.curves])])
         self._handle = None
 
@@ -176,6 +178,5 @@ class LiveTrainingPanel:
     def snapshot(self) -> bytes:
         """The panel as one PNG: its status line, the previews, then the curves."""
         pictures = stacked(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
-        rows = ("columns: mini_test slices; rows: image, ground truth, prediction against the truth"
-                f"<br>{plots.AGREEMENT_CAPTION}")
-        return captioned(pictures, f"{self.status.value}<br>{rows}") if pictures else b""
+        text = f"{self.status.value}<br>{PREVIEW_CAPTION}<br>{plots.AGREEMENT_CAPTION}"
+        return captioned(pictures, text) if pictures else b""
