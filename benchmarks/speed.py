@@ -47,14 +47,17 @@ def _volumes(cfg, n: int) -> list[Path]:
 
 
 def bench_inference(args) -> None:
-    from hippo_utils.inference import classes_to_labels, infer_volume, keep_largest, model_input, predict_batches
+    from hippo_utils.inference import infer_volume
+    from hippo_utils.labels import Labels
     from hippo_utils.model import build_flexunet
-    from hippo_utils.preprocess import classes_from_probs, normalize_intensity, slice_geometry
-    from hippo_utils.trainer import load_trained
+    from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.postprocess import keep_largest
+    from hippo_utils.predict import predict_batches
+    from hippo_utils.preprocess import classes_from_probs, model_batch, model_slices, normalize_intensity, slice_geometry
     from hippo_utils.volumes import load_volume, save_nifti
 
     cfg = load_config(args.config)
-    model = load_trained(args.model_dir)[0] if args.model_dir else build_flexunet(cfg.model)
+    model = load_model_dir(args.model_dir)[0] if args.model_dir else build_flexunet(cfg.model)
     files = _volumes(cfg, args.volumes)
     bs = cfg.infer.batch_size
     infer_volume(model, cfg, files[0], tempfile.mkdtemp(), qc=False)  # warm-up: traces the model
@@ -76,7 +79,8 @@ def bench_inference(args) -> None:
         t = time.perf_counter()
         geom = slice_geometry(vol, cfg.derive.plane, cfg.image_size)
         norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
-        x = model_input(np.stack([geom.to_model(s) for s in norm]), cfg)
+        x = model_batch(model_slices(norm, geom, cfg.derive.context_slices, cfg.derive.context_step),
+                        cfg.model.image_channels)
         stages["pre-process"] += time.perf_counter() - t
         inputs_all.append(x)
         t = time.perf_counter()
@@ -84,7 +88,7 @@ def bench_inference(args) -> None:
         stages["predict"] += time.perf_counter() - t
         t = time.perf_counter()
         classes = geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
-        labels = classes_to_labels(keep_largest(classes, cfg.infer.keep_largest_components), cfg, vol)
+        labels = Labels.from_config(cfg).to_source(keep_largest(classes, cfg.infer.keep_largest_components), vol)
         stages["reassemble"] += time.perf_counter() - t
         t = time.perf_counter()
         save_nifti(labels, vol.affine, out / "stage.nii.gz", vol.header)
@@ -220,11 +224,12 @@ def bench_folder(args) -> None:
     from PIL import Image
 
     from hippo_utils.inference import infer_folder
-    from hippo_utils.plots import png_bytes
-    from hippo_utils.trainer import load_trained
+    from hippo_utils.labels import Labels
+    from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.png import png_bytes
 
     cfg = _demo_data(load_config(args.config))
-    model = load_trained(args.model_dir)[0] if args.model_dir else _model(cfg, compiled=False)
+    model = load_model_dir(args.model_dir)[0] if args.model_dir else _model(cfg, compiled=False)
     images_dir = cfg.test.images_dir
     paths = sorted(images_dir.glob("*.png"))[:args.images]
     folder = Path(tempfile.mkdtemp()) / "images"
@@ -237,7 +242,7 @@ def bench_folder(args) -> None:
     infer_folder(model, cfg, folder, out / "batched", progress=False)
     batched = time.perf_counter() - t
 
-    lut = cfg.class_colours()
+    lut = Labels.from_config(cfg).colours
     h, w = cfg.image_size
 
     def naive() -> None:  # the original: read, resize, model.predict one image, colour, write

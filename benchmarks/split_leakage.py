@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from hippo_utils import load_config
     from hippo_utils.data import ensure_dataset
     from hippo_utils.synthetic import synthesize
-    from hippo_utils.trainer import load_trained
+    from hippo_utils.model_dir import load_model_dir
 
     base = load_config(args.config, args.set)
     if base.derive.layout in ("pairs", "msd") or args.holdout:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = []
     if args.subject_model:
-        _, cfg = load_trained(args.subject_model)
+        _, cfg = load_model_dir(args.subject_model)
         ensure_dataset(cfg)
         variants.append(("subject", cfg, args.subject_model))
     else:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nforeground Dice pooled over slices, source grid ({len(fresh)} fresh subjects, {where})")
     print(f"{'split by':<10}{'own test split':>16}{'fresh subjects':>16}{'inflation':>11}")
     for name, cfg, model_dir in variants:
-        model, cfg = load_trained(model_dir)
+        model, cfg = load_model_dir(model_dir)
         cfg = dataclasses.replace(cfg, infer=base.infer)  # both scored with the same [infer] settings
         own = pooled_dice(model, cfg, test_split_volumes(cfg))
         new = pooled_dice(model, cfg, fresh)

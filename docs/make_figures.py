@@ -82,7 +82,8 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
     from hippo_utils.data import ensure_dataset
     from hippo_utils.derive import read_manifest
     from hippo_utils.inference import infer_volume
-    from hippo_utils.trainer import ensure_trained, load_trained
+    from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.trainer import ensure_trained
     from hippo_utils.viewer import SliceViewer
 
     import_tensorflow()  # without its C++ start-up lines
@@ -112,7 +113,7 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
                                           out / "dice_curves.png", max_width=560)
 
     test = next(r for r in rows if r["split"] == "test")
-    model, _ = load_trained(model_dir)
+    model, _ = load_model_dir(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
         result = infer_volume(model, cfg, Path(test["source"]), Path(tmp), qc=True)
         sizes["volume_prediction.png"] = save_small(np.asarray(Image.open(result.qc_path).convert("RGB")),

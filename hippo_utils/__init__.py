@@ -4,9 +4,8 @@ Importing this package is cheap and has no side effects: TensorFlow is imported 
 by the modules that build or run models.
 """
 
+from hippo_utils._version import __version__
 from hippo_utils.config import Config, load_config
-
-__version__ = "0.2.0"
 
 __all__ = ["Config", "SliceViewer", "build_flexunet", "load_config", "__version__"]
 

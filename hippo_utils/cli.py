@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hippo_utils import __version__
+from hippo_utils._version import __version__
 
 logger = logging.getLogger("hippo_utils")
 
@@ -84,10 +84,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from hippo_utils.inference import infer_folder
-    from hippo_utils.trainer import load_trained
+    from hippo_utils.model_dir import load_model_dir
 
     cfg = _config(args)
-    model, _ = load_trained(args.model_dir or cfg.train.model_dir)
+    model, _ = load_model_dir(args.model_dir or cfg.train.model_dir)
     result = infer_folder(model, cfg, progress=not args.quiet)
     print(f"segmented {len(result.names)} images into {result.output_dir}"
           + (f"; strips with ground truth in {result.merged_dir}" if result.merged_dir else ""))

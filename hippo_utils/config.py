@@ -263,15 +263,6 @@ class Config:
             return self.derive.image_size
         return (self.model.image_height, self.model.image_width)
 
-    def class_colours(self):
-        """(num_classes, 3) uint8 numpy table: class index -> its [mask] rgb_map colour."""
-        import numpy as np
-
-        lut = np.zeros((self.model.num_classes, 3), np.uint8)
-        for colour, cls in self.mask.rgb_map.items():
-            lut[cls] = colour
-        return lut
-
     def require(self, section: str, command: str) -> None:
         """Raise a ValueError if ``section`` was not in the file that ``command`` needs."""
         if section not in self.sections_present:

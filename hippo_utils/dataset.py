@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from hippo_utils.config import Config
+from hippo_utils.labels import Labels
+from hippo_utils.png import DATASET_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 CACHE_BUDGET_BYTES = 1 << 30
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def pair_files(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
@@ -34,8 +35,8 @@ def pair_files(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"folder not found: {d} (derive the dataset first: "
                                     "python -m hippo_utils derive CONFIG)")
-    images = {p.stem: p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    images = {p.stem: p for p in Path(images_dir).iterdir() if p.suffix.lower() in DATASET_SUFFIXES}
+    masks = {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in DATASET_SUFFIXES}
     if not images:
         raise ValueError(f"{images_dir}: no .png or .jpg images")
     only_img, only_mask = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
@@ -50,12 +51,12 @@ def split_dirs(cfg: Config, split: str) -> tuple[Path, Path]:
     return section.images_dir, section.masks_dir
 
 
-def _colour_table(rgb_map: dict):
+def _colour_table(labels: Labels):
     import tensorflow as tf
 
-    keys = tf.constant([r * 65536 + g * 256 + b for r, g, b in rgb_map], tf.int32)
-    values = tf.constant(list(rgb_map.values()), tf.int32)
-    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+    keys, classes = labels.colour_table()
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(classes)), default_value=-1)
 
 
 def decode_pair_fn(cfg: Config):
@@ -63,7 +64,7 @@ def decode_pair_fn(cfg: Config):
     import tensorflow as tf
 
     m = cfg.model
-    table = _colour_table(cfg.mask.rgb_map)
+    table = _colour_table(Labels.from_config(cfg))
     size = tf.constant([m.image_height, m.image_width])
     rgb_map_text = str(dict(cfg.mask.rgb_map))
 
@@ -141,8 +142,8 @@ def make_dataset(cfg: Config, split: str = "train", training: bool | None = None
         repeat: repeat the epoch's batches without end (reshuffled each time); give ``fit``
             ``steps_per_epoch=ds.steps``. Keras then keeps one iterator for the whole run.
             Without it, Keras makes a new iterator each epoch, and destroying the old one
-            (waiting for its tf.data autotuning threads) stalled each epoch by 9-15 s on a
-            2-core CPU (``benchmarks/speed.py epochs``). Datasets that are not for training
+            (waiting for its tf.data autotuning threads) stalls each epoch on a small CPU
+            (``benchmarks/speed.py epochs`` measures it). Datasets that are not for training
             are made without autotuning, for the same reason.
 
     Returns:

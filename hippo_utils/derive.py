@@ -27,19 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from hippo_utils import __version__
+from hippo_utils._version import __version__
 from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_dir, sha256_file
+from hippo_utils.labels import Labels
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
-from hippo_utils.plots import png_bytes
-from hippo_utils.preprocess import (
-    context_indices,
-    image_geometry,
-    normalize_intensity,
-    slice_geometry,
-)
+from hippo_utils.png import png_bytes, read_grey, read_rgb
+from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
 from hippo_utils.volumes import load_labels, load_volume
 
 logger = logging.getLogger(__name__)
@@ -88,19 +83,6 @@ def split_subjects(names: list[str], fractions: tuple[float, float, float],
     return out
 
 
-def map_labels(labels: np.ndarray, label_map: dict[int, int], name: str) -> np.ndarray:
-    """Source label values -> class indices; unknown values are an error naming the file."""
-    present = set(np.unique(labels).tolist()) - {0}
-    unknown = sorted(present - set(label_map))
-    if unknown:
-        raise ValueError(f"{name}: label values {unknown} are not in [derive] label_map "
-                         f"{label_map}; map them (e.g. {{{unknown[0]}: 1}}) or fix the file")
-    lut = np.zeros(256, np.uint8)
-    for src, cls in label_map.items():
-        lut[src] = cls
-    return lut[labels]
-
-
 def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> str:
     """Hash of everything that determines the derived files."""
     d = cfg.derive
@@ -137,99 +119,61 @@ def _slice_splitter(cfg: Config, name: str) -> Callable[[int], str]:
     return lambda _index: SPLITS[int(rng.choice(len(SPLITS), p=cfg.derive.split))]
 
 
+def _write_pair(out: Path, split: str, stem: str, image8: np.ndarray, classes: np.ndarray,
+                labels: Labels) -> dict:
+    """Write one model-size image (uint8, H x W x C) and its mask (classes, coloured by
+    [mask] rgb_map); their manifest columns."""
+    img_rel, mask_rel = f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"
+    (out / img_rel).write_bytes(png_bytes(image8[..., 0] if image8.shape[-1] == 1 else image8))
+    (out / mask_rel).write_bytes(png_bytes(labels.colours[classes]))
+    return {"split": split, "image": img_rel, "mask": mask_rel, "has_label": int(classes.any()),
+            "label_pixels": int(np.count_nonzero(classes))}
+
+
 def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
-                    lut: np.ndarray) -> list[dict]:
+                    labels: Labels) -> list[dict]:
     d = cfg.derive
     volume = load_volume(subject.image)
-    labels = load_labels(subject.label, like=volume)
-    classes_src = map_labels(labels, d.label_map, str(subject.label))
+    classes_src = labels.to_classes(load_labels(subject.label, like=volume), str(subject.label))
     geom = slice_geometry(volume, d.plane, cfg.image_size)
     norm = geom.orient(normalize_intensity(volume, d.intensity_percentiles))
     classes = geom.orient(classes_src)
     tissue = (norm > 0.1).reshape(norm.shape[0], -1).mean(axis=1) > 0.05
     rng = np.random.default_rng([d.seed, zlib.crc32(subject.name.encode())])
     keep_labelled, keep_empty = _select_slices(classes, tissue, d.empty_slice_ratio, rng)
-
+    kept = sorted(keep_labelled + keep_empty)
+    images = model_slices(norm, geom, d.context_slices, d.context_step, indices=kept)
     rows = []
-    c, n = d.context_slices, len(norm)
-    for idx in sorted(keep_labelled + keep_empty):
-        # 2.5D: neighbours (edge slice repeated) as channels, as preprocess.with_context
-        grey = [geom.to_model(norm[k]) for k in context_indices(idx, n, c, d.context_step)]
-        image = np.rint(np.stack(grey, axis=-1) * 255 if c else grey[0] * 255).astype(np.uint8)
+    for idx, image8 in zip(kept, images, strict=True):
         mask_cls = geom.to_model(classes[idx], is_label=True)
-        stem = f"{subject.name}_{idx:03d}"
-        sp = split(idx)
-        img_rel, mask_rel = f"{sp}/images/{stem}.png", f"{sp}/masks/{stem}.png"
-        (out / img_rel).write_bytes(png_bytes(image))
-        (out / mask_rel).write_bytes(png_bytes(lut[mask_cls]))
         rows.append({
-            "subject": subject.name, "split": sp, "slice_index": idx, "image": img_rel,
-            "mask": mask_rel, "source": str(subject.image), "label_source": str(subject.label),
-            "has_label": int(mask_cls.any()), "label_pixels": int(np.count_nonzero(mask_cls)),
+            "subject": subject.name, "slice_index": idx, "source": str(subject.image),
+            "label_source": str(subject.label),
+            **_write_pair(out, split(idx), f"{subject.name}_{idx:03d}", image8, mask_cls, labels),
             "spacing": "x".join(f"{s:g}" for s in volume.spacing),
             "source_shape": "x".join(str(s) for s in volume.shape), **geom.as_row(),
         })
     return rows
 
 
-def mask_to_classes(mask: np.ndarray, rgb_map: dict[tuple[int, int, int], int], name: str,
-                    exact: bool = True) -> np.ndarray:
-    """A mask image (grey or RGB) -> class indices through ``rgb_map``.
-
-    Args:
-        exact: every colour must be in ``rgb_map`` (lossless masks). Otherwise (JPEG or
-            interpolated masks) each pixel takes the nearest ``rgb_map`` colour, and a
-            grey mask with a two-class map is binarised at half intensity.
-
-    Raises:
-        ValueError: with ``exact``, a colour that is not in ``rgb_map``, naming the file.
-    """
-    rgb = mask[..., :3] if mask.ndim == 3 else np.repeat(mask[..., None], 3, axis=2)
-    colours = np.array(list(rgb_map), np.int32)
-    classes = np.array(list(rgb_map.values()), np.uint8)
-    if exact:
-        flat = rgb.reshape(-1, 3).astype(np.int32)
-        keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-        ckeys = (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
-        unknown = np.setdiff1d(np.unique(keys), ckeys)
-        if unknown.size:
-            bad = [(int(k >> 16) & 255, int(k >> 8) & 255, int(k) & 255) for k in unknown[:5]]
-            raise ValueError(f"{name}: mask colours {bad} are not in [mask] rgb_map "
-                             f"{dict(rgb_map)}; add them to rgb_map or fix the mask")
-        lut = dict(zip(ckeys.tolist(), classes.tolist(), strict=True))
-        return np.vectorize(lut.__getitem__, otypes=[np.uint8])(keys).reshape(rgb.shape[:2])
-    is_grey = np.abs(rgb.astype(np.int16) - rgb[..., :1]).max() <= 16
-    if is_grey and len(rgb_map) == 2:
-        return (rgb[..., 0] > 127).astype(np.uint8) * int(classes[np.argmax(colours.sum(1))])
-    dist = ((rgb[..., None, :].astype(np.int32) - colours) ** 2).sum(-1)
-    return classes[np.argmin(dist, axis=-1)]
-
-
 def _derive_slice_pair(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
-                       lut: np.ndarray) -> list[dict]:
+                       labels: Labels) -> list[dict]:
     """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
-    split = split(0)
-    image = np.asarray(Image.open(subject.image).convert("L"), np.float32)
-    mask = np.asarray(Image.open(subject.label).convert("RGB"))
+    image = read_grey(subject.image).astype(np.float32)
+    mask = read_rgb(subject.label)
     if mask.shape[:2] != image.shape:
         raise ValueError(f"{subject.label}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
                          f"its image {subject.image.name} ({image.shape[1]}x{image.shape[0]})")
     # External masks are often JPEG or resized: each pixel takes the nearest rgb_map colour.
-    classes = mask_to_classes(mask, cfg.mask.rgb_map, str(subject.label), exact=False)
+    classes = labels.mask_to_classes(mask, str(subject.label), exact=False)
     geom = image_geometry(image.shape, cfg.image_size)
     norm = normalize_intensity(image, cfg.derive.intensity_percentiles)
-    img8 = np.rint(geom.to_model(norm) * 255).astype(np.uint8)
     cls = geom.to_model(classes, is_label=True)
-    img_rel = f"{split}/images/{subject.name}.png"
-    mask_rel = f"{split}/masks/{subject.name}.png"
-    (out / img_rel).write_bytes(png_bytes(img8))
-    (out / mask_rel).write_bytes(png_bytes(lut[cls]))
     return [{
-        "subject": slice_subject(subject.name), "split": split, "slice_index": 0,
-        "image": img_rel, "mask": mask_rel, "source": str(subject.image),
-        "label_source": str(subject.label), "has_label": int(cls.any()),
-        "label_pixels": int(np.count_nonzero(cls)), "spacing": "1x1x1",
-        "source_shape": f"{image.shape[0]}x{image.shape[1]}", **geom.as_row(),
+        "subject": slice_subject(subject.name), "slice_index": 0, "source": str(subject.image),
+        "label_source": str(subject.label),
+        **_write_pair(out, split(0), subject.name, model_slices(norm[None], geom)[0], cls, labels),
+        "spacing": "1x1x1", "source_shape": f"{image.shape[0]}x{image.shape[1]}", **geom.as_row(),
     }]
 
 
@@ -256,6 +200,24 @@ def read_manifest(dataset_dir: str | Path) -> list[dict[str, str]]:
                                 "(python -m hippo_utils derive CONFIG)")
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def split_volumes(dataset_dir: str | Path, split: str = "test") -> dict[str, tuple[str, str]]:
+    """The source volumes of one split of a derived dataset: subject -> (image, labels),
+    in subject order; empty for a dataset derived from 2D slices."""
+    found: dict[str, tuple[str, str]] = {}
+    for r in read_manifest(dataset_dir):
+        if r["split"] == split and r["plane"] != "image":
+            found.setdefault(r["subject"], (r["source"], r["label_source"]))
+    return dict(sorted(found.items()))
+
+
+def dataset_plane(dataset_dir: str | Path) -> str | None:
+    """The plane a derived dataset was cut along (its dataset.json), None when unknown."""
+    try:
+        return json.loads((Path(dataset_dir) / "dataset.json").read_text()).get("plane")
+    except (OSError, ValueError):
+        return None
 
 
 def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> DeriveResult:
@@ -307,7 +269,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
     split = split_subjects(sorted(set(subject_of.values())), d.split, d.seed)
     split_of = {name: sp for sp, names in split.items() for name in names}
     derive_one = _derive_slice_pair if sources.layout == "slices" else _derive_subject
-    lut = cfg.class_colours()
+    labels = Labels.from_config(cfg)
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
@@ -320,7 +282,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             # The split of each slice (by its index): the subject's, or drawn slice by slice.
             split_for = (_slice_splitter(cfg, subject.name) if d.split_by == "slice"
                          else lambda _index, sp=split_of[subject_of[subject.name]]: sp)
-            rows.extend(derive_one(subject, split_for, cfg, tmp, lut))
+            rows.extend(derive_one(subject, split_for, cfg, tmp, labels))
         if d.split_by == "slice":
             logger.warning("[derive] split_by = \"slice\": test slices have neighbours in training; "
                            "the test scores will be inflated (for teaching only)")

@@ -25,8 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from hippo_utils import metrics, plots
 from hippo_utils.config import Config
-from hippo_utils.fsutil import atomic_write_text
+from hippo_utils.dataset import load_images, pair_files, split_dirs
+from hippo_utils.derive import split_volumes
+from hippo_utils.labels import Labels
+from hippo_utils.model_dir import load_model_dir
+from hippo_utils.png import read_grey, read_rgb
+from hippo_utils.postprocess import keep_largest
+from hippo_utils.predict import predict_batches, segment_volume
+from hippo_utils.tables import write_key_values, write_table
+from hippo_utils.volumes import load_labels, load_volume
 
 logger = logging.getLogger(__name__)
 
@@ -40,62 +49,38 @@ class EvaluationResult:
     per_slice_dice: list[tuple[str, float]]
 
 
-def _slice_level(model, cfg: Config, progress: bool):
-    from PIL import Image
-
-    from hippo_utils.dataset import load_images, pair_files, split_dirs
-    from hippo_utils.derive import mask_to_classes
-    from hippo_utils.inference import predict_batches
-    from hippo_utils.metrics import dice_score
-
+def _slice_level(model, cfg: Config) -> tuple[dict[str, float], list[dict], list[tuple[str, float]]]:
+    """The test slices: the original's two numbers, the pooled per-class scores and each
+    slice's foreground Dice, all through :mod:`hippo_utils.metrics`."""
+    labels = Labels.from_config(cfg)
     pairs = pair_files(*split_dirs(cfg, "test"))
     n_classes = cfg.model.num_classes
-    ce_sum, dcm_sum, count = 0.0, 0.0, 0
-    inter = np.zeros(n_classes)
-    t_sum = np.zeros(n_classes)
-    p_sum = np.zeros(n_classes)
+    ce_sum, dcm_sum = 0.0, 0.0
+    counts = np.zeros((n_classes, 3), np.int64)
     per_slice = []
     batch = cfg.infer.batch_size
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
         probs = predict_batches(model, load_images([p[0] for p in chunk], cfg), batch, flip=cfg.infer.flip_tta)
-        truths = np.stack([mask_to_classes(np.asarray(Image.open(p[1]).convert("RGB")), cfg.mask.rgb_map,
-                                           str(p[1])) for p in chunk])
-        onehot = np.eye(n_classes, dtype=np.float32)[truths]
-        ce_sum += float(-(onehot * np.log(np.clip(probs, 1e-7, 1.0))).sum(-1).mean(axis=(1, 2)).sum())
-        inter_s = (onehot * probs).sum(axis=(1, 2, 3))
-        dcm_sum += float(((2 * inter_s + 1) / (onehot.sum(axis=(1, 2, 3)) + probs.sum(axis=(1, 2, 3)) + 1)).sum())
-        count += len(chunk)
+        truths = np.stack([labels.mask_to_classes(read_rgb(p[1]), str(p[1])) for p in chunk])
+        onehot = metrics.one_hot(truths, n_classes)
+        ce_sum += float(metrics.categorical_crossentropy_np(onehot, probs).sum())
+        dcm_sum += float(metrics.dice_coef_multiclass_per_sample(onehot, probs).sum())
         preds = probs.argmax(-1)
-        for c in range(1, n_classes):
-            t, p = truths == c, preds == c
-            inter[c] += np.logical_and(t, p).sum()
-            t_sum[c] += t.sum()
-            p_sum[c] += p.sum()
-        for (img, _), t, p in zip(chunk, truths, preds, strict=True):
-            per_slice.append((img.stem, dice_score(t > 0, p > 0)))
-    rows = []
-    for c in range(1, n_classes):
-        union = t_sum[c] + p_sum[c] - inter[c]
-        rows.append({"class": c,
-                     "dice": float(2 * inter[c] / (t_sum[c] + p_sum[c])) if t_sum[c] + p_sum[c] else 1.0,
-                     "iou": float(inter[c] / union) if union else 1.0,
-                     "precision": float(inter[c] / p_sum[c]) if p_sum[c] else 1.0,
-                     "recall": float(inter[c] / t_sum[c]) if t_sum[c] else 1.0,
-                     "true_pixels": int(t_sum[c]), "predicted_pixels": int(p_sum[c])})
-    original = {"categorical_crossentropy": ce_sum / count, "dice_coef_multiclass": dcm_sum / count}
+        counts += metrics.confusion_counts(truths, preds, n_classes)
+        per_slice += [(img.stem, metrics.dice_score(t > 0, p > 0))
+                      for (img, _), t, p in zip(chunk, truths, preds, strict=True)]
+    rows = [{"class": c, **metrics.scores_from_counts(*counts[c]), "true_pixels": int(counts[c, 0] + counts[c, 2]),
+             "predicted_pixels": int(counts[c, 0] + counts[c, 1])} for c in range(1, n_classes)]
+    original = {"categorical_crossentropy": ce_sum / len(pairs), "dice_coef_multiclass": dcm_sum / len(pairs)}
     return original, rows, per_slice
 
 
 def segment_against_truth(model, cfg: Config, source: str, label_source: str):
     """(volume, true classes, predicted classes) of one labelled subject, the prediction
     post-processed as inference does ([infer] keep_largest_components)."""
-    from hippo_utils.derive import map_labels
-    from hippo_utils.inference import keep_largest, segment_volume
-    from hippo_utils.volumes import load_labels, load_volume
-
     volume = load_volume(source)
-    truth = map_labels(load_labels(label_source, like=volume), cfg.derive.label_map, label_source)
+    truth = Labels.from_config(cfg).to_classes(load_labels(label_source, like=volume), label_source)
     pred = keep_largest(segment_volume(model, cfg, volume), cfg.infer.keep_largest_components)
     return volume, truth, pred
 
@@ -103,15 +88,8 @@ def segment_against_truth(model, cfg: Config, source: str, label_source: str):
 def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
 
-    from hippo_utils.derive import read_manifest
-    from hippo_utils.metrics import volume_metrics
-
-    rows = read_manifest(cfg.derive.output_dir)
-    subjects = {}
-    for r in rows:
-        if r["split"] == "test" and r["plane"] != "image":
-            subjects.setdefault(r["subject"], (r["source"], r["label_source"]))
     table = []
+    subjects = split_volumes(cfg.derive.output_dir, "test")
     for name, (source, label_source) in tqdm(sorted(subjects.items()), desc="test subjects (3D)",
                                              unit="subject", disable=not progress):
         volume, truth, pred = segment_against_truth(model, cfg, source, label_source)
@@ -119,9 +97,9 @@ def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
         classes = range(1, cfg.model.num_classes)
         for c in classes:
             if len(classes) > 1:
-                for k, v in volume_metrics(truth == c, pred == c, volume.spacing).items():
+                for k, v in metrics.volume_metrics(truth == c, pred == c, volume.spacing).items():
                     row[f"class{c}_{k}"] = round(v, 4)
-        for k, v in volume_metrics(truth > 0, pred > 0, volume.spacing).items():
+        for k, v in metrics.volume_metrics(truth > 0, pred > 0, volume.spacing).items():
             row[f"hippocampus_{k}"] = round(v, 4)
         table.append(row)
     return table
@@ -134,15 +112,11 @@ def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None =
     Raises:
         FileNotFoundError: no trained model or no derived test split.
     """
-    from hippo_utils import plots
-    from hippo_utils.inference import write_table
-    from hippo_utils.trainer import load_trained
-
     if model is None:
-        model, _ = load_trained(model_dir or cfg.train.model_dir)
+        model, _ = load_model_dir(model_dir or cfg.train.model_dir)
     eval_dir = cfg.train.eval_dir
-    original, slices, per_slice = _slice_level(model, cfg, progress)
-    atomic_write_text(eval_dir / "evaluation.csv", "".join(f"{k},{v:.4f}\n" for k, v in original.items()))
+    original, slices, per_slice = _slice_level(model, cfg)
+    write_key_values(eval_dir / "evaluation.csv", original)
     write_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in slices],
                 eval_dir / "evaluation_slices.csv")
     subjects = _subject_level(model, cfg, progress)
@@ -156,25 +130,18 @@ def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None =
 def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n: int = 3):
     """The ``n`` worst and best test slices that contain hippocampus, as image, ground
     truth and the prediction coloured against it (TP/FP/FN), with each slice's Dice."""
-    from PIL import Image
-
-    from hippo_utils import plots
-    from hippo_utils.dataset import load_images, split_dirs
-    from hippo_utils.inference import predict_batches
-
     images_dir, masks_dir = split_dirs(cfg, "test")
-    labelled = [(s, d) for s, d in per_slice
-                if np.asarray(Image.open(masks_dir / f"{s}.png").convert("L")).any()]
+    labelled = [(s, d) for s, d in per_slice if read_grey(masks_dir / f"{s}.png").any()]
     ranked = sorted(labelled, key=lambda sd: (sd[1], sd[0]))
     chosen = ranked[:n] + ranked[-n:] if len(ranked) > 2 * n else ranked
     images = load_images([images_dir / f"{s}.png" for s, _ in chosen], cfg)
     probs = predict_batches(model, images, cfg.infer.batch_size, flip=cfg.infer.flip_tta)
-    preds = cfg.class_colours()[probs.argmax(-1)]
+    preds = Labels.from_config(cfg).colours[probs.argmax(-1)]
     fig = plots.Figure(figsize=(2.3 * len(chosen), 7))
     axes = fig.subplots(3, len(chosen), squeeze=False)
     for i, ((name, dice), img, pred) in enumerate(zip(chosen, images, preds, strict=True)):
         grey = img[..., 0].astype(np.uint8)
-        truth = np.asarray(Image.open(masks_dir / f"{name}.png").convert("RGB"))
+        truth = read_rgb(masks_dir / f"{name}.png")
         window = plots.zoom_box([truth, pred], grey.shape)
         for row, shown in enumerate((np.repeat(grey[..., None], 3, 2), plots.overlay(grey, truth),
                                      plots.agreement(grey, truth, pred))):
@@ -191,61 +158,3 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
     fig.suptitle("test slices with hippocampus, zoomed on it; px: its size in the slice", fontsize=10)
     plots.agreement_legend(fig)
     return fig
-
-
-# ------------------------------------------------------------------------- volumetry
-ASYMMETRY_THRESHOLD = 0.1  # |AI| above this is read as one-sided atrophy (notebook 05 explains)
-
-
-def asymmetry_index(left: float, right: float) -> float:
-    """AI = (L - R) / ((L + R) / 2): positive when the right hippocampus is the smaller."""
-    return (left - right) / ((left + right) / 2) if left + right else float("nan")
-
-
-def flagged_side(ai: float, threshold: float = ASYMMETRY_THRESHOLD) -> str:
-    """The side read as shrunken ("left" or "right"), or "" when |AI| is within the threshold."""
-    if not np.isfinite(ai) or abs(ai) <= threshold:
-        return ""
-    return "right" if ai > 0 else "left"
-
-
-def read_synthetic_truth(source_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """The generator's ``synthetic_subjects.csv`` of a synthetic data set, by subject; empty
-    for other data."""
-    import csv
-
-    path = Path(source_dir) / "synthetic_subjects.csv"
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as fh:
-        return {row["subject"]: row for row in csv.DictReader(fh)}
-
-
-def volumetry_against_truth(measured: dict[str, dict[str, float]], truth: dict[str, dict],
-                            threshold: float = ASYMMETRY_THRESHOLD) -> list[dict]:
-    """Measured left/right volumes beside the true ones, per subject: the relative volume
-    errors, the true and measured asymmetry index and the side each flags.
-
-    Args:
-        measured: subject -> a volumetry row (``left_mm3``, ``right_mm3``), as
-            :func:`hippo_utils.inference.volumetry` returns.
-        truth: subject -> ``left_mm3``, ``right_mm3`` (numbers or strings), e.g. from
-            :func:`read_synthetic_truth`. Subjects without a truth are left out.
-    """
-    rows = []
-    for subject, v in measured.items():
-        t = truth.get(subject)
-        if not t:
-            continue
-        left, right = float(v["left_mm3"]), float(v["right_mm3"])
-        true_left, true_right = float(t["left_mm3"]), float(t["right_mm3"])
-        ai, true_ai = asymmetry_index(left, right), asymmetry_index(true_left, true_right)
-        rows.append({
-            "subject": subject, "left_mm3": round(left, 1), "true_left": round(true_left, 1),
-            "left_err_%": round(100 * (left / true_left - 1), 1), "right_mm3": round(right, 1),
-            "true_right": round(true_right, 1), "right_err_%": round(100 * (right / true_right - 1), 1),
-            "AI": round(ai, 3), "true_AI": round(true_ai, 3), "AI_err": round(ai - true_ai, 3),
-            "flag": flagged_side(ai, threshold) or "-", "true_flag": flagged_side(true_ai, threshold) or "-",
-            "atrophy_made": t.get("atrophy_side") or "-",
-        })
-    return rows

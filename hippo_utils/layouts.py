@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hippo_utils.png import IMAGE_SUFFIXES
 from hippo_utils.volumes import is_volume_file, strip_volume_suffix
 
 logger = logging.getLogger(__name__)
@@ -92,9 +93,6 @@ def _find_dir(root: Path, name: str) -> Path | None:
             if child.is_dir() and child.name.lower() == name.lower():
                 return child
     return None
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def slice_subject(name: str) -> str:

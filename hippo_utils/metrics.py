@@ -1,7 +1,8 @@
 """Segmentation metrics and losses.
 
-Pure NumPy functions do the maths (and are what evaluation uses); thin Keras wrappers
-make them training losses and metrics.
+Pure NumPy functions do the maths, and every number evaluation reports comes from them
+(per-class confusion counts pooled over the test set, then :func:`scores_from_counts`);
+thin Keras wrappers make the training losses and metrics.
 
 **Foreground Dice** (the headline metric) is computed per class, background excluded,
 from hard labels. Conventions for empty masks, per class:
@@ -26,31 +27,78 @@ import numpy as np
 
 
 # --------------------------------------------------------------------------- NumPy
+def confusion_counts(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, 3) int64 counts of two class maps: per class, true positives, false
+    positives and false negatives. Counts add up across slices or batches, so that scores
+    pooled over a whole test set come from their sums (:func:`scores_from_counts`)."""
+    t, p = np.asarray(truth).ravel(), np.asarray(pred).ravel()
+    both = np.bincount(t[t == p], minlength=num_classes)[:num_classes]
+    in_truth = np.bincount(t, minlength=num_classes)[:num_classes]
+    in_pred = np.bincount(p, minlength=num_classes)[:num_classes]
+    return np.stack([both, in_pred - both, in_truth - both], axis=1).astype(np.int64)
+
+
+def scores_from_counts(tp: float, fp: float, fn: float) -> dict[str, float]:
+    """Dice, IoU, precision and recall from counts; each is 1.0 where its denominator is
+    empty (nothing to find and nothing found: see the module docstring)."""
+    def ratio(num: float, den: float) -> float:
+        return float(num / den) if den else 1.0
+
+    return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn),
+            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+
+
+def _binary_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
+    tp = int(np.logical_and(t, p).sum())
+    return scores_from_counts(tp, int(p.sum()) - tp, int(t.sum()) - tp)
+
+
 def dice_score(truth: np.ndarray, pred: np.ndarray) -> float:
     """Dice of two binary masks, 1.0 when both are empty."""
-    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
-    denom = t.sum() + p.sum()
-    return 1.0 if denom == 0 else float(2.0 * np.logical_and(t, p).sum() / denom)
+    return _binary_scores(truth, pred)["dice"]
 
 
 def iou_score(truth: np.ndarray, pred: np.ndarray) -> float:
     """Intersection over union of two binary masks, 1.0 when both are empty."""
-    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
-    union = np.logical_or(t, p).sum()
-    return 1.0 if union == 0 else float(np.logical_and(t, p).sum() / union)
+    return _binary_scores(truth, pred)["iou"]
+
+
+def precision_recall(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of binary masks; 1.0 where the denominator is empty."""
+    scores = _binary_scores(truth, pred)
+    return scores["precision"], scores["recall"]
 
 
 def per_class_dice(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> dict[int, float]:
     """Foreground Dice for each class 1..num_classes-1 of two label maps."""
-    return {c: dice_score(truth == c, pred == c) for c in range(1, num_classes)}
+    counts = confusion_counts(truth, pred, num_classes)
+    return {c: scores_from_counts(*counts[c])["dice"] for c in range(1, num_classes)}
 
 
-def dice_coef_multiclass_np(y_true: np.ndarray, y_pred: np.ndarray, smooth: float = 1.0) -> float:
-    """The original's metric on one-hot (N, H, W, C) arrays: background included."""
+def one_hot(classes: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class indices (...) -> float32 one-hot (..., num_classes)."""
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(classes)]
+
+
+def categorical_crossentropy_np(y_true: np.ndarray, y_pred: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Per sample, the mean over pixels of the cross-entropy of one-hot (N, H, W, C) truth and
+    probabilities (clipped to ``eps``, as Keras does): what Keras's loss averages."""
+    pixel = -(y_true * np.log(np.clip(y_pred, eps, 1.0))).sum(axis=-1)
+    return pixel.reshape(len(pixel), -1).mean(axis=1)
+
+
+def dice_coef_multiclass_per_sample(y_true: np.ndarray, y_pred: np.ndarray, smooth: float = 1.0) -> np.ndarray:
+    """The original's metric for each one-hot (N, H, W, C) sample: background included."""
     axes = (1, 2, 3)
     inter = (y_true * y_pred).sum(axis=axes)
     total = y_true.sum(axis=axes) + y_pred.sum(axis=axes)
-    return float(np.mean((2.0 * inter + smooth) / (total + smooth)))
+    return (2.0 * inter + smooth) / (total + smooth)
+
+
+def dice_coef_multiclass_np(y_true: np.ndarray, y_pred: np.ndarray, smooth: float = 1.0) -> float:
+    """The original's metric on one-hot (N, H, W, C) arrays, averaged over the samples."""
+    return float(np.mean(dice_coef_multiclass_per_sample(y_true, y_pred, smooth)))
 
 
 # --------------------------------------------------------------------------- Keras
@@ -191,10 +239,3 @@ def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing) -> dict[str, fl
     return {"dice": dice_score(truth, pred), "hd95_mm": hd95(truth, pred, spacing),
             "volume_true_mm3": vt, "volume_pred_mm3": vp, "volume_diff_mm3": vp - vt,
             "volume_diff_rel": (vp - vt) / vt if vt else float("nan")}
-
-
-def precision_recall(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    """Precision and recall of binary masks; 1.0 where the denominator is empty."""
-    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
-    tp = np.logical_and(t, p).sum()
-    return (float(tp / p.sum()) if p.sum() else 1.0, float(tp / t.sum()) if t.sum() else 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hippo_utils import __version__
+from hippo_utils._version import __version__
 from hippo_utils.config import resolve_config, shipped_config_dir, shipped_configs
 
 # The one place that names the repository and the release that Colab installs. The badges

@@ -18,7 +18,9 @@ import matplotlib.ticker
 import numpy as np
 from PIL import Image
 
+from hippo_utils.derive import dataset_plane
 from hippo_utils.fsutil import atomic_write_bytes
+from hippo_utils.labels import LABEL_COLOURS
 
 
 class Figure(matplotlib.figure.Figure):
@@ -30,8 +32,6 @@ class Figure(matplotlib.figure.Figure):
         return buf.getvalue()
 
 SPLIT_COLOURS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#55A868"}
-# Label values in volume overlays: 1 red, 2 yellow, 3 cyan, 4 magenta (0 is transparent).
-LABEL_COLOURS = ["#000000", "#ff2020", "#ffd21f", "#20d0ff", "#ff40ff"]
 LABEL_CMAP = matplotlib.colors.ListedColormap(LABEL_COLOURS)
 
 
@@ -222,16 +222,6 @@ def letter_axes(ax, plane: str | None, fontsize: int = 10) -> None:
                 ha="center", va="center", path_effects=outline)
 
 
-def dataset_plane(dataset_dir: str | os.PathLike[str]) -> str | None:
-    """The plane a derived dataset was cut along (its dataset.json), None when unknown."""
-    import json
-
-    try:
-        return json.loads((Path(dataset_dir) / "dataset.json").read_text()).get("plane")
-    except (OSError, ValueError):
-        return None
-
-
 def _planes(vol) -> list[tuple[str, int]]:
     """(plane, slice axis) for sagittal, coronal and axial; array axes (``axisN``) when the
     affine does not tell the directions apart."""
@@ -363,16 +353,6 @@ def _resized_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if mask.shape[:2] == tuple(shape[:2]):
         return mask
     return np.asarray(Image.fromarray(mask).resize(shape[:2][::-1], Image.Resampling.NEAREST))
-
-
-def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
-    """A uint8 grey or RGB array as PNG bytes (deterministic: no timestamps).
-
-    ``compress_level=1`` trades size for speed, for images redrawn on every event.
-    """
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
 
 
 def figure_png(fig: Figure, dpi: int = 80) -> bytes:

@@ -22,6 +22,7 @@ the same filter, one indicator per label, and take the label with the largest sh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -159,15 +160,46 @@ def context_indices(index: int, n: int, context: int, step: int = 1) -> list[int
     return [min(max(index + k * step, 0), n - 1) for k in range(-context, context + 1)]
 
 
-def with_context(stack: np.ndarray, context: int, step: int = 1) -> np.ndarray:
-    """(N, H, W) slices of one volume, in slice order -> (N, H, W, 2*context+1).
+def model_slices(slices01: np.ndarray, geom: SliceGeometry, context: int = 0, step: int = 1,
+                 indices: Sequence[int] | None = None) -> np.ndarray:
+    """The model's input images, 8-bit: the one function derivation (which stores them as
+    PNG) and inference (which feeds them to the model through :func:`model_batch`) share.
 
-    The 2.5D input: channel k of slice i is slice ``context_indices(i, N, context, step)[k]``.
-    ``context = 0`` gives (N, H, W, 1).
+    Args:
+        slices01: oriented, normalised (0..1) slices: (N, H, W) of one volume in slice
+            order, or (N, H, W, C) images that already have their channels.
+        geom: the geometry that maps each slice to the model size (:meth:`SliceGeometry.to_model`).
+        context, step: the 2.5D channels of (N, H, W) slices ([derive] context_slices and
+            context_step; :func:`context_indices`); 0 gives one channel.
+        indices: the slices wanted (derivation keeps a subset); default all.
+
+    Returns:
+        uint8 (len(indices), H', W', C), rounded to 8 bits as the derived PNGs are.
     """
-    n = len(stack)
-    idx = np.array([context_indices(i, n, context, step) for i in range(n)]).reshape(n, 2 * context + 1)
-    return np.moveaxis(stack[idx], 1, -1)
+    indices = range(len(slices01)) if indices is None else indices
+    if slices01.ndim == 4:
+        images = [np.stack([geom.to_model(s[..., k]) for k in range(s.shape[-1])], axis=-1)
+                  for s in slices01[list(indices)]]
+    else:
+        resized: dict[int, np.ndarray] = {}  # a slice is the neighbour of others: resize it once
+
+        def at(k: int) -> np.ndarray:
+            if k not in resized:
+                resized[k] = geom.to_model(slices01[k])
+            return resized[k]
+
+        images = [np.stack([at(k) for k in context_indices(i, len(slices01), context, step)], axis=-1)
+                  for i in indices]
+    if not images:
+        return np.zeros((0, *geom.out_size, 1), np.uint8)
+    return np.rint(np.clip(np.stack(images), 0, 1) * 255).astype(np.uint8)
+
+
+def model_batch(images8: np.ndarray, channels: int) -> np.ndarray:
+    """8-bit model images (N, H, W, C) -> the float32 0..255 batch of a model with
+    ``channels`` input channels (a grey image repeated, as decoding a grey PNG as RGB does)."""
+    x = np.asarray(images8, np.float32)
+    return np.repeat(x, channels, axis=-1) if x.shape[-1] == 1 and channels > 1 else x
 
 
 def classes_from_probs(geom: SliceGeometry, probs: np.ndarray) -> np.ndarray:

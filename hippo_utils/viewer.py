@@ -18,26 +18,17 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from hippo_utils.plots import AGREEMENT_CAPTION, LABEL_COLOURS, agreement, mark_directions, png_bytes
-from hippo_utils.preprocess import display_directions, display_stack, normalize_intensity, plane_axes
+from hippo_utils.dataset import pair_files
+from hippo_utils.labels import DEFAULT_RGB_MAP, mask_to_classes, palette
+from hippo_utils.metrics import dice_score
+from hippo_utils.plots import AGREEMENT_CAPTION, agreement, mark_directions
+from hippo_utils.png import png_bytes, read_grey, read_rgb
+from hippo_utils.preprocess import SliceGeometry, display_directions, normalize_intensity, slice_geometry
 from hippo_utils.volumes import Volume, load_labels, load_volume
 
 MODES = ("overlay", "side by side", "contour", "agreement")
 PLANES = ("coronal", "axial", "sagittal")
 _WORLD_AXIS = {"coronal": 1, "axial": 2, "sagittal": 0}
-
-
-def label_palette(rgb_map: dict | None, n: int = 256) -> np.ndarray:
-    """(n, 3) uint8 colours per label value: rgb_map's colour of class v where it has one,
-    else a fixed palette (1 red, 2 yellow, 3 cyan, 4 magenta)."""
-    pal = np.zeros((n, 3), np.uint8)
-    defaults = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in LABEL_COLOURS]
-    for v in range(1, n):
-        pal[v] = defaults[(v - 1) % (len(defaults) - 1) + 1]
-    for colour, cls in (rgb_map or {}).items():
-        if cls > 0:
-            pal[cls] = colour
-    return pal
 
 
 class SliceViewer:
@@ -60,7 +51,7 @@ class SliceViewer:
         self.volume: Volume = load_volume(volume, spacing=spacing)
         self.label = None if label is None else load_labels(label, like=self.volume)
         self.prediction = None if prediction is None else load_labels(prediction, like=self.volume)
-        self.palette = label_palette(rgb_map)
+        self.palette = palette(rgb_map)
         self.display_size = display_size
         self._pages = False
         self._norm = normalize_intensity(self.volume)
@@ -72,19 +63,15 @@ class SliceViewer:
     def from_dataset(cls, dataset_dir: str | os.PathLike[str], split: str = "test", rgb_map=None,
                      title: str = "") -> SliceViewer:
         """Page through the image/mask pairs of a derived 2D dataset split."""
-        from hippo_utils.dataset import pair_files
-        from hippo_utils.derive import mask_to_classes
-
         root = Path(dataset_dir)
         pairs = pair_files(root / split / "images", root / split / "masks")
-        images = np.stack([np.asarray(Image.open(p[0]).convert("L"), np.float32) for p in pairs])
-        rgb = rgb_map or {(0, 0, 0): 0, (255, 0, 0): 1}
-        masks = np.stack([mask_to_classes(np.asarray(Image.open(p[1]).convert("RGB")), rgb, str(p[1]),
-                                          exact=False) for p in pairs])
+        images = np.stack([read_grey(p[0]).astype(np.float32) for p in pairs])
+        rgb = rgb_map or DEFAULT_RGB_MAP
+        masks = np.stack([mask_to_classes(read_rgb(p[1]), rgb, str(p[1]), exact=False) for p in pairs])
         self = cls.__new__(cls)
         self.volume = Volume(images, np.eye(4))
         self.label, self.prediction = masks, None
-        self.palette = label_palette(rgb)
+        self.palette = palette(rgb)
         self.display_size = 420
         self._pages = True
         self._names = [p[0].stem for p in pairs]
@@ -94,30 +81,25 @@ class SliceViewer:
         return self
 
     # ---------------------------------------------------------------------- geometry
-    def _oriented(self, plane: str):
-        """(image, label, prediction) stacks in display orientation, and pixel mm."""
+    def _oriented(self, plane: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, SliceGeometry]:
+        """(image, label, prediction) stacks in display orientation, and the plane's geometry
+        (fitted to the display size: its ``resized`` is the slice at its physical aspect)."""
         if plane not in self._cache:
-            axes = plane_axes(self.volume, plane)
-            axis, row_axis, col_axis = axes[:3]
+            geom = slice_geometry(self.volume, plane, (self.display_size, self.display_size))
 
             def orient(a):
-                return None if a is None else display_stack(a, *axes)
+                return None if a is None else geom.orient(a)
 
-            sp = self.volume.spacing
-            self._cache[plane] = (orient(self._norm), orient(self.label), orient(self.prediction),
-                                  (sp[row_axis], sp[col_axis]), axis)
+            self._cache[plane] = (orient(self._norm), orient(self.label), orient(self.prediction), geom)
         return self._cache[plane]
 
     def display_shape(self, plane: str | None = None) -> tuple[int, int]:
         """(height, width) in screen pixels: the slice at its physical aspect ratio."""
-        img, _, _, (row_mm, col_mm), _ = self._oriented(plane or self.plane.value)
-        h_mm, w_mm = img.shape[1] * row_mm, img.shape[2] * col_mm
-        scale = self.display_size / max(h_mm, w_mm)
-        return max(1, round(h_mm * scale)), max(1, round(w_mm * scale))
+        return self._oriented(plane or self.plane.value)[3].resized
 
     def best_slice(self, plane: str | None = None) -> int:
         """The slice with the most hippocampus (ground truth, else prediction)."""
-        img, lab, pred, _, _ = self._oriented(plane or self.plane.value)
+        img, lab, pred, _ = self._oriented(plane or self.plane.value)
         ref = lab if lab is not None else pred
         if ref is None or not ref.any():
             return img.shape[0] // 2
@@ -127,7 +109,7 @@ class SliceViewer:
     def render(self) -> np.ndarray:
         """The current view as an RGB uint8 array (what the widget shows)."""
         plane, idx = self.plane.value, self.slider.value
-        img, lab, pred, _, _ = self._oriented(plane)
+        img, lab, pred, _ = self._oriented(plane)
         lo, hi = self.window.value
         grey = np.clip((img[idx] - lo) / max(hi - lo, 1e-6), 0, 1)
         base = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=2)
@@ -184,7 +166,8 @@ class SliceViewer:
     def info(self) -> str:
         """Slice index, position in mm and the slice's Dice, as HTML."""
         plane, idx = self.plane.value, self.slider.value
-        img, lab, pred, _, axis = self._oriented(plane)
+        img, lab, pred, geom = self._oriented(plane)
+        axis = geom.axis
         n = img.shape[0]
         counted = f"slice {idx} (0–{n - 1}, as the slider counts)"
         if self._pages:
@@ -196,8 +179,6 @@ class SliceViewer:
         text = (f"<b>{plane}</b> {counted}<br>position {world[w_axis]:+.1f} mm "
                 f"({'xyz'[w_axis]}, scanner space)")
         if lab is not None and pred is not None:
-            from hippo_utils.metrics import dice_score
-
             text += f"<br>slice Dice {dice_score(lab[idx] > 0, pred[idx] > 0):.3f}"
             if self.mode.value == "agreement":
                 text += f"<br><small>{AGREEMENT_CAPTION}</small>"

@@ -18,6 +18,7 @@ import io
 import numpy as np
 
 from hippo_utils import plots
+from hippo_utils.png import png_bytes
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 # What the rows and columns of the panel's previews are (under the live widget and in its picture).
@@ -56,7 +57,7 @@ def stacked(*pngs: bytes, gap: int = 8) -> bytes:
     for im in images:
         canvas.paste(im, (0, y))
         y += im.height + gap
-    return plots.png_bytes(np.asarray(canvas))
+    return png_bytes(np.asarray(canvas))
 
 
 def captioned(png: bytes, text: str, size: int = 14) -> bytes:
@@ -91,7 +92,7 @@ def captioned(png: bytes, text: str, size: int = 14) -> bytes:
     for i, line in enumerate(lines):
         draw.text((4, 4 + i * (size + 6)), line, fill="black", font=font)
     canvas.paste(image, (0, height))
-    return plots.png_bytes(np.asarray(canvas))
+    return png_bytes(np.asarray(canvas))
 
 
 def curves_png(history: dict[str, list[float]]) -> bytes:
@@ -161,7 +162,7 @@ class LiveTrainingPanel:
     def show_previews(self, epoch: int, update: dict) -> None:
         strip = plots.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
                                     tile=128, plane=update.get("plane"))
-        self.previews.value = plots.png_bytes(strip)
+        self.previews.value = png_bytes(strip)
 
     def train_end(self, history: dict[str, list[float]]) -> None:
         """Mark the run done and leave the final panel as a picture beside the widget."""

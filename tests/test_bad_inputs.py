@@ -154,22 +154,23 @@ def model_copy(tiny_model_dir, tmp_path):
 
 
 def test_checkpoint_folder_of_the_original_system(model_copy, tmp_path):
-    from hippo_utils.trainer import load_trained
+    from hippo_utils.model_dir import load_model_dir
 
     original = tmp_path / "original_models"
     original.mkdir()
     (original / "best_model.h5").write_bytes((model_copy / "best.weights.h5").read_bytes())
     with pytest.raises(FileNotFoundError, match=r"original_models: no train_eval_infer\.config\. It holds "
                                                 r"best_model\.h5: a model folder of another tool or of the original"):
-        load_trained(original)
+        load_model_dir(original)
     with pytest.raises(FileNotFoundError, match="model folder not found: .*nowhere"):
-        load_trained(tmp_path / "nowhere")
+        load_model_dir(tmp_path / "nowhere")
 
 
 def test_checkpoint_folder_from_another_version(model_copy, tiny_model_dir):
     import json
 
-    from hippo_utils.trainer import load_trained, train
+    from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.trainer import train
 
     prov = json.loads((model_copy / "provenance.json").read_text())
     prov.update(hippo_utils="0.0.1", keras="2.15.0")
@@ -178,11 +179,11 @@ def test_checkpoint_folder_from_another_version(model_copy, tiny_model_dir):
     (model_copy / "last.keras").write_bytes(b"PK\x03\x04 not this version's archive")
     with pytest.raises(ValueError, match=r"last\.keras: cannot load this checkpoint.*written by hippo_utils 0\.0\.1 "
                                          r"with Keras 2\.15\.0; this is hippo_utils"):
-        load_trained(model_copy, which="last")
+        load_model_dir(model_copy, which="last")
     # weights saved in another layout
     (model_copy / "best.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     with pytest.raises(ValueError, match=r"best\.weights\.h5: .*written by hippo_utils 0\.0\.1"):
-        load_trained(model_copy)
+        load_model_dir(model_copy)
     # a training state of another format cannot be resumed, and is left as it was
     (model_copy / "state.json").write_text('{"epochs_completed": 2}')
     cfg = load_config(tiny_model_dir.path, [f"train.model_dir={model_copy}"])
@@ -193,7 +194,7 @@ def test_checkpoint_folder_from_another_version(model_copy, tiny_model_dir):
     cfg_file = model_copy / "train_eval_infer.config"
     cfg_file.write_text(cfg_file.read_text().replace("[train]", "[train]\nwarmup_epochs = 3", 1))
     with pytest.raises(ValueError, match=r"warmup_epochs.*written by hippo_utils 0\.0\.1"):
-        load_trained(model_copy)
+        load_model_dir(model_copy)
 
 
 # (case, test file, test function): every bad input the project promises a clear error for.

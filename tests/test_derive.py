@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from hippo_utils import load_config
-from hippo_utils.derive import derive_dataset, mask_to_classes, read_manifest, split_subjects
+from hippo_utils.derive import derive_dataset, read_manifest, split_subjects
+from hippo_utils.labels import mask_to_classes
 from hippo_utils.layouts import find_subjects
 from hippo_utils.preprocess import SliceGeometry, normalize_intensity, slice_geometry
 from hippo_utils.volumes import Volume, load_volume

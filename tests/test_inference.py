@@ -6,18 +6,12 @@ import pytest
 from PIL import Image
 
 from hippo_utils import load_config
-from hippo_utils.inference import (
-    Ensemble,
-    classes_to_labels,
-    infer_folder,
-    infer_volume,
-    infer_volumes,
-    keep_largest,
-    segment_volume,
-    split_hemispheres,
-    volumetry,
-)
+from hippo_utils.inference import infer_folder, infer_volume, infer_volumes
+from hippo_utils.labels import Labels
 from hippo_utils.metrics import dice_score, hd95
+from hippo_utils.postprocess import keep_largest, split_hemispheres
+from hippo_utils.predict import Ensemble, segment_volume
+from hippo_utils.volumetry import volumetry
 from hippo_utils.volumes import Volume, load_volume
 
 from helpers import toy_volume, write_config, write_nifti
@@ -136,9 +130,9 @@ def test_merged_classes_map_back_to_source_labels(tmp_path):
     img, lab = _blobs()
     vol = Volume(img, np.eye(4))  # RAS: the low-index blob is the left one
     merged = _cfg(tmp_path, extra="[infer]\nleft_right_labels = (1, 2)\n")
-    np.testing.assert_array_equal(classes_to_labels((lab > 0).astype(np.uint8), merged, vol), lab)
+    np.testing.assert_array_equal(Labels.from_config(merged).to_source((lab > 0).astype(np.uint8), vol), lab)
     one_sided = _cfg(tmp_path, extra="[infer]\nleft_right_labels = None\n")
-    np.testing.assert_array_equal(classes_to_labels((lab > 0).astype(np.uint8), one_sided, vol), (lab > 0) * 1)
+    np.testing.assert_array_equal(Labels.from_config(one_sided).to_source((lab > 0).astype(np.uint8), vol), (lab > 0) * 1)
 
 
 def test_keep_largest_components():
@@ -262,17 +256,18 @@ def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path
     identical in the derived PNGs and in whole-volume inference; without context the PNG is
     the grey slice itself."""
     from hippo_utils.derive import derive_dataset, read_manifest
-    from hippo_utils.inference import model_input
-    from hippo_utils.preprocess import normalize_intensity, slice_geometry, with_context
+    from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
     from hippo_utils.volumes import load_volume
 
-    stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32)
-    ctx = with_context(stack, 1)
-    assert ctx.shape == (4, 2, 2, 3)
+    stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32) / 3
+    same_size = image_geometry((2, 2), (2, 2))  # to_model changes nothing: the channels alone are tested
+    ctx = model_slices(stack, same_size, 1) // 85  # slice k is k * 85 in 8 bits
+    assert ctx.shape == (4, 2, 2, 3) and ctx.dtype == np.uint8
     assert ctx[0, 0, 0].tolist() == [0, 0, 1] and ctx[2, 0, 0].tolist() == [1, 2, 3]
     assert ctx[3, 0, 0].tolist() == [2, 3, 3]
-    wide = with_context(stack, 1, step=2)
+    wide = model_slices(stack, same_size, 1, step=2) // 85
     assert [wide[i, 0, 0].tolist() for i in range(4)] == [[0, 0, 2], [0, 1, 3], [0, 2, 3], [1, 3, 3]]
+    assert model_slices(stack, same_size, 1, indices=[3])[0].tolist() == (ctx[3] * 85).tolist()
 
     for i in range(3):
         img, lab = toy_volume(i)
@@ -291,9 +286,9 @@ def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path
         vol = load_volume(tmp_path / "src" / "images" / "s1.nii.gz")
         geom = slice_geometry(vol, "axis1", cfg.image_size)
         norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
-        x = model_input(np.stack([geom.to_model(s) for s in norm]), cfg)
+        x = model_slices(norm, geom, c, step)  # what volume inference feeds the model
         for idx, png in images[c, step].items():
-            np.testing.assert_array_equal(x[idx], png if png.ndim == 3 else np.repeat(png[..., None], 3, axis=-1))
+            np.testing.assert_array_equal(x[idx], png if png.ndim == 3 else png[..., None])
     assert images[1, 1][min(images[1, 1])].ndim == 3
     inner = sorted(images[1, 1])[2]  # the wider context differs in the outer channels only
     assert np.array_equal(images[1, 1][inner][..., 1], images[1, 2][inner][..., 1])
@@ -328,7 +323,7 @@ def test_context_slices_need_three_channels(tmp_path):
 def test_flip_tta_averages_the_mirrored_prediction():
     """A model blind in its last column: with flip_tta the first and last columns get half
     the probability (each seen in one of the two passes), and the calls double."""
-    from hippo_utils.inference import predict_batches
+    from hippo_utils.predict import predict_batches
 
     class BlindLastColumn:
         calls = 0
@@ -354,7 +349,7 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
     a run of sure slices with one faint slice inside (probability 0.3: a hole without
     smoothing, filled with it: 0.25 + 0.5 * 0.3 + 0.25 = 0.65), and one lone half-bright
     slice among sure background (0.6: kept without smoothing, dropped with it: 0.3)."""
-    from hippo_utils.inference import smooth_across_slices
+    from hippo_utils.predict import smooth_across_slices
 
     class SoftBright:
         def predict_on_batch(self, x):

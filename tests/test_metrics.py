@@ -91,7 +91,7 @@ def test_ce_dice_weight_scales_the_dice_part():
 
 
 def test_volumetry_against_truth_by_hand():
-    from hippo_utils.evaluation import asymmetry_index, flagged_side, volumetry_against_truth
+    from hippo_utils.volumetry import asymmetry_index, flagged_side, volumetry_against_truth
 
     assert asymmetry_index(3000, 2000) == pytest.approx(0.4)
     assert flagged_side(0.4) == "right" and flagged_side(-0.2) == "left" and flagged_side(0.05) == ""

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.trainer import load_trained, train
+from hippo_utils.model_dir import load_model_dir
+from hippo_utils.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,9 @@ def test_resume_continues_from_the_checkpoint(trained):
     assert [ln.split(",")[0] for ln in lines[1:]] == ["0", "1", "2"]
 
 
-def test_load_trained_predicts(trained):
+def test_load_model_dir_predicts(trained):
     cfg, _ = trained
-    model, saved = load_trained(cfg.train.model_dir)
+    model, saved = load_model_dir(cfg.train.model_dir)
     assert saved.model == cfg.model
     out = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
     assert out.shape == (1, 32, 32, 2) and np.allclose(out.sum(-1), 1, atol=1e-4)
@@ -82,7 +83,7 @@ def test_weights_from_another_architecture_are_refused(trained, tmp_path, change
     (other / "train_eval_infer.config").write_text(text.replace(*change))
     (other / "best.weights.h5").write_bytes((cfg.train.model_dir / "best.weights.h5").read_bytes())
     with pytest.raises(ValueError, match="do not fit the model built from"):
-        load_trained(other)
+        load_model_dir(other)
 
 
 def test_mirrored_strategy_option_trains(tiny_config, tmp_path):

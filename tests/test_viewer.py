@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from hippo_utils.viewer import SliceViewer, label_palette
+from hippo_utils.labels import palette
+from hippo_utils.viewer import SliceViewer
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_overlay_colours_follow_rgb_map(volume):
     assert (0, 200, 0) in colours and (255, 0, 0) not in colours  # label 1 takes class 1's colour
     v.slider.value = 12  # a coronal slice with label 2, which rgb_map does not colour
     colours = {tuple(c) for c in v.render().reshape(-1, 3).tolist()}
-    assert tuple(int(c) for c in label_palette(rgb_map)[2]) in colours
+    assert tuple(int(c) for c in palette(rgb_map)[2]) in colours
 
 
 def test_info_reports_position_and_slice_dice(volume):

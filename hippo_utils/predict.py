@@ -1,0 +1,139 @@
+"""Prediction: class probabilities of a model (or an :class:`Ensemble`) for a batch of model
+images, and for every slice of a volume back on the volume's own grid.
+
+A volume goes through the very geometry of derivation (:mod:`hippo_utils.preprocess`):
+orient, normalise, resample and pad each slice to the model size, predict in batches,
+then resize each class probability back (bilinear) and take the argmax on the source grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hippo_utils.config import Config
+from hippo_utils.preprocess import (
+    classes_from_probs,
+    model_batch,
+    model_slices,
+    normalize_intensity,
+    slice_geometry,
+)
+from hippo_utils.volumes import Volume
+
+
+def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool = False,
+                    desc: str = "predicting", flip: bool = False) -> np.ndarray:
+    """Class probabilities for (N, H, W, C) inputs, in batches.
+
+    Uses the model's compiled ``predict_on_batch`` (faster than an eager call on CPU). The
+    last, smaller batch is not padded: its shape, the same for volumes of one size, is
+    traced only once (benchmarks/speed.py measures both).
+    With ``flip`` ([infer] flip_tta), each batch is also predicted mirrored (columns
+    reversed) and the two probability maps are averaged. Any callable taking a batch
+    also works (tests use one).
+    """
+    from tqdm.auto import tqdm
+
+    run = getattr(model, "predict_on_batch", None) or (lambda b: model(b, training=False))
+    out = []
+    for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress):
+        batch = inputs[start:start + batch_size]
+        probs = np.asarray(run(batch))
+        if flip:
+            probs = (probs + np.asarray(run(np.ascontiguousarray(batch[:, :, ::-1])))[:, :, ::-1]) / 2
+        out.append(probs)
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Trained models whose class probabilities are averaged on each volume's own grid.
+
+    For example one model per slicing plane ([derive] plane), or per seed. Each member
+    slices, sizes, normalises and flips ([infer] flip_tta) as its own config says; the
+    first member's config decides the rest (labels, [infer] post-processing). Pass an
+    Ensemble wherever a model goes in :func:`segment_volume` and :func:`infer_volume`,
+    with ``cfg`` = ``ensemble.cfg``.
+
+    Raises:
+        ValueError: no members, or members that disagree on the classes.
+    """
+
+    members: tuple[tuple[object, Config], ...]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one model")
+        first = self.members[0][1]
+        for i, (_, cfg) in enumerate(self.members[1:], 1):
+            name = self.names[i] if i < len(self.names) else f"member {i}"
+            for what, a, b in (("[model] num_classes", first.model.num_classes, cfg.model.num_classes),
+                               ("[derive] label_map", first.derive.label_map, cfg.derive.label_map),
+                               ("[mask] rgb_map", first.mask.rgb_map, cfg.mask.rgb_map)):
+                if a != b:
+                    raise ValueError(f"{name}: its {what} {b!r} differs from the first model's {a!r}; "
+                                     "only models that predict the same classes can be fused")
+
+    @property
+    def cfg(self) -> Config:
+        return self.members[0][1]
+
+    def probabilities(self, volume: Volume, batch_size: int | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Mean class probabilities (X, Y, Z, C) of the members on ``volume``'s grid."""
+        total = None
+        for model, cfg in self.members:
+            probs = volume_probabilities(model, cfg, volume, batch_size, progress)
+            total = probs if total is None else np.add(total, probs, out=total)
+        return total / len(self.members)
+
+
+def _slice_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None,
+                         progress: bool):
+    """The slice geometry and model-size class probabilities of each slice along ``cfg``'s plane."""
+    d = cfg.derive
+    geom = slice_geometry(volume, d.plane, cfg.image_size)
+    norm = geom.orient(normalize_intensity(volume, d.intensity_percentiles))
+    inputs = model_batch(model_slices(norm, geom, d.context_slices, d.context_step), cfg.model.image_channels)
+    probs = predict_batches(model, inputs, batch_size or cfg.infer.batch_size, progress,
+                            desc=volume.path.name if volume.path else "volume", flip=cfg.infer.flip_tta)
+    return geom, smooth_across_slices(probs) if cfg.infer.slice_smoothing else probs
+
+
+def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
+    """Average each slice's class probabilities with its two neighbours' ([infer] slice_smoothing).
+
+    ``probs`` is (N, H, W, C), the slices in order along the slicing axis, all on the same
+    model-size grid, so this is a [1/4, 1/2, 1/4] filter along that axis; it commutes with
+    the (linear) resize back to the source grid. The first and last slices stand in for
+    their missing neighbour. A 2D model sees each slice alone (or with one neighbour each
+    side, with context_slices): this makes an isolated uncertain slice follow its
+    neighbours. On the 31 held-out MSD test subjects it added 0.2 points of 3D Dice
+    (benchmarks/RESULTS.md).
+    """
+    if len(probs) < 2:
+        return probs
+    padded = np.concatenate([probs[:1], probs, probs[-1:]])
+    return 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+
+
+def volume_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                         progress: bool = False) -> np.ndarray:
+    """Class probabilities (X, Y, Z, C), float32, on ``volume``'s own grid and axis order."""
+    geom, probs = _slice_probabilities(model, cfg, volume, batch_size, progress)
+    return geom.unorient(np.stack([geom.from_model(p) for p in probs]).astype(np.float32))
+
+
+def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                   progress: bool = False) -> np.ndarray:
+    """Predicted class indices (uint8) on ``volume``'s own grid and axis order.
+
+    ``model`` may be an :class:`Ensemble`: its members' probabilities are averaged.
+    """
+    if isinstance(model, Ensemble):
+        return np.argmax(model.probabilities(volume, batch_size, progress), axis=-1).astype(np.uint8)
+    geom, probs = _slice_probabilities(model, cfg, volume, batch_size, progress)
+    return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))

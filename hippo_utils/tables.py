@@ -1,0 +1,56 @@
+"""The one writer of tables and run records: CSV with a JSON twin, JSON records, and the
+original system's CSV formats, each written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hippo_utils.fsutil import atomic_write_text
+
+
+def write_json(path: str | os.PathLike[str], record: object) -> Path:
+    """``record`` as indented JSON (numbers NumPy may have made become floats), atomically."""
+    atomic_write_text(path, json.dumps(record, indent=1, default=float) + "\n")
+    return Path(path)
+
+
+def write_table(rows: Sequence[Mapping], csv_path: str | os.PathLike[str], with_summary: bool = False) -> None:
+    """Rows to CSV (and the same rows as JSON beside it), atomically; with ``with_summary``,
+    mean and standard deviation rows of the numeric columns (NaN left out)."""
+    if not rows:
+        return
+    csv_path = Path(csv_path)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    table = [dict(r) for r in rows]
+    if with_summary:
+        numeric = [c for c in cols if all(isinstance(r.get(c), (int, float)) for r in rows)]
+        for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
+            table.append({cols[0]: stat, **{c: round(float(fn([r[c] for r in rows])), 4) for c in numeric}})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write_text(csv_path, buf.getvalue())
+    write_json(csv_path.with_suffix(".json"), table)
+
+
+def write_history_csv(path: str | os.PathLike[str], history: Mapping[str, Sequence[float]],
+                      columns: Sequence[str]) -> None:
+    """Per-epoch values in the original system's ``epoch,metric,val_metric,`` format."""
+    cols = [c for c in columns if c in history]
+    epochs = len(history.get("loss", []))
+    lines = ["epoch," + "".join(f"{c}," for c in cols)]
+    lines += [f"{e}, " + ", ".join(f"{history[c][e]:.4f}" for c in cols) for e in range(epochs)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_key_values(path: str | os.PathLike[str], values: Mapping[str, float]) -> None:
+    """``key,value`` lines, 4 decimals: the original's ``evaluation.csv``."""
+    atomic_write_text(path, "".join(f"{k},{v:.4f}\n" for k, v in values.items()))
