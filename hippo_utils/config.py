@@ -1,4 +1,5 @@
-"""Typed, validated reading of the FlexUNet ``train_eval_infer.config`` INI format.
+"""Reading a FlexUNet ``train_eval_infer.config`` INI file into a typed, checked :class:`Config`
+(the sections and keys themselves are :mod:`hippo_utils.config_schema`'s).
 
 The original system parsed every value with ``eval``. Here each value is a Python
 literal read with :func:`ast.literal_eval`, converted to the type its key declares,
@@ -23,274 +24,31 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from hippo_utils.config_schema import (  # noqa: F401 (the config's public names live here too)
+    ORIGINAL_UNUSED_KEYS,
+    ORIGINAL_UNUSED_SECTIONS,
+    RGB,
+    SECTIONS,
+    VALID_LAYOUTS,
+    VALID_PLANES,
+    VALID_SPLIT_BY,
+    AugmentSection,
+    Config,
+    DatasetSection,
+    DeriveSection,
+    ImageSection,
+    InferSection,
+    MaskSection,
+    ModelSection,
+    SplitDirsSection,
+    SyntheticSection,
+    TrainSection,
+)
+
 logger = logging.getLogger(__name__)
-
-RGB = tuple[int, int, int]
-
-
-# --------------------------------------------------------------------------- sections
-@dataclass(frozen=True)
-class ModelSection:
-    """[model]: the FlexUNet architecture and its compilation."""
-
-    model: str = "TensorFlowFlexUNet"
-    generator: bool = False
-    image_width: int = 512
-    image_height: int = 512
-    image_channels: int = 3
-    input_normalize: bool = True
-    normalization: bool = False
-    num_classes: int = 2
-    base_filters: int = 16
-    base_kernels: tuple[int, int] = (11, 11)
-    num_layers: int = 8
-    dropout_rate: float = 0.05
-    dilation: tuple[int, int] = (1, 1)
-    optimizer: str = "Adam"
-    learning_rate: float = 0.00007
-    clipvalue: float | None = 0.5
-    loss: str = "categorical_crossentropy"
-    # weight of the soft Dice term of loss = "ce_dice" (1 = cross-entropy + Dice). Soft Dice
-    # over-segments: it pays to take a boundary pixel already at a probability near Dice/2
-    # (about 0.43), and its outputs are not calibrated (Bertels et al. 2021). Less weight lets
-    # the cross-entropy, which is calibrated, place the boundary.
-    dice_weight: float = 1.0
-    metrics: tuple[str, ...] = ("dice_coef_multiclass",)
-    show_summary: bool = False
-
-
-@dataclass(frozen=True)
-class DatasetSection:
-    """[dataset]: kept for compatibility; one dataset class exists here."""
-
-    class_name: str = "ImageCategorizedMaskDataset"
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    """[train]: the training run and where it writes."""
-
-    epochs: int = 100
-    batch_size: int = 2
-    patience: int = 10
-    metrics: tuple[str, ...] = ("dice_coef_multiclass", "val_dice_coef_multiclass")
-    model_dir: Path = Path("models")
-    eval_dir: Path = Path("eval")
-    images_dir: Path | None = None  # default: <derive.output_dir>/train/images
-    masks_dir: Path | None = None
-    learning_rate_reducer: bool = True
-    reducer_factor: float = 0.5
-    reducer_patience: int = 4
-    # "plateau": the original's reducer (learning_rate_reducer); "cosine": from learning_rate down to
-    # zero over `epochs` along half a cosine, the same whatever the validation curve does (new here)
-    lr_schedule: str = "plateau"
-    epoch_change_infer: bool = True
-    epoch_change_infer_dir: Path = Path("epoch_change_infer")
-    num_infer_images: int = 6
-    save_weights_only: bool = True
-    seed: int = 42
-    monitor: str = "val_dice_fg"  # what checkpoints, early stopping and the reducer watch
-    cache: str = "auto"  # auto (in memory when it fits 1 GiB), memory or none
-    distribute: bool = False  # tf.distribute.MirroredStrategy over all visible GPUs
-    steps_per_execution: int = 1
-
-
-@dataclass(frozen=True)
-class AugmentSection:
-    """[augment]: paired image/mask augmentation of training batches (new here)."""
-
-    enabled: bool = False
-    hflip: bool = True  # left-right mirror (hippocampi are near-symmetric)
-    rotation: float = 10.0  # maximum degrees either way
-    scale: tuple[float, float] = (0.9, 1.1)
-    brightness: float = 0.1  # maximum shift, as a fraction of the 0..255 range
-    contrast: float = 0.15  # maximum relative change
-
-
-@dataclass(frozen=True)
-class SplitDirsSection:
-    """[valid] and [test]: an image folder and its mask folder."""
-
-    images_dir: Path | None = None  # default: <derive.output_dir>/<split>/images
-    masks_dir: Path | None = None
-
-
-@dataclass(frozen=True)
-class InferSection:
-    """[infer]: images to segment and where the masks go."""
-
-    images_dir: Path | None = None  # default: <derive.output_dir>/mini_test/images
-    output_dir: Path = Path("mini_test_output")
-    merged_dir: Path | None = None  # image | ground truth | prediction strips; default output_dir/merged
-    masks_dir: Path | None = None  # ground truth for the strips; default: ../masks beside images_dir
-    batch_size: int = 16
-    # Volumes: the source label values of the left and right hippocampus. When the model
-    # merged them into one class, its prediction is split by hemisphere; volumetry then
-    # reports left, right and the asymmetry index. None for one-sided crops (MSD).
-    left_right_labels: tuple[int, int] | None = (1, 2)
-    keep_largest_components: int = 0  # per class; 0 keeps everything
-    # Test-time augmentation: average with the prediction of the mirrored slice (columns
-    # reversed). Twice the forward passes. Use it when training mirrored ([augment] hflip).
-    flip_tta: bool = False
-    # Volumes: average each slice's class probabilities with those of the slices before and
-    # after it (weights 1/4, 1/2, 1/4) before the argmax, so that a 2D model's neighbouring
-    # slices agree. For thin slices (about 1 mm, as MSD's); no extra forward passes.
-    slice_smoothing: bool = False
-
-
-@dataclass(frozen=True)
-class ImageSection:
-    """[image]: channel order of the 8-bit images."""
-
-    color_order: str = "RGB"
-
-
-@dataclass(frozen=True)
-class MaskSection:
-    """[mask]: how mask colours map to classes."""
-
-    mask_file_format: str = ".png"
-    rgb_map: dict[RGB, int] = field(default_factory=lambda: {(0, 0, 0): 0, (255, 0, 0): 1})
-
-
-@dataclass(frozen=True)
-class DeriveSection:
-    """[derive]: turning MRI volumes into the 2D image/mask dataset (new here)."""
-
-    source_dir: Path | None = None
-    layout: str = "auto"  # auto, hfh, msd, pairs or slices (2D image/mask folders)
-    output_dir: Path = Path("derived")
-    plane: str = "coronal"  # coronal, axial, sagittal, or axis0/axis1/axis2 (array axis)
-    image_size: tuple[int, int] | None = None  # (height, width); default: [model] size
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, valid, test fractions
-    # "subject": whole subjects go to one split (the right way). "slice": each slice is drawn
-    # on its own, as the original did; neighbours of a test slice then sit in training and the
-    # test scores are inflated (benchmarks/split_leakage.py measures by how much). For teaching.
-    split_by: str = "subject"
-    seed: int = 42
-    empty_slice_ratio: float = 0.25  # label-free slices kept per labelled slice
-    label_map: dict[int, int] = field(default_factory=lambda: {1: 1, 2: 1})
-    intensity_percentiles: tuple[float, float] = (0.5, 99.5)
-    mini_test_size: int = 6
-    skip_unpaired: bool = False
-    # 2.5D input: neighbouring slices on either side fed as channels (1 needs image_channels 3)
-    context_slices: int = 0
-    # distance in slices between those neighbours: 2 gives slices i-2, i, i+2 (a wider view
-    # along the slicing axis for the same three channels)
-    context_step: int = 1
-
-
-@dataclass(frozen=True)
-class SyntheticSection:
-    """[synthetic]: the embedded default data made when no real data is given (new here)."""
-
-    n_labelled: int = 20
-    n_unlabelled: int = 4
-    seed: int = 2011
-    atrophy_fraction: float = 0.3
-
-
-SECTIONS: dict[str, type] = {
-    "model": ModelSection,
-    "dataset": DatasetSection,
-    "train": TrainSection,
-    "valid": SplitDirsSection,
-    "test": SplitDirsSection,
-    "infer": InferSection,
-    "image": ImageSection,
-    "mask": MaskSection,
-    "derive": DeriveSection,
-    "synthetic": SyntheticSection,
-    "augment": AugmentSection,
-}
-
-# Settings of the original FlexUNet system that this project accepts, so that a user's
-# config loads unchanged, and does not use. Each one is reported as a notice.
-ORIGINAL_UNUSED_KEYS: dict[str, set[str]] = {
-    "model": {"dropout_seed_fixing", "seed", "activation"},
-    "train": {
-        "create_backup", "steps_per_epoch", "validation_steps", "dataset_splitter",
-        "seedreset_callback", "epoch_change_tiledinfer", "epoch_change_tiledinfer_dir",
-        "epoch_change_tiled_infer", "epoch_change_tiled_infer_dir", "image_datapath",
-        "mask_datapath", "save_model_file",
-    },
-    "valid": {"image_datapath", "mask_datapath"},
-    "test": {"image_datapath", "mask_datapath"},
-    "infer": {"binarize", "threshold", "mask_colorize", "sharpening", "color_converter"},
-    "image": {"color_converter", "gamma", "sharpening"},
-    "mask": {
-        "mask_datatype", "blur", "blur_size", "binarize", "threshold", "grayscaling",
-        "color_order",
-    },
-}
-ORIGINAL_UNUSED_SECTIONS = {
-    "eval", "tiledinfer", "segmentation", "generator", "augmentor", "deformation",
-    "distortion", "barrdistortion", "pincdistortion", "sharpening", "brightening",
-}
-
-VALID_LAYOUTS = ("auto", "hfh", "msd", "pairs", "slices")
-VALID_PLANES = ("coronal", "axial", "sagittal", "axis0", "axis1", "axis2")
-VALID_SPLIT_BY = ("subject", "slice")
-
-
-@dataclass(frozen=True)
-class Config:
-    """A whole configuration: one attribute per section, plus where it came from."""
-
-    model: ModelSection = field(default_factory=ModelSection)
-    dataset: DatasetSection = field(default_factory=DatasetSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    valid: SplitDirsSection = field(default_factory=SplitDirsSection)
-    test: SplitDirsSection = field(default_factory=SplitDirsSection)
-    infer: InferSection = field(default_factory=InferSection)
-    image: ImageSection = field(default_factory=ImageSection)
-    mask: MaskSection = field(default_factory=MaskSection)
-    derive: DeriveSection = field(default_factory=DeriveSection)
-    synthetic: SyntheticSection = field(default_factory=SyntheticSection)
-    augment: AugmentSection = field(default_factory=AugmentSection)
-    path: Path | None = None
-    sections_present: frozenset[str] = frozenset()
-    notices: tuple[str, ...] = ()
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """(height, width) of the derived slices: [derive] image_size, else [model]."""
-        if self.derive.image_size is not None:
-            return self.derive.image_size
-        return (self.model.image_height, self.model.image_width)
-
-    def require(self, section: str, command: str) -> None:
-        """Raise a ValueError if ``section`` was not in the file that ``command`` needs."""
-        if section not in self.sections_present:
-            raise ValueError(
-                f"{self.path or 'config'}: no [{section}] section, which `{command}` needs. "
-                f"Add [{section}] (see configs/demo.config for an example)."
-            )
-
-    def to_ini(self) -> str:
-        """The config written back as INI text (Python literals), loadable again."""
-        lines: list[str] = []
-        for name in SECTIONS:
-            lines.append(f"[{name}]")
-            for f in dataclasses.fields(getattr(self, name)):
-                value = getattr(getattr(self, name), f.name)
-                if value is None and f.default is None:
-                    continue  # unset; written as None only where None overrides a default
-                lines.append(f"{f.name} = {_literal(value)}")
-            lines.append("")
-        return "\n".join(lines)
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, Path):
-        return repr(str(value))
-    if isinstance(value, tuple) and value and isinstance(value[0], str):
-        return repr(list(value))
-    return repr(value)
 
 
 # ----------------------------------------------------------------------- conversion
@@ -586,13 +344,22 @@ def _fill_dataset_dirs(cfg: Config) -> Config:
 
 
 # ------------------------------------------------------------------------- validation
-def validate(cfg: Config) -> None:
-    """Check values that types alone cannot; raise a ValueError naming the key."""
+Invalid = typing.Callable[[str, str, str], typing.NoReturn]
+
+
+def _raiser(cfg: Config) -> Invalid:
+    """``err(section, key, message)``: raise a ValueError naming the file, section and key."""
     src = cfg.path or "config"
 
     def err(section: str, key: str, msg: str) -> typing.NoReturn:
         raise ValueError(f"{_Where(src, section, key)}: {msg}")
 
+    return err
+
+
+
+def _check_model(cfg: Config, err: Invalid) -> None:
+    """[model]: sizes, depth, kernels, dropout and the optimiser's numbers."""
     m = cfg.model
     for key in ("image_width", "image_height", "image_channels", "num_classes",
                 "base_filters", "num_layers"):
@@ -630,6 +397,9 @@ def validate(cfg: Config) -> None:
     if m.dice_weight < 0:
         err("model", "dice_weight", f"must be zero or more, got {m.dice_weight}")
 
+
+def _check_train(cfg: Config, err: Invalid) -> None:
+    """[train]: epochs, batches, what is monitored and the learning-rate schedule."""
     t = cfg.train
     for key in ("epochs", "batch_size"):
         if getattr(t, key) < 1:
@@ -644,11 +414,6 @@ def validate(cfg: Config) -> None:
             "or \"val_loss\"")
     if t.steps_per_execution < 1:
         err("train", "steps_per_execution", f"must be at least 1, got {t.steps_per_execution}")
-    a = cfg.augment
-    if not 0 <= a.rotation <= 45:
-        err("augment", "rotation", f"must be 0..45 degrees, got {a.rotation}")
-    if not 0.5 <= a.scale[0] <= a.scale[1] <= 2:
-        err("augment", "scale", f"need 0.5 <= low <= high <= 2, got {a.scale}")
     if t.lr_schedule not in ("plateau", "cosine"):
         err("train", "lr_schedule", f'must be "plateau" or "cosine", got {t.lr_schedule!r}')
     if t.lr_schedule == "cosine" and t.learning_rate_reducer:
@@ -657,6 +422,18 @@ def validate(cfg: Config) -> None:
     if not 0 < t.reducer_factor < 1:
         err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
 
+
+def _check_augment(cfg: Config, err: Invalid) -> None:
+    """[augment]: rotation and scale ranges."""
+    a = cfg.augment
+    if not 0 <= a.rotation <= 45:
+        err("augment", "rotation", f"must be 0..45 degrees, got {a.rotation}")
+    if not 0.5 <= a.scale[0] <= a.scale[1] <= 2:
+        err("augment", "scale", f"need 0.5 <= low <= high <= 2, got {a.scale}")
+
+
+def _check_infer(cfg: Config, err: Invalid) -> None:
+    """[infer]: batch size, post-processing and the left/right labels."""
     i = cfg.infer
     if i.batch_size < 1:
         err("infer", "batch_size", f"must be at least 1, got {i.batch_size}")
@@ -664,23 +441,17 @@ def validate(cfg: Config) -> None:
         err("infer", "keep_largest_components", f"must be zero or more, got {i.keep_largest_components}")
     if i.left_right_labels is not None and (len(set(i.left_right_labels)) != 2 or min(i.left_right_labels) < 1):
         err("infer", "left_right_labels", f"two different labels > 0, or None; got {i.left_right_labels}")
+
+
+def _check_image(cfg: Config, err: Invalid) -> None:
+    """[image]: the channel order."""
     if cfg.image.color_order not in ("RGB", "BGR"):
         err("image", "color_order", f'must be "RGB" or "BGR", got {cfg.image.color_order!r}')
 
-    c = cfg.derive.context_slices
-    if c < 0 or (c and 2 * c + 1 != m.image_channels):
-        err("derive", "context_slices", f"{c}: use 0 (one slice, grey) or 1 (slices i-1, i, i+1 as the "
-            f"3 channels, with [model] image_channels = 3); [model] image_channels is {m.image_channels}")
-    if cfg.derive.context_step < 1:
-        err("derive", "context_step", f"must be 1 (adjacent slices) or more, got {cfg.derive.context_step}")
-    if cfg.derive.context_step != 1 and not c:
-        err("derive", "context_step", f"{cfg.derive.context_step} spaces the neighbouring slices of "
-            "context_slices = 1; with context_slices = 0 there are none (set context_slices = 1, or remove it)")
-    if c and cfg.image.color_order != "RGB":
-        err("derive", "context_slices", 'neighbouring slices are stored in RGB order; set [image] '
-            'color_order = "RGB"')
 
-    rgb_map = cfg.mask.rgb_map
+def _check_mask(cfg: Config, err: Invalid) -> None:
+    """[mask]: the colours, their classes, and their number against [model] num_classes."""
+    rgb_map, m = cfg.mask.rgb_map, cfg.model
     for colour in rgb_map:
         if not all(0 <= c <= 255 for c in colour):
             err("mask", "rgb_map", f"colour {colour} has a channel outside 0..255")
@@ -694,7 +465,26 @@ def validate(cfg: Config) -> None:
         err("mask", "mask_file_format", f'only ".png" is supported (lossless), got '
             f"{cfg.mask.mask_file_format!r}")
 
-    d = cfg.derive
+
+def _check_derive_context(cfg: Config, err: Invalid) -> None:
+    """[derive] context_slices and context_step: the 2.5D channels against [model] and [image]."""
+    c, m = cfg.derive.context_slices, cfg.model
+    if c < 0 or (c and 2 * c + 1 != m.image_channels):
+        err("derive", "context_slices", f"{c}: use 0 (one slice, grey) or 1 (slices i-1, i, i+1 as the "
+            f"3 channels, with [model] image_channels = 3); [model] image_channels is {m.image_channels}")
+    if cfg.derive.context_step < 1:
+        err("derive", "context_step", f"must be 1 (adjacent slices) or more, got {cfg.derive.context_step}")
+    if cfg.derive.context_step != 1 and not c:
+        err("derive", "context_step", f"{cfg.derive.context_step} spaces the neighbouring slices of "
+            "context_slices = 1; with context_slices = 0 there are none (set context_slices = 1, or remove it)")
+    if c and cfg.image.color_order != "RGB":
+        err("derive", "context_slices", 'neighbouring slices are stored in RGB order; set [image] '
+            'color_order = "RGB"')
+
+
+def _check_derive(cfg: Config, err: Invalid) -> None:
+    """[derive]: layout, plane, split, percentiles, size and the label map."""
+    d, m = cfg.derive, cfg.model
     if d.layout not in VALID_LAYOUTS:
         err("derive", "layout", f"{d.layout!r} is not one of {', '.join(VALID_LAYOUTS)}."
             f"{_closest(d.layout, VALID_LAYOUTS)}")
@@ -723,11 +513,27 @@ def validate(cfg: Config) -> None:
         if not 0 <= cls < m.num_classes:
             err("derive", "label_map", f"label {src_label} -> class {cls}, but classes run "
                 f"0..{m.num_classes - 1} ([model] num_classes = {m.num_classes})")
+    if d.mini_test_size < 0:
+        err("derive", "mini_test_size", f"must be zero or more, got {d.mini_test_size}")
+
+
+def _check_synthetic(cfg: Config, err: Invalid) -> None:
+    """[synthetic]: the generator's subject counts."""
     syn = cfg.synthetic
     if syn.n_labelled < 3 or syn.n_unlabelled < 0:
         err("synthetic", "n_labelled", f"need at least 3 labelled subjects (one per split), got "
             f"{syn.n_labelled}")
     if not 0 <= syn.atrophy_fraction <= 1:
         err("synthetic", "atrophy_fraction", f"must be in [0, 1], got {syn.atrophy_fraction}")
-    if d.mini_test_size < 0:
-        err("derive", "mini_test_size", f"must be zero or more, got {d.mini_test_size}")
+
+
+# One small check per section, in this order (a key of one section may be checked against another's).
+_CHECKS = (_check_model, _check_train, _check_augment, _check_infer, _check_image, _check_derive_context,
+           _check_mask, _check_derive, _check_synthetic)
+
+
+def validate(cfg: Config) -> None:
+    """Check values that types alone cannot; raise a ValueError naming the file, section and key."""
+    err = _raiser(cfg)
+    for check in _CHECKS:
+        check(cfg, err)
