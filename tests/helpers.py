@@ -110,3 +110,24 @@ def preinstalled_env(root: Path) -> tuple[Path, Path]:
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "preinstalled.pth").write_text(str(base) + "\n")
     return python, site
+
+
+# ---------------------------------------------------------------------------- pictures
+def png_pixels(source) -> np.ndarray:
+    """The RGB pixels (uint8, H x W x 3) of a PNG file or of PNG bytes; fails on anything
+    that is not a PNG."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+        assert image.format == "PNG", f"{source if isinstance(source, Path) else 'bytes'}: not a PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def colour_mask(rgb: np.ndarray, colour: str | tuple[int, int, int], tolerance: int = 0) -> np.ndarray:
+    """Where ``rgb`` shows ``colour`` (``"#rrggbb"`` or an RGB tuple), each channel within
+    ``tolerance``."""
+    if isinstance(colour, str):
+        colour = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return (np.abs(rgb.astype(int) - np.asarray(colour)) <= tolerance).all(axis=-1)

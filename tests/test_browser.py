@@ -94,5 +94,24 @@ def test_slice_viewer_in_jupyterlab(browser, jupyterlab):
     viewer.screenshot(path=str(ARTIFACTS / "slice_viewer.png"))
     page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook06.png"))
     assert after_png != before_png, "the displayed image did not change when the slider moved"
-    assert status_after != status_before and "slice" in status_after
-    assert (ARTIFACTS / "slice_viewer.png").stat().st_size > 10_000
+    # the status moved on by exactly one slice, of the same range, to another position
+    import re
+
+    import numpy as np
+
+    from helpers import png_pixels
+
+    slices = [re.search(r"slice (\d+) \(0\D(\d+),", s) for s in (status_before, status_after)]
+    positions = [re.search(r"position ([+-]\d+\.\d) mm", s) for s in (status_before, status_after)]
+    assert all(slices) and all(positions), (status_before, status_after)
+    assert int(slices[1][1]) == int(slices[0][1]) + 1 and slices[1][2] == slices[0][2], (status_before, status_after)
+    assert positions[1][1] != positions[0][1]
+    # the picture shown is the MRI slice (many grey levels) with the ground truth filled in red over it
+    shown = png_pixels(after_png).astype(int)
+    assert shown.shape[0] > 100 and shown.shape[1] > 100, shown.shape
+    r, g, b = shown[..., 0], shown[..., 1], shown[..., 2]
+    grey = (np.abs(r - g) <= 2) & (np.abs(g - b) <= 2)
+    assert grey.mean() > 0.5 and len(np.unique(g[grey])) > 50, "no greyscale MRI in the viewer"
+    assert ((r - g > 60) & (np.abs(g - b) < 30)).sum() > 20, "no red ground-truth overlay in the viewer"
+    whole = png_pixels(ARTIFACTS / "slice_viewer.png")  # the viewer with its controls around the picture
+    assert whole.shape[0] > shown.shape[0] and whole.shape[1] >= shown.shape[1]

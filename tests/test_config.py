@@ -36,6 +36,10 @@ def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / f"{name}.config")
     assert isinstance(cfg, Config)
     assert {"model", "train", "mask", "derive"} <= cfg.sections_present
+    assert not cfg.notices, f"{name}.config has keys this version does not use: {cfg.notices}"
+    # one mask colour per class, and the source labels map onto every hippocampus class
+    assert len(cfg.mask.rgb_map) == cfg.model.num_classes
+    assert set(cfg.derive.label_map.values()) == set(range(1, cfg.model.num_classes))
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -128,7 +132,7 @@ def test_environment_variables_in_paths(tmp_path, monkeypatch):
     assert "${HIPPO_TEST_ROOT}" in str(cfg.derive.source_dir)  # left visible for the error
 
 
-@pytest.mark.parametrize("name", ["demo.config", "msd_task04.config"])
+@pytest.mark.parametrize("name", ["demo.config", "ci.config", "hfh_512.config", "msd_task04.config"])
 def test_round_trip_through_ini(tmp_path, name):
     cfg = load_config(REPO / "configs" / name)
     again = load_config(_write(tmp_path, cfg.to_ini()))

@@ -42,7 +42,24 @@ def test_hfh_layout_outputs(hfh_dataset):
     assert len(list((out / "mini_test" / "images").iterdir())) == 2
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["counts"] == result.counts and "sources_sha256" in meta
-    assert (out / "statistics.png").stat().st_size > 1000
+    # The bar chart: one bar per split in its colour, left to right, heights in proportion to the counts.
+    from hippo_utils.plots import SPLIT_COLOURS
+
+    from helpers import colour_mask, png_pixels
+
+    chart = png_pixels(out / "statistics.png")
+    assert 200 < chart.shape[0] < chart.shape[1] < 800  # a 5 x 3.2 inch figure at 100 dpi
+    bars = {}
+    for split, colour in SPLIT_COLOURS.items():
+        rows, cols = np.nonzero(colour_mask(chart, colour))
+        assert len(rows), f"no {split} bar ({colour})"
+        bars[split] = (rows.min(), rows.max(), cols.min(), cols.max())
+    assert len({bottom for _, bottom, _, _ in bars.values()}) == 1, "the bars share one baseline"
+    assert bars["train"][3] < bars["valid"][2] and bars["valid"][3] < bars["test"][2], "train, valid, test"
+    heights = {split: bottom - top + 1 for split, (top, bottom, _, _) in bars.items()}
+    scale = heights["train"] / result.counts["train"]
+    for split, height in heights.items():
+        assert abs(height - scale * result.counts[split]) <= 2, (heights, result.counts)
 
 
 def test_split_is_by_subject(hfh_dataset):
@@ -162,12 +179,24 @@ def test_pairs_and_msd_layouts(tmp_path):
     (msd / "dataset.json").write_text("{}")
     src = find_subjects(msd)
     assert src.layout == "msd" and [s.name for s in src.labelled] == names
+    results = {}
     for root, layout in ((pairs, "pairs"), (msd, "msd")):
         cfg = load_config(write_config(tmp_path / f"{layout}.config", {
             "source_dir": str(root), "output_dir": str(tmp_path / f"out_{layout}"),
             "plane": "axis1", "label_map": {1: 1, 2: 1}}, size=32))
-        result = derive_dataset(cfg, progress=False)
-        assert result.layout == layout and sum(result.counts.values()) > 0
+        results[layout] = result = derive_dataset(cfg, progress=False)
+        rows = read_manifest(result.output_dir)
+        assert result.layout == layout and sum(result.counts.values()) == len(rows) > 0
+        assert {r["subject"] for r in rows} == set(names) == set(sum(result.subjects.values(), []))
+    # the same volumes in either layout give the same dataset: slices, splits and pictures
+    a, b = (results[k].output_dir for k in ("pairs", "msd"))
+    assert results["pairs"].counts == results["msd"].counts and results["pairs"].subjects == results["msd"].subjects
+    ignore = {"source", "label_source"}  # where each volume came from: the one difference
+    assert [{k: v for k, v in r.items() if k not in ignore} for r in read_manifest(a)] == \
+        [{k: v for k, v in r.items() if k not in ignore} for r in read_manifest(b)]
+    pictures = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert pictures and pictures == sorted(p.relative_to(b) for p in b.rglob("*.png"))
+    assert all((a / p).read_bytes() == (b / p).read_bytes() for p in pictures)
 
 
 def test_pairing_is_by_name_not_listing_order(tmp_path):

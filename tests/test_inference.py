@@ -189,9 +189,17 @@ def test_folder_inference_is_batched_and_keeps_input_sizes(tmp_path):
         pred = np.asarray(Image.open(tmp_path / "out" / f"s{i}.png").convert("RGB"))
         assert pred.shape[:2] == size
         assert dice_score(pred[..., 0] > 0, np.asarray(Image.open(masks / f"s{i}.png"))[..., 0] > 0) > 0.9
-        assert (tmp_path / "out" / "overlays" / f"s{i}.png").is_file()
+        # the overlay is the input, with the predicted pixels blended 45% towards the class colour (red)
+        grey = np.asarray(Image.open(images / f"s{i}.png")).astype(float)
+        shown = np.asarray(Image.open(tmp_path / "out" / "overlays" / f"s{i}.png").convert("RGB")).astype(float)
+        on = pred[..., 0] > 0
+        assert shown.shape == (*size, 3) and on.any() and not on.all()
+        np.testing.assert_array_equal(shown[~on], np.repeat(grey[~on][:, None], 3, axis=1))
+        np.testing.assert_allclose(shown[on], 0.55 * grey[on][:, None] + 0.45 * np.array([255.0, 0, 0]), atol=1)
         merged = Image.open(result.merged_dir / f"s{i}.png")
         assert merged.size == (3 * size[1], size[0])
+        np.testing.assert_array_equal(np.asarray(merged.convert("RGB"))[:, :size[1]],  # the input comes first
+                                      np.repeat(grey[..., None], 3, axis=2))
 
 
 def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_path):
@@ -207,8 +215,44 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     metrics = list(csv.DictReader((tmp_path / "out" / "metrics.csv").open()))
     assert [r["subject"] for r in metrics] == ["HFH_001", "mean", "std"]
     assert "label1_hd95_mm" in metrics[0] and "hippocampus_dice" in metrics[0]
-    assert (tmp_path / "out" / "HFH_001_qc.png").stat().st_size > 5000
-    assert len(results) == 1
+    # the one result names its input and its files, and its volumes are the written labels' voxels
+    (result,) = results
+    assert result.name == "HFH_001" and result.source == synthetic_hfh / "Train" / "HFH_001.img"
+    assert result.labels_path == tmp_path / "out" / "HFH_001_labels.nii.gz"
+    assert result.qc_path == tmp_path / "out" / "HFH_001_qc.png" and result.qc_path.is_file()
+    labels = np.asarray(out.dataobj)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    voxel_mm3 = abs(np.linalg.det(src.affine[:3, :3]))
+    left, right = (labels == 1).sum() * voxel_mm3, (labels == 2).sum() * voxel_mm3
+    assert result.volumetry == {
+        "label_1_mm3": round(left, 2), "label_2_mm3": round(right, 2), "total_mm3": round(left + right, 2),
+        "left_mm3": round(left, 2), "right_mm3": round(right, 2),
+        "asymmetry_index": pytest.approx((left - right) / ((left + right) / 2), abs=1e-4, nan_ok=True)}
+    assert {k: float(v) for k, v in rows[0].items() if k != "subject"} == \
+        pytest.approx(result.volumetry, nan_ok=True)  # the table says the same
+    truth = load_volume(synthetic_hfh / "Train" / "Labels" / "HFH_001_Hipp_Labels.img").data
+    assert result.metrics["hippocampus_dice"] == round(dice_score(truth > 0, labels > 0), 4)
+    assert float(metrics[0]["hippocampus_dice"]) == result.metrics["hippocampus_dice"]
+    # the QC figure: three greyscale planes, the predicted labels over them, and a legend of those labels
+    from hippo_utils.plots import LABEL_COLOURS
+
+    from helpers import colour_mask, png_pixels
+
+    qc = png_pixels(result.qc_path)
+    assert 700 < qc.shape[1] < 1100 and 300 < qc.shape[0] < qc.shape[1]  # 13 x 4.6 inches at 80 dpi
+    grey = (qc[..., 0] == qc[..., 1]) & (qc[..., 1] == qc[..., 2])
+    assert grey.mean() > 0.8 and len(np.unique(qc[..., 0][grey])) > 100  # the MRI, not a blank figure
+    rgb = qc.astype(int)
+    legend_top = qc.shape[0]
+    for value, colour in enumerate(LABEL_COLOURS[1:], start=1):
+        patch = np.nonzero(colour_mask(qc, colour))[0]  # the legend names the labels present, in their colours
+        assert (len(patch) > 30) == bool((labels == value).any()), f"legend patch of label {value}"
+        legend_top = min(legend_top, patch.min()) if len(patch) else legend_top
+    for value in np.unique(labels[labels > 0]):  # over the slices: the label's colour blended at alpha 0.55
+        c = [int(LABEL_COLOURS[value][i:i + 2], 16) for i in (1, 3, 5)]
+        blended = ((np.abs((rgb[..., 0] - rgb[..., 1]) - 0.55 * (c[0] - c[1])) <= 2)
+                   & (np.abs((rgb[..., 1] - rgb[..., 2]) - 0.55 * (c[1] - c[2])) <= 2))
+        assert blended[:legend_top - 5].sum() > 50, f"label {value} is not drawn over the slices"
     import json
 
     from hippo_utils.fsutil import sha256_file
@@ -374,4 +418,4 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
     assert out.dtype == np.float32 and out.shape == probs.shape
     np.testing.assert_allclose(out[2], 0.25 * probs[1] + 0.5 * probs[2] + 0.25 * probs[3], rtol=1e-6)
     np.testing.assert_allclose(out[0], 0.75 * probs[0] + 0.25 * probs[1], rtol=1e-6)
-    assert smooth_across_slices(probs[:1]) is not None and np.array_equal(smooth_across_slices(probs[:1]), probs[:1])
+    np.testing.assert_array_equal(smooth_across_slices(probs[:1]), probs[:1])  # one slice: nothing to smooth

@@ -10,15 +10,14 @@ from helpers import REPO
 ORIGINAL = REPO / "tests" / "data" / "original_train_eval_infer.config"
 
 
-def test_original_512_configuration_has_the_original_parameter_count(clear_keras):
-    model = build_flexunet(load_config(ORIGINAL).model)
-    assert model.count_params() == 126_809_218
-    assert model.output_shape == (None, 512, 512, 2)
-
-
-def test_128_with_six_layers(clear_keras):
-    m = dataclasses.replace(load_config(ORIGINAL).model, image_width=128, image_height=128, num_layers=6)
-    assert build_flexunet(m).count_params() == 10_144_386
+@pytest.mark.parametrize("change, params, size", [
+    ({}, 126_809_218, 512),  # the original configuration: the original's parameter count
+    ({"image_width": 128, "image_height": 128, "num_layers": 6}, 10_144_386, 128),
+], ids=["original_512", "128_six_layers"])
+def test_parameter_count_and_output_shape(clear_keras, change, params, size):
+    model = build_flexunet(dataclasses.replace(load_config(ORIGINAL).model, **change))
+    assert model.count_params() == params
+    assert model.input_shape == (None, size, size, 3) and model.output_shape == (None, size, size, 2)
 
 
 def test_levels_follow_the_rules():

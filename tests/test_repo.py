@@ -55,8 +55,19 @@ def test_notebook_opening_badge_guard_and_no_outputs(path):
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
         "notebooks in git carry no outputs (run nbstripout)"
-    ending = "".join("".join(c["source"]) for c in cells[-2:])
-    assert "## Summary" in ending and "## Next steps" in ending
+    # The last cell is the summary, then the next steps: each heading on its own, in that order.
+    last = "".join(cells[-1]["source"])
+    assert cells[-1]["cell_type"] == "markdown" and last.startswith("## Summary\n"), "the last cell: ## Summary"
+    assert last.count("\n## Next steps\n") == 1, "the last cell ends with a ## Next steps section"
+    summary, next_steps = last.split("\n## Next steps\n")
+    assert re.search(r"^- ", summary, re.M), "the summary lists what was learnt"
+    assert "\n## " not in summary[3:] and "\n## " not in next_steps, "nothing else in the closing cell"
+    linked = re.findall(r"\]\(([^)\s]+\.ipynb)\)", next_steps)
+    index = NOTEBOOKS.index(path)
+    if index + 1 < len(NOTEBOOKS):  # links the next notebook, and only that one
+        assert linked == [NOTEBOOKS[index + 1].name], f"Next steps must link {NOTEBOOKS[index + 1].name}"
+    else:  # the last one sends the reader to their own scans, with the command to run
+        assert linked == [] and "python -m hippo_utils infer-volume" in next_steps, "the last: your own scans"
     sections = {"".join(c["source"]).split("\n", 1)[0]: "".join(c["source"]) for c in cells
                 if c["cell_type"] == "markdown"}
     assert len(re.findall(r"^\d+\. \*\*", sections.get("## Try this", ""), re.M)) >= 2, "two or more exercises"

@@ -23,11 +23,23 @@ def test_training_writes_the_original_outputs(trained):
     assert result.epochs_done == 2
     for name in ("best.weights.h5", "last.keras", "state.json", "history.json", "train_eval_infer.config"):
         assert (t.model_dir / name).is_file(), name
-    lines = (t.eval_dir / "train_metrics.csv").read_text().splitlines()
-    assert lines[0] == "epoch,dice_coef_multiclass,val_dice_coef_multiclass,"
-    assert len(lines) == 3 and lines[1].startswith("0, ")
-    assert (t.eval_dir / "train_losses.csv").read_text().startswith("epoch,loss,val_loss,")
-    assert (t.eval_dir / "train_metrics.png").stat().st_size > 1000
+    # The original's CSVs: a header with a trailing comma, then "epoch, value, value" per epoch, from the history.
+    h = result.history
+    for name, cols in (("train_metrics", ("dice_coef_multiclass", "val_dice_coef_multiclass")),
+                       ("train_losses", ("loss", "val_loss"))):
+        expected = ["epoch," + "".join(f"{c}," for c in cols)]
+        expected += [f"{e}, " + ", ".join(f"{h[c][e]:.4f}" for c in cols) for e in range(2)]
+        assert (t.eval_dir / f"{name}.csv").read_text() == "\n".join(expected) + "\n", name
+    assert h["loss"] != h["val_loss"] and h["dice_coef_multiclass"] != h["val_dice_coef_multiclass"]
+    # Their plots: one line per column, in Matplotlib's first two colours (markers are solid).
+    from helpers import colour_mask, png_pixels
+
+    plots = {name: png_pixels(t.eval_dir / f"{name}.png") for name in ("train_metrics", "train_losses")}
+    for name, rgb in plots.items():
+        assert 250 < rgb.shape[0] < rgb.shape[1] < 800, name  # 5.5 x 3.4 inches at 100 dpi
+        for colour in ("#1f77b4", "#ff7f0e"):
+            assert colour_mask(rgb, colour).sum() > 20, f"{name}.png: no line in {colour}"
+    assert not np.array_equal(plots["train_metrics"], plots["train_losses"])
     previews = sorted(p.name for p in t.epoch_change_infer_dir.iterdir())
     assert len(previews) == 4 and previews[0].startswith("Epoch_1_")
     history = json.loads((t.model_dir / "history.json").read_text())
@@ -91,7 +103,18 @@ def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
     cfg = load_config(tiny_config.path, ["train.distribute=True", "train.epochs=1", "train.epoch_change_infer=False",
                                          f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"])
     result = train(cfg, progress=False)
-    assert result.epochs_done == 1 and (run / "models" / "best.weights.h5").is_file()
+    assert result.epochs_done == 1 and len(result.history["loss"]) == 1
+    # the model was built, and so trained, under a MirroredStrategy: its variables are mirrored
+    import tensorflow as tf
+
+    assert isinstance(result.model.distribute_strategy, tf.distribute.MirroredStrategy)
+    assert result.model.weights and all(isinstance(w.value, tf.distribute.DistributedValues)
+                                        for w in result.model.weights)
+    # its saved weights (one epoch: the best is the last) give a plain model its predictions
+    model, saved = load_trained(run / "models")
+    assert saved.model == cfg.model and not isinstance(model.weights[0].value, tf.distribute.DistributedValues)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_path):

@@ -63,10 +63,31 @@ def test_overlay_colours_follow_rgb_map(volume):
 
 
 def test_info_reports_position_and_slice_dice(volume):
+    from hippo_utils.metrics import dice_score
+    from hippo_utils.volumes import Volume
+
     img, lab, pred = volume
-    affine_spacing = (1.0, 1.0, 1.0)
-    v = SliceViewer(img, label=lab, prediction=lab, spacing=affine_spacing)
-    assert "slice Dice 1.000" in v.status.value and "mm" in v.status.value
+    # Array axes stored as (z, x reversed, y), 1.2, 0.9 and 2.0 mm, with an offset: the coronal slices
+    # run along array axis 2, and their position is world y = 2.0 * index - 31.
+    affine = np.array([[0.0, -0.9, 0.0, 12.0], [0.0, 0.0, 2.0, -31.0], [1.2, 0.0, 0.0, 5.5], [0, 0, 0, 1]])
+    v = SliceViewer(Volume(img, affine), label=lab, prediction=lab, plane="coronal")
+    assert v.slider.max == img.shape[2] - 1
+    v.slider.value = 11
+    assert v.status.value == ("<b>coronal</b> slice 11 (0–23, as the slider counts)<br>position -9.0 mm "
+                              "(y, scanner space)<br>slice Dice 1.000")
+    v.plane.value = "axial"  # along array axis 0 (z = 1.2 * index + 5.5); the viewer starts on the largest slice
+    areas = (lab > 0).sum(axis=(1, 2))
+    assert v.slider.value == int(np.argmax(areas)) == 10
+    assert v.status.value == ("<b>axial</b> slice 10 (0–29, as the slider counts)<br>position +17.5 mm "
+                              "(z, scanner space)<br>slice Dice 1.000")
+    # the Dice is the slice's own: the prediction is shifted one axial slice, and a third of slice 13 is cut
+    pred = pred.copy()
+    pred[13, 8:10] = 0  # 24 of its 36 voxels left, all inside the truth: Dice 2 * 24 / (36 + 24)
+    v = SliceViewer(Volume(img, affine), label=lab, prediction=pred, plane="axial")
+    for index, dice in ((10, "0.000"), (13, "0.800"), (15, "1.000"), (16, "0.000")):
+        v.slider.value = index
+        assert v.status.value.endswith(f"<br>slice Dice {dice}"), (index, v.status.value)
+        assert dice == f"{dice_score(lab[index] > 0, pred[index] > 0):.3f}"
 
 
 def test_pages_through_a_derived_dataset(tiny_config):
@@ -74,8 +95,21 @@ def test_pages_through_a_derived_dataset(tiny_config):
     assert v.plane.disabled and v.slider.max + 1 == len(list((tiny_config.derive.output_dir / "train" / "images")
                                                               .iterdir()))
     before = v.image.value
-    v.slider.value = (v.slider.value + 1) % (v.slider.max + 1)
-    assert v.image.value != before and "slice" in v.status.value
+    v.slider.value = index = (v.slider.value + 1) % (v.slider.max + 1)
+    assert v.image.value != before
+    # the status names the slice's file, and the view (labels hidden) is that file's picture, enlarged
+    from PIL import Image
+
+    files = sorted((tiny_config.derive.output_dir / "train" / "images").glob("*.png"))
+    n = len(files)
+    assert v.status.value == f"<b>{files[index].stem}</b><br>slice {index} (0–{n - 1}, as the slider counts)"
+    v.show_label.value = False
+    shown = v.render()
+    png = np.asarray(Image.open(files[index]).convert("L")).astype(int)
+    h, w = png.shape
+    centres = np.ix_(((np.arange(h) + 0.5) * shown.shape[0] / h).astype(int),
+                     ((np.arange(w) + 0.5) * shown.shape[1] / w).astype(int))
+    assert np.abs(shown[..., 0][centres].astype(int) - png).max() <= 1
 
 
 def test_agreement_mode_colours_the_prediction_against_the_truth(volume):
