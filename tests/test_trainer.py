@@ -111,7 +111,7 @@ def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
     assert result.model.weights and all(isinstance(w.value, tf.distribute.DistributedValues)
                                         for w in result.model.weights)
     # its saved weights (one epoch: the best is the last) give a plain model its predictions
-    model, saved = load_trained(run / "models")
+    model, saved = load_model_dir(run / "models")
     assert saved.model == cfg.model and not isinstance(model.weights[0].value, tf.distribute.DistributedValues)
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-5)
