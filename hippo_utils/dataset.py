@@ -17,7 +17,7 @@ import numpy as np
 
 from hippo_utils.config import Config
 from hippo_utils.labels import Labels
-from hippo_utils.png import DATASET_SUFFIXES
+from hippo_utils.png import DATASET_SUFFIXES, read_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,17 @@ def pair_files(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def split_dirs(cfg: Config, split: str) -> tuple[Path, Path]:
+    """(images, masks) folders of a split: train, valid and test as their sections say
+    ([train] images_dir, ...), mini_test in the derived dataset."""
+    if split == "mini_test":
+        return cfg.derive.output_dir / "mini_test" / "images", cfg.derive.output_dir / "mini_test" / "masks"
     section = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test}[split]
     return section.images_dir, section.masks_dir
+
+
+def split_pairs(cfg: Config, split: str = "test") -> list[tuple[Path, Path]]:
+    """The (image, mask) files of a split (train, valid, test or mini_test), by name."""
+    return pair_files(*split_dirs(cfg, split))
 
 
 def _colour_table(labels: Labels):
@@ -183,6 +192,16 @@ def make_dataset(cfg: Config, split: str = "train", training: bool | None = None
     ds.files = pairs  # type: ignore[attr-defined]
     ds.steps = math.ceil(len(pairs) / batch_size)  # type: ignore[attr-defined]
     return ds
+
+
+def load_masks(paths: list[Path], cfg: Config) -> np.ndarray:
+    """Read mask images as uint8 (N, H, W) class maps through [mask] rgb_map.
+
+    Raises:
+        ValueError: a colour outside rgb_map, naming the file.
+    """
+    labels = Labels.from_config(cfg)
+    return np.stack([labels.mask_to_classes(read_rgb(p), str(p)) for p in paths])
 
 
 def load_images(paths: list[Path], cfg: Config) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 
 from hippo_utils import metrics, plots
 from hippo_utils.config import Config
-from hippo_utils.dataset import load_images, pair_files, split_dirs
+from hippo_utils.dataset import load_images, load_masks, split_dirs, split_pairs
 from hippo_utils.derive import split_volumes
 from hippo_utils.labels import Labels
 from hippo_utils.model_dir import load_model_dir
@@ -52,8 +52,7 @@ class EvaluationResult:
 def _slice_level(model, cfg: Config) -> tuple[dict[str, float], list[dict], list[tuple[str, float]]]:
     """The test slices: the original's two numbers, the pooled per-class scores and each
     slice's foreground Dice, all through :mod:`hippo_utils.metrics`."""
-    labels = Labels.from_config(cfg)
-    pairs = pair_files(*split_dirs(cfg, "test"))
+    pairs = split_pairs(cfg, "test")
     n_classes = cfg.model.num_classes
     ce_sum, dcm_sum = 0.0, 0.0
     counts = np.zeros((n_classes, 3), np.int64)
@@ -62,7 +61,7 @@ def _slice_level(model, cfg: Config) -> tuple[dict[str, float], list[dict], list
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
         probs = predict_batches(model, load_images([p[0] for p in chunk], cfg), batch, flip=cfg.infer.flip_tta)
-        truths = np.stack([labels.mask_to_classes(read_rgb(p[1]), str(p[1])) for p in chunk])
+        truths = load_masks([p[1] for p in chunk], cfg)
         onehot = metrics.one_hot(truths, n_classes)
         ce_sum += float(metrics.categorical_crossentropy_np(onehot, probs).sum())
         dcm_sum += float(metrics.dice_coef_multiclass_per_sample(onehot, probs).sum())

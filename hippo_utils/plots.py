@@ -21,6 +21,8 @@ from PIL import Image
 from hippo_utils.derive import dataset_plane
 from hippo_utils.fsutil import atomic_write_bytes
 from hippo_utils.labels import LABEL_COLOURS
+from hippo_utils.model_dir import preview_names, preview_path
+from hippo_utils.png import read_rgb
 
 
 class Figure(matplotlib.figure.Figure):
@@ -411,6 +413,15 @@ def architecture(m, title: str = "") -> Figure:
     return fig
 
 
+def image_files(paths: Sequence[str | os.PathLike[str]], title: str = "", width: float = 9.0) -> Figure:
+    """Image files (PNG, JPEG) shown one above the other, e.g. the strips and QC pictures
+    that inference writes."""
+    arrays = [read_rgb(p) for p in paths]
+    w = max(a.shape[1] for a in arrays)
+    arrays = [np.pad(a, ((0, 0), (0, w - a.shape[1]), (0, 0)), constant_values=255) for a in arrays]
+    return image_figure(np.concatenate(arrays, axis=0), title, width)
+
+
 def image_figure(array: np.ndarray, title: str = "", width: float = 9.0) -> Figure:
     """Show an RGB or grey array as a figure (keeps the notebooks free of plotting code)."""
     h, w = array.shape[:2]
@@ -424,21 +435,23 @@ def image_figure(array: np.ndarray, title: str = "", width: float = 9.0) -> Figu
 
 
 def epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str],
-                   epochs: Sequence[int], names: Sequence[str],
+                   epochs: Sequence[int], names: Sequence[str] | None = None,
                    masks_dir: str | os.PathLike[str] | None = None) -> Figure:
     """The saved ``Epoch_{n}_{name}.png`` predictions: one row per epoch (e.g. start, middle,
-    end), one column per slice. With ``masks_dir`` (the slices' masks) the first row is the
-    ground truth, each prediction is coloured against it (TP/FP/FN) and every column is
-    zoomed on its hippocampus."""
+    end), one column per slice (default: every slice with previews). With ``masks_dir`` (the
+    slices' masks) the first row is the ground truth, each prediction is coloured against it
+    (TP/FP/FN) and every column is zoomed on its hippocampus."""
     preview_dir, images_dir = Path(preview_dir), Path(images_dir)
+    names = preview_names(preview_dir) if names is None else names
+    if not names:
+        raise FileNotFoundError(f"{preview_dir}: no epoch previews (train with [train] epoch_change_infer = True)")
     rows = (["ground truth"] if masks_dir else []) + [f"epoch {e}" for e in epochs]
     fig = Figure(figsize=(2.0 * len(names), 2.0 * len(rows) + 0.5))
     axes = fig.subplots(len(rows), len(names), squeeze=False)
     plane = dataset_plane(images_dir.parent.parent)  # images_dir is DATASET/split/images
     for c, name in enumerate(names):
         img = np.asarray(Image.open(images_dir / f"{name}.png").convert("L"))
-        preds = [_resized_mask(np.asarray(Image.open(preview_dir / f"Epoch_{e}_{name}.png").convert("RGB")),
-                               img.shape) for e in epochs]
+        preds = [_resized_mask(read_rgb(preview_path(preview_dir, e, name)), img.shape) for e in epochs]
         truth = (_resized_mask(np.asarray(Image.open(Path(masks_dir) / f"{name}.png").convert("RGB")), img.shape)
                  if masks_dir else None)
         box = zoom_box([truth, *preds] if truth is not None else preds, img.shape)
