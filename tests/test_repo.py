@@ -151,3 +151,29 @@ def test_readme_gallery_images_exist_and_are_small():
         assert (REPO / image).is_file(), f"README names {image}, which does not exist"
     figures = list((REPO / "docs" / "figures").glob("*"))
     assert sum(p.stat().st_size for p in figures) < 1_000_000, "docs/figures/ must stay under 1 MB"
+
+
+# The modules a notebook may import from, besides the package root's public API.
+NOTEBOOK_MODULES = {"hippo_utils", "hippo_utils.notebook", "hippo_utils.backend", "hippo_utils.model"}
+# What would mean a cell reads the package's own files (PNG masks, JSON records, CSV tables,
+# preview names) instead of asking the package. (Printing a file to show it is fine.)
+FILE_PARSING = ("Image.open", "json.load", "csv.", "state.json", "Epoch_", "np.eye(", ".glob(", "iterdir(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_use_the_public_api(path):
+    import ast
+
+    import hippo_utils
+
+    cells = json.loads(path.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"][1:]  # after the install cell
+    for source in code:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hippo_utils"):
+                assert node.module in NOTEBOOK_MODULES, f"{path.name} imports {node.module}: use the package root"
+                if node.module == "hippo_utils":
+                    for alias in node.names:
+                        assert alias.name in hippo_utils.__all__ or alias.name in ("plots", "metrics"), alias.name
+        leaked = [word for word in FILE_PARSING if word in source]
+        assert not leaked, f"{path.name}: a cell reads the package's files itself ({leaked}):\n{source}"
