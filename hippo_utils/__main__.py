@@ -1,3 +1,5 @@
+"""``python -m hippo_utils``: the command line (:mod:`hippo_utils.cli`)."""
+
 import sys
 
 from hippo_utils.cli import main

@@ -83,6 +83,15 @@ def _type_name(tp: Any) -> str:
     )
 
 
+# scalar type -> (which literals it takes, how they convert); True is not an integer here
+_SCALARS: dict[type, tuple[typing.Callable[[Any], bool], typing.Callable[[Any], Any]]] = {
+    bool: (lambda v: isinstance(v, bool), lambda v: v),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), lambda v: v),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float),
+    str: (lambda v: isinstance(v, str), lambda v: v),
+}
+
+
 def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
     """Convert a literal to ``tp`` or raise a ValueError naming ``where``."""
 
@@ -102,21 +111,10 @@ def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
             except ValueError:
                 continue
         fail()
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        fail()
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        fail()
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        fail()
-    if tp is str:
-        if isinstance(value, str):
-            return value
+    if tp in _SCALARS:
+        accepts, convert = _SCALARS[tp]
+        if accepts(value):
+            return convert(value)
         fail()
     if tp is Path:
         if isinstance(value, (str, Path)) and str(value).strip():

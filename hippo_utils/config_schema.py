@@ -44,13 +44,6 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
-class DatasetSection:
-    """[dataset]: kept for compatibility; one dataset class exists here."""
-
-    class_name: str = "ImageCategorizedMaskDataset"
-
-
-@dataclass(frozen=True)
 class TrainSection:
     """[train]: the training run and where it writes."""
 
@@ -123,13 +116,6 @@ class InferSection:
 
 
 @dataclass(frozen=True)
-class ImageSection:
-    """[image]: channel order of the 8-bit images."""
-
-    color_order: str = "RGB"
-
-
-@dataclass(frozen=True)
 class MaskSection:
     """[mask]: how mask colours map to classes."""
 
@@ -172,6 +158,21 @@ class SyntheticSection:
     n_unlabelled: int = 4
     seed: int = 2011
     atrophy_fraction: float = 0.3
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """[dataset]: kept for compatibility; one dataset class exists here."""
+
+    class_name: str = "ImageCategorizedMaskDataset"
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    """[image]: channel order of the 8-bit images."""
+
+    color_order: str = "RGB"
+
 
 
 SECTIONS: dict[str, type] = {

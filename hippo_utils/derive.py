@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import zlib
@@ -35,6 +34,7 @@ from hippo_utils.labels import Labels
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
 from hippo_utils.png import png_bytes, read_grey, read_rgb
 from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
+from hippo_utils.tables import write_csv, write_json
 from hippo_utils.volumes import load_labels, load_volume
 
 logger = logging.getLogger(__name__)
@@ -291,11 +291,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             for key in ("image", "mask"):
                 name = Path(r[key]).name
                 (tmp / "mini_test" / f"{key}s" / name).write_bytes((tmp / r[key]).read_bytes())
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        (tmp / "manifest.csv").write_text(buf.getvalue())
+        write_csv(rows, tmp / "manifest.csv", MANIFEST_COLUMNS)
         counts = {sp: sum(r["split"] == sp for r in rows) for sp in SPLITS}
         meta = {
             "fingerprint": fp, "hippo_utils_version": __version__, "layout": sources.layout,
@@ -306,7 +302,7 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             "sources_sha256": dict(sorted(checksums.items())),
             "config_text": cfg.to_ini(),
         }
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
+        write_json(tmp / "dataset.json", meta)
         from hippo_utils import plots
 
         plots.save_figure(plots.split_statistics(counts, split), tmp / "statistics.png")

@@ -24,9 +24,6 @@ a multiplicative bias field and Rician noise. Everything derives from one seed.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -37,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from hippo_utils.fsutil import atomic_dir
+from hippo_utils.tables import write_csv, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -372,14 +370,10 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
             rows.append(SubjectTruth(name, labelled, side, round(factor, 4),
                                      round(float((labels == 1).sum()) * voxel_mm3, 1),
                                      round(float((labels == 2).sum()) * voxel_mm3, 1), round(scale, 1)))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(asdict(rows[0])), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
-        (tmp / "synthetic_subjects.csv").write_text(buf.getvalue())
+        write_csv([asdict(r) for r in rows], tmp / "synthetic_subjects.csv")
         params = {"n_labelled": n_labelled, "n_unlabelled": n_unlabelled, "seed": seed,
                   "atrophy_fraction": atrophy_fraction, "generator": GENERATOR_VERSION}
-        (tmp / "synthetic.json").write_text(json.dumps(params) + "\n")
+        write_json(tmp / "synthetic.json", params)
         (tmp / "README.txt").write_text(
             "Synthetic HFH-like T1W data made by hippo_utils.synthetic (not real patients).\n"
             f"seed={seed} labelled={n_labelled} unlabelled={n_unlabelled}\n"

@@ -21,6 +21,17 @@ def write_json(path: str | os.PathLike[str], record: object) -> Path:
     return Path(path)
 
 
+def write_csv(rows: Sequence[Mapping], path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> Path:
+    """Rows to CSV, atomically; ``columns`` in this order (default: every key, first seen first)."""
+    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
+
+
 def write_table(rows: Sequence[Mapping], csv_path: str | os.PathLike[str], with_summary: bool = False) -> None:
     """Rows to CSV (and the same rows as JSON beside it), atomically; with ``with_summary``,
     mean and standard deviation rows of the numeric columns (NaN left out)."""
@@ -33,11 +44,7 @@ def write_table(rows: Sequence[Mapping], csv_path: str | os.PathLike[str], with_
         numeric = [c for c in cols if all(isinstance(r.get(c), (int, float)) for r in rows)]
         for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
             table.append({cols[0]: stat, **{c: round(float(fn([r[c] for r in rows])), 4) for c in numeric}})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    atomic_write_text(csv_path, buf.getvalue())
+    write_csv(table, csv_path, cols)
     write_json(csv_path.with_suffix(".json"), table)
 
 
