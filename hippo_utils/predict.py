@@ -111,8 +111,7 @@ def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
     the (linear) resize back to the source grid. The first and last slices stand in for
     their missing neighbour. A 2D model sees each slice alone (or with one neighbour each
     side, with context_slices): this makes an isolated uncertain slice follow its
-    neighbours. On the 31 held-out MSD test subjects it added 0.2 points of 3D Dice
-    (benchmarks/RESULTS.md).
+    neighbours (what it gains on MSD: benchmarks/RESULTS.md).
     """
     if len(probs) < 2:
         return probs

@@ -135,9 +135,9 @@ def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     share. The pixel grids are centre-aligned as for the images, so mask and image stay
     in register and a structure keeps its area on average. Nearest neighbour does not:
     shrinking by 2, it samples one corner voxel of each 2 x 2 block, a shift of half a
-    source voxel in both directions between image and mask (issue 16 found it in the
-    demo's volume errors). The images' wider anti-aliasing filter would shrink small
-    structures (a 5-voxel disc loses a fifth of its area).
+    source voxel in both directions between image and mask. The images' wider
+    anti-aliasing filter would shrink small structures (a 5-voxel disc loses a fifth of
+    its area).
     """
     labels = np.asarray(labels, np.uint8)
     if labels.shape == tuple(shape):
