@@ -32,6 +32,7 @@ from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_dir, sha256_file
 from hippo_utils.labels import Labels
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
+from hippo_utils.locks import folder_lock
 from hippo_utils.png import png_bytes, read_grey, read_rgb
 from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
 from hippo_utils.tables import write_csv, write_json
@@ -250,6 +251,14 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
             if f.suffix.lower() == ".img":
                 checksums[f.with_suffix(".hdr").name] = sha256_file(f.with_suffix(".hdr"))
     fp = fingerprint(cfg, sources, checksums)
+    with folder_lock(d.output_dir, "derive"):
+        return _derive_into(cfg, sources, checksums, fp, force, progress)
+
+
+def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp: str, force: bool,
+                 progress: bool) -> DeriveResult:
+    """The body of :func:`derive_dataset`, run while it holds the output folder's lock."""
+    d = cfg.derive
     out = d.output_dir
     meta_path = out / "dataset.json"
     if out.exists():

@@ -8,6 +8,8 @@ split by hemisphere). The predictions themselves are :mod:`hippo_utils.predict`'
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from hippo_utils._version import __version__
 from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_write_bytes, sha256_file
 from hippo_utils.labels import Labels
+from hippo_utils.locks import folder_lock
 from hippo_utils.metrics import volume_metrics
 from hippo_utils.model_dir import load_model_config, load_model_dir, read_provenance
 from hippo_utils.png import IMAGE_SUFFIXES, png_bytes, read_rgb
@@ -30,7 +33,7 @@ from hippo_utils.predict import Ensemble, predict_batches, segment_volume
 from hippo_utils.preprocess import classes_from_probs, image_geometry, model_batch, model_slices, normalize_intensity
 from hippo_utils.tables import write_json, write_table
 from hippo_utils.volumes import Volume, is_volume_file, load_labels, load_volume, save_nifti, strip_volume_suffix
-from hippo_utils.volumetry import volumetry
+from hippo_utils.volumetry import plausibility_flags, volumetry
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +50,30 @@ class VolumeResult:
 
 def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, out_dir: str | os.PathLike[str],
                  truth: str | os.PathLike[str] | None = None, progress: bool = False,
-                 qc: bool = True) -> VolumeResult:
+                 qc: bool = True, name: str | None = None,
+                 assume_voxel_size: tuple[float, float, float] | None = None) -> VolumeResult:
     """Segment one volume; write ``NAME_labels.nii.gz`` (input affine and shape) and
     ``NAME_qc.png``; compare with ``truth`` labels when given.
+
+    Args:
+        name: the output names' stem (default: the input's file name without suffix).
+        assume_voxel_size: the voxel size (mm) of an input whose header has none; its
+            volumes are then marked as assumed (the ``qc`` flags).
 
     Raises:
         FileNotFoundError, ValueError: unreadable input, or truth on another grid.
     """
-    volume = load_volume(source)
+    volume = load_volume(source, assume_spacing=assume_voxel_size)
     labels_of = Labels.from_config(cfg)
-    name = strip_volume_suffix(volume.path.name) if volume.path else "volume"
+    name = name or (strip_volume_suffix(volume.path.name) if volume.path else "volume")
     out_dir = Path(out_dir)
     classes = keep_largest(segment_volume(model, cfg, volume, progress=progress),
                            cfg.infer.keep_largest_components)
     labels = labels_of.to_source(classes, volume)
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header)
-    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png",
-                          volumetry(labels, volume, cfg))
+    row = volumetry(labels, volume, cfg)
+    row["qc"] = plausibility_flags(row, volume.assumed_spacing)
+    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png", row)
     if qc:
         norm = normalize_intensity(volume, cfg.derive.intensity_percentiles)
         fig = plots.three_planes(volume, labels=labels, data=norm, title=f"{name}: predicted hippocampus")
@@ -77,6 +87,56 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
         for k, v in volume_metrics(gt > 0, labels > 0, volume.spacing).items():
             result.metrics[f"hippocampus_{k}"] = round(v, 4)
     return result
+
+
+def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> dict[Path, str]:
+    """A distinct output name for each input, that shows which input it is.
+
+    The name is the file's stem; where two inputs share a stem (``a/scan.nii`` and
+    ``b/scan.nii.gz``), or the stem already names another input's results in the output
+    folder (``taken``: input path -> name), the parent folders are prefixed until the names
+    differ (``a_scan``, ``b_scan``). An input already in ``taken`` keeps its name.
+    """
+    taken = dict(taken or {})
+    names: dict[Path, str] = {}
+    used = set(taken.values())
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[strip_volume_suffix(f.name)] = stems.get(strip_volume_suffix(f.name), 0) + 1
+    for f in files:
+        key = str(f.resolve())
+        if key in taken:
+            names[f] = taken[key]
+            continue
+        stem = strip_volume_suffix(f.name)
+        parents = [p.name for p in f.resolve().parents if p.name][:4]
+        candidates = [stem] if stems[stem] == 1 else []
+        candidates += ["_".join([*reversed(parents[:k]), stem]) for k in range(1, len(parents) + 1)]
+        name = next((c for c in candidates if c not in used), None)
+        if name is None:  # the same names all the way up: tell them apart by the path's hash
+            name = f"{stem}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        names[f] = name
+        used.add(name)
+    return names
+
+
+def _read_rows(json_path: Path) -> list[dict]:
+    """The rows of a table written by :func:`~hippo_utils.tables.write_table` (its JSON twin),
+    without summary rows; empty when there is none."""
+    if not json_path.is_file():
+        return []
+    try:
+        rows = json.loads(json_path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{json_path}: not a table this version wrote ({exc}); use another --out") from None
+    return [r for r in rows if r.get("input")]
+
+
+def _merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` with the rows of the same inputs replaced by ``new`` ones, then the rest of ``new``."""
+    fresh = {r["input"]: r for r in new}
+    kept = [fresh.pop(r["input"], r) for r in old]
+    return kept + list(fresh.values())
 
 
 def find_truth(labels_dir: Path | None, name: str) -> Path | None:
@@ -95,17 +155,27 @@ def find_truth(labels_dir: Path | None, name: str) -> Path | None:
 def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                   inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                   labels_dir: str | os.PathLike[str] | None = None,
-                  progress: bool = True, overrides: Sequence[str] = ()) -> list[VolumeResult]:
+                  progress: bool = True, overrides: Sequence[str] = (),
+                  assume_voxel_size: tuple[float, float, float] | None = None) -> list[VolumeResult]:
     """Segment many volumes with the model in ``model_dir``; write one summary table.
 
     ``inputs`` may name files or folders (every volume inside is taken). Writes, in
-    ``out_dir``: ``NAME_labels.nii.gz`` and ``NAME_qc.png`` per input, ``volumetry.csv``
-    (and ``.json``), ``run.json``, and with ``labels_dir`` also ``metrics.csv`` with
-    per-subject Dice, HD95 and volume difference, with mean and standard deviation.
+    ``out_dir``: ``NAME_labels.nii.gz`` and ``NAME_qc.png`` per input (:func:`output_names`:
+    distinct even when file names repeat), ``volumetry.csv`` (and ``.json``) with a ``qc``
+    column, ``run.json``, and with ``labels_dir`` also ``metrics.csv`` with per-subject Dice,
+    HD95 and volume difference, with mean and standard deviation. Every row names its input
+    path and sha256. A second run into the same ``out_dir`` adds its rows, or replaces the
+    rows of the same inputs; the rows of other inputs stay. ``out_dir`` is locked while
+    the run writes it (:func:`~hippo_utils.locks.folder_lock`).
+
     ``overrides`` (``infer.key=value``) change [infer] settings of the saved config,
     e.g. ``infer.flip_tta=True``; the rest is what the model was trained with.
     Several model folders make an :class:`Ensemble` (e.g. one model per plane): their
     probabilities are averaged; overrides apply to each.
+
+    Raises:
+        FolderLocked: another process is writing ``out_dir``.
+        ValueError: ``out_dir`` holds results of another model, or is a file.
     """
     from tqdm.auto import tqdm
 
@@ -113,16 +183,44 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         if not item.strip().startswith("infer."):
             raise ValueError(f"--set {item}: only [infer] settings can change at inference; the model was "
                              "trained with the rest of its config")
-    dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
-    members = []
-    for d in dirs:
-        model, cfg = load_model_dir(d)
-        if overrides:
-            cfg = load_model_config(d, overrides)
-        members.append((model, cfg))
-    if len(members) > 1:
-        model = Ensemble(tuple(members), tuple(map(str, dirs)))
-        cfg = model.cfg
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder (it is made when missing)")
+    dirs = [Path(model_dir)] if isinstance(model_dir, (str, os.PathLike)) else [Path(d) for d in model_dir]
+    files = _volume_files(inputs)
+    with folder_lock(out_dir, "infer-volume"):
+        _check_same_models(out_dir, dirs)
+        members = []
+        for d in dirs:
+            model, cfg = load_model_dir(d)
+            if overrides:
+                cfg = load_model_config(d, overrides)
+            members.append((model, cfg))
+        if len(members) > 1:
+            model = Ensemble(tuple(members), tuple(map(str, dirs)))
+            cfg = model.cfg
+        labels_dir = Path(labels_dir) if labels_dir else None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        old_rows = _read_rows(out_dir / "volumetry.json")
+        names = output_names(files, {r["input"]: r["subject"] for r in old_rows})
+        results, ids = [], {}
+        for path in tqdm(files, desc="volumes", unit="volume", disable=not progress):
+            truth = find_truth(labels_dir, strip_volume_suffix(path.name))
+            ids[path] = {"input": str(path.resolve()), "sha256": sha256_file(path)}
+            results.append(infer_volume(model, cfg, path, out_dir, truth, name=names[path],
+                                        assume_voxel_size=assume_voxel_size))
+        rows = [{"subject": r.name, **ids[p], **r.volumetry} for p, r in zip(files, results, strict=True)]
+        write_table(_merge(old_rows, rows), out_dir / "volumetry.csv")
+        if labels_dir is not None:
+            rows = [{"subject": r.name, **ids[p], **r.metrics} for p, r in zip(files, results, strict=True)]
+            write_table(_merge(_read_rows(out_dir / "metrics.json"), rows), out_dir / "metrics.csv",
+                        with_summary=True)
+        write_run_record(out_dir, dirs, {names[p]: ids[p] for p in files})
+    return results
+
+
+def _volume_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The volume files that ``inputs`` name (files, or folders of them), each once."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -134,34 +232,38 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
             files.append(item)
         else:
             raise FileNotFoundError(f"input not found: {item}")
-    labels_dir = Path(labels_dir) if labels_dir else None
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for path in tqdm(files, desc="volumes", unit="volume", disable=not progress):
-        truth = find_truth(labels_dir, strip_volume_suffix(path.name))
-        results.append(infer_volume(model, cfg, path, out_dir, truth))
-    write_table([{"subject": r.name, **r.volumetry} for r in results], out_dir / "volumetry.csv")
-    if labels_dir is not None:
-        write_table([{"subject": r.name, **r.metrics} for r in results], out_dir / "metrics.csv",
-                    with_summary=True)
-    write_run_record(out_dir, dirs, {r.name: str(r.source) for r in results})
-    return results
+    unique = {f.resolve(): f for f in reversed(files)}  # a file named twice is segmented once
+    return [f for f in files if unique.get(f.resolve()) is f]
 
 
-def write_run_record(out_dir: Path, model_dirs: Sequence[str | os.PathLike[str]], inputs: dict[str, str]) -> Path:
+def _check_same_models(out_dir: Path, dirs: Sequence[Path]) -> None:
+    """Refuse to add results of one model to a folder that holds another's."""
+    run = out_dir / "run.json"
+    if not run.is_file():
+        return
+    record = json.loads(run.read_text())
+    before = [e["model_dir"] for e in record.get("ensemble", [])] or [record.get("model_dir")]
+    now = [str(d.resolve()) for d in dirs]
+    if before != now:
+        raise ValueError(f"--out {out_dir} holds the results of {', '.join(map(str, before))}; those of "
+                         f"{', '.join(now)} would mix with them. Choose another --out")
+
+
+def write_run_record(out_dir: Path, model_dirs: Sequence[str | os.PathLike[str]], inputs: dict[str, dict]) -> Path:
     """``run.json`` beside the predictions: the package version, the model folder(s) and
-    what produced each (its provenance.json), and the inputs with their sha256."""
+    what produced each (its provenance.json), and the inputs by output name with their path
+    and sha256 (added to those of earlier runs into the same folder)."""
+    run = out_dir / "run.json"
+    earlier = json.loads(run.read_text()).get("inputs", {}) if run.is_file() else {}
     dirs = [Path(d).resolve() for d in model_dirs]
     record = {
         "hippo_utils": __version__, "model_dir": str(dirs[0]),
         "model_provenance": read_provenance(dirs[0]),
         **({"ensemble": [{"model_dir": str(d), "model_provenance": read_provenance(d)} for d in dirs]}
            if len(dirs) > 1 else {}),
-        "inputs": {name: {"path": path, "sha256": sha256_file(path) if Path(path).is_file() else None}
-                   for name, path in inputs.items()},
+        "inputs": {**earlier, **{name: {"path": i["input"], "sha256": i["sha256"]} for name, i in inputs.items()}},
     }
-    return write_json(out_dir / "run.json", record)
+    return write_json(run, record)
 
 
 # ------------------------------------------------------------------------ folders
@@ -183,6 +285,12 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
     """
     images_dir = Path(images_dir or cfg.infer.images_dir)
     output_dir = Path(output_dir or cfg.infer.output_dir)
+    with folder_lock(output_dir, "infer"):
+        return _infer_folder(model, cfg, images_dir, output_dir, progress)
+
+
+def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, progress: bool) -> FolderResult:
+    """The body of :func:`infer_folder`, run while it holds the output folder's lock."""
     if not images_dir.is_dir():
         raise FileNotFoundError(f"[infer] images_dir not found: {images_dir}")
     paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hippo_utils.config import Config
+from hippo_utils.locks import folder_lock
 from hippo_utils.model_dir import (
     LAST_NAME,
     STATE_NAME,
@@ -108,9 +109,16 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, watch=None,
         extra_callbacks: more Keras callbacks.
 
     Raises:
-        FileExistsError: ``model_dir`` already holds a run and ``resume`` is off.
+        FileExistsError: ``model_dir`` already holds a run and ``resume`` is off, or another
+            process is training into it (:class:`~hippo_utils.locks.FolderLocked`).
         FileNotFoundError / ValueError: missing dataset or bad settings, with the name.
     """
+    with folder_lock(cfg.train.model_dir, "train"):
+        return _train(cfg, resume, progress, watch, extra_callbacks)
+
+
+def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Sequence) -> TrainResult:
+    """The body of :func:`train`, run while it holds the model folder's lock."""
     import keras
     import tensorflow as tf
 

@@ -38,6 +38,8 @@ class Volume:
     affine: np.ndarray
     path: Path | None = None
     header: nib.Nifti1Header | None = None
+    # True when the file had no usable voxel size and load_volume(assume_spacing=...) set it
+    assumed_spacing: bool = False
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -80,15 +82,106 @@ def _load_image(path: Path) -> nib.spatialimages.SpatialImage:
                 f"{path}: Analyze 7.5 volumes are a .hdr/.img pair, and {twin.name} is missing "
                 f"beside it in {path.parent}"
             )
+    errors = (nib.filebasedimages.ImageFileError, EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError)
     try:
         img = nib.load(str(path))
-        # Force the read now so that truncated or corrupt data fails here, with the name.
-        img.dataobj[(0,) * len(img.shape)] if img.shape else None
-        return img
-    except (nib.filebasedimages.ImageFileError, EOFError, OSError, zlib.error,
-            gzip.BadGzipFile, ValueError) as exc:
+    except errors as exc:
         raise ValueError(f"{path}: cannot read this file as an Analyze or NIfTI volume "
                          f"({type(exc).__name__}: {exc})") from None
+    _check_claims(img, path)  # before any voxel is read or memory allocated
+    try:  # force the read now so that truncated or corrupt data fails here, with the name
+        img.dataobj[(0,) * len(img.shape)] if img.shape else None
+    except errors as exc:
+        raise ValueError(f"{path}: cannot read this file as an Analyze or NIfTI volume "
+                         f"({type(exc).__name__}: {exc})") from None
+    return img
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:.1f} MiB" \
+        if nbytes >= 2**20 else f"{int(nbytes)} bytes"
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _stored_bytes(filename: str, needed: int) -> int:
+    """Bytes the data file holds, counted up to ``needed`` (a .gz file is decompressed as a
+    stream, and only as far as needed; its trailer answers first when it can)."""
+    if not filename.lower().endswith(".gz"):
+        return os.path.getsize(filename)
+    with open(filename, "rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        trailer = int.from_bytes(fh.read(4), "little")  # uncompressed size mod 2**32
+    if needed < 2**32 and trailer >= needed:
+        return trailer
+    count = 0
+    try:
+        with gzip.open(filename, "rb") as fh:
+            while count < needed and (block := fh.read(1 << 22)):
+                count += len(block)
+    except (OSError, EOFError, zlib.error):
+        pass  # a truncated stream holds what it held so far
+    return count
+
+
+def _check_claims(img, path: Path) -> None:
+    """The header's shape, data type and offset against the file's size and the free memory,
+    before the data are read: a 452-byte file cannot hold 5000^3 voxels."""
+    header = img.header
+    shape = tuple(int(s) for s in img.shape)
+    dtype = header.get_data_dtype()
+    count = int(np.prod(shape, dtype=np.float64)) if shape else 0
+    nbytes = count * dtype.itemsize
+    offset = int(getattr(img.dataobj, "offset", 0))
+    data_file = img.file_map["image"].filename
+    claim = f"the header claims {'x'.join(map(str, shape))} voxels of {dtype} ({_gib(nbytes)} from byte {offset})"
+    held = _stored_bytes(data_file, offset + nbytes)
+    if held < offset + nbytes:
+        raise ValueError(f"{path}: {claim}, but {Path(data_file).name} holds {_gib(max(held - offset, 0))} "
+                         "of data: the header or the file is wrong (truncated download?)")
+    needed = nbytes + count * 4  # the stored data and its float32 copy
+    free = _available_memory()
+    if free is not None and needed > free:
+        raise ValueError(f"{path}: {claim}; loading it needs {_gib(needed)} of memory and "
+                         f"{_gib(free)} is free")
+
+
+def _raw_header(img, path: Path):
+    """The header as stored, before nibabel's repairs (it sets a zero pixdim to 1)."""
+    klass = type(img.header)
+    header_file = (img.file_map.get("header") or img.file_map["image"]).filename
+    with nib.openers.ImageOpener(header_file) as fh:
+        return klass.from_fileobj(fh, check=False)
+
+
+def voxel_size_problem(img, path: Path) -> str | None:
+    """Why the file gives no usable voxel size (zero, NaN or a non-invertible affine), naming
+    the header fields; None when it does."""
+    raw = _raw_header(img, path)
+    pixdim = tuple(float(v) for v in raw["pixdim"][1:4])
+    fields = f"pixdim[1:4] = ({', '.join(f'{v:g}' for v in pixdim)})"
+    codes = (int(raw["qform_code"]), int(raw["sform_code"])) if "qform_code" in raw else (0, 0)
+    if "qform_code" in raw:
+        fields += f", qform_code = {codes[0]}, sform_code = {codes[1]}"
+    affine = np.asarray(img.affine, np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        return f"{fields}: the voxel-to-mm affine is not invertible"
+    if max(codes) == 0 and not all(np.isfinite(v) and v != 0 for v in pixdim):
+        return f"{fields}: no voxel size"
+    return None
 
 
 def _as_3d(data: np.ndarray, path: Path | str) -> np.ndarray:
@@ -110,7 +203,8 @@ def _as_3d(data: np.ndarray, path: Path | str) -> np.ndarray:
 
 def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
                 spacing: tuple[float, float, float] | None = None,
-                check_finite: bool = True) -> Volume:
+                check_finite: bool = True,
+                assume_spacing: tuple[float, float, float] | None = None) -> Volume:
     """Load a 3D volume from a file, or wrap an in-memory array.
 
     Args:
@@ -118,6 +212,8 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
             as is), or an array (with ``spacing`` in mm, default 1 mm isotropic).
         spacing: voxel size for an array source.
         check_finite: refuse volumes with NaN or infinite voxels.
+        assume_spacing: for a file without a usable voxel size, use this one (mm) instead
+            of refusing it; the volume is marked ``assumed_spacing``.
 
     Returns:
         A :class:`Volume` whose data is float32 and 3D (singleton axes past the third
@@ -125,7 +221,9 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
 
     Raises:
         FileNotFoundError: the file, or the ``.img`` of a ``.hdr``, is missing.
-        ValueError: unreadable file, not 3D, or non-finite voxels; the message names the file.
+        ValueError: unreadable file, a header that claims more than the file holds or the
+            memory can take, not 3D, no usable voxel size (without ``assume_spacing``), or
+            non-finite voxels; the message names the file.
     """
     if isinstance(source, Volume):
         return source
@@ -146,7 +244,17 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
         header.set_data_shape(data.shape)
         if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             header = img.header.copy()
-        vol = Volume(data, np.asarray(img.affine, dtype=np.float64), path, header)
+        affine, assumed = np.asarray(img.affine, dtype=np.float64), False
+        problem = voxel_size_problem(img, path)
+        if problem and assume_spacing is None:
+            raise ValueError(f"{path}: {problem}, so its volumes in mm³ would be wrong. Fix the header, or "
+                             "pass --assume-voxel-size X,Y,Z (mm) to take that size (the results are then "
+                             "marked as assumed)")
+        if problem:
+            affine, assumed = np.diag([*map(float, assume_spacing), 1.0]), True
+            header.set_qform(affine, code=1)
+            header.set_sform(affine, code=1)
+        vol = Volume(data, affine, path, header, assumed)
     if check_finite:
         bad = int(np.count_nonzero(~np.isfinite(vol.data)))
         if bad:

@@ -13,6 +13,10 @@ from hippo_utils.config import Config
 from hippo_utils.volumes import Volume
 
 ASYMMETRY_THRESHOLD = 0.1  # |AI| above this is read as one-sided atrophy (notebook 05 explains)
+# One hippocampus of an adult on T1w MRI, mm^3: the range of the volumes reported in MRI and
+# histology studies reviewed by Honeycutt & Smith 1995 (J Neuroimaging 5:95-100), 1.73-5.68 cm^3
+# (the spread is mostly the protocols' boundaries). Outside it, look at the segmentation.
+ADULT_HIPPOCAMPUS_MM3 = (1730.0, 5680.0)
 
 
 def asymmetry_index(left: float, right: float) -> float:
@@ -81,3 +85,29 @@ def volumetry(labels: np.ndarray, volume: Volume, cfg: Config) -> dict[str, floa
         row["left_mm3"], row["right_mm3"] = round(left, 2), round(right, 2)
         row["asymmetry_index"] = round(asymmetry_index(left, right), 4)
     return row
+
+
+def plausibility_flags(row: dict[str, float], assumed_voxel_size: bool = False) -> str:
+    """The ``qc`` column of a volumetry row: what a reader should check, "; "-separated, or
+    "ok". Information, not an error.
+
+    Flags an empty prediction; a hippocampus outside :data:`ADULT_HIPPOCAMPUS_MM3` (each side
+    when the row has left and right, else the total, as for one-sided crops); an asymmetry
+    index beyond :data:`ASYMMETRY_THRESHOLD`; and volumes that rest on an assumed voxel size.
+    """
+    flags = []
+    lo, hi = ADULT_HIPPOCAMPUS_MM3
+    if not row.get("total_mm3"):
+        flags.append("empty prediction")
+    else:
+        sides = [("left", row["left_mm3"]), ("right", row["right_mm3"])] if "left_mm3" in row \
+            else [("hippocampus", row["total_mm3"])]
+        for side, value in sides:
+            if not lo <= value <= hi:
+                flags.append(f"{side} {value:.0f} mm3 outside the adult range {lo:.0f}-{hi:.0f}")
+        ai = row.get("asymmetry_index", float("nan"))
+        if np.isfinite(ai) and abs(ai) > ASYMMETRY_THRESHOLD:
+            flags.append(f"asymmetry index {ai:+.3f} beyond +-{ASYMMETRY_THRESHOLD:g}")
+    if assumed_voxel_size:
+        flags.append("voxel size assumed (--assume-voxel-size): volumes in assumed mm3")
+    return "; ".join(flags) or "ok"

@@ -11,8 +11,8 @@ from hippo_utils.labels import Labels
 from hippo_utils.metrics import dice_score, hd95
 from hippo_utils.postprocess import keep_largest, split_hemispheres
 from hippo_utils.predict import Ensemble, segment_volume
-from hippo_utils.volumetry import volumetry
 from hippo_utils.volumes import Volume, load_volume
+from hippo_utils.volumetry import volumetry
 
 from helpers import toy_volume, write_config, write_nifti
 
@@ -132,7 +132,8 @@ def test_merged_classes_map_back_to_source_labels(tmp_path):
     merged = _cfg(tmp_path, extra="[infer]\nleft_right_labels = (1, 2)\n")
     np.testing.assert_array_equal(Labels.from_config(merged).to_source((lab > 0).astype(np.uint8), vol), lab)
     one_sided = _cfg(tmp_path, extra="[infer]\nleft_right_labels = None\n")
-    np.testing.assert_array_equal(Labels.from_config(one_sided).to_source((lab > 0).astype(np.uint8), vol), (lab > 0) * 1)
+    np.testing.assert_array_equal(Labels.from_config(one_sided).to_source((lab > 0).astype(np.uint8), vol),
+                                  (lab > 0) * 1)
 
 
 def test_keep_largest_components():
@@ -224,12 +225,17 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     assert set(np.unique(labels)) <= {0, 1, 2}
     voxel_mm3 = abs(np.linalg.det(src.affine[:3, :3]))
     left, right = (labels == 1).sum() * voxel_mm3, (labels == 2).sum() * voxel_mm3
-    assert result.volumetry == {
+    volumes = {k: v for k, v in result.volumetry.items() if k != "qc"}
+    assert volumes == {
         "label_1_mm3": round(left, 2), "label_2_mm3": round(right, 2), "total_mm3": round(left + right, 2),
         "left_mm3": round(left, 2), "right_mm3": round(right, 2),
         "asymmetry_index": pytest.approx((left - right) / ((left + right) / 2), abs=1e-4, nan_ok=True)}
-    assert {k: float(v) for k, v in rows[0].items() if k != "subject"} == \
-        pytest.approx(result.volumetry, nan_ok=True)  # the table says the same
+    from hippo_utils.volumetry import plausibility_flags
+
+    assert result.volumetry["qc"] == plausibility_flags(volumes)  # a tiny model: its flags, whatever they are
+    assert {k: float(v) for k, v in rows[0].items() if k in volumes} == \
+        pytest.approx(volumes, nan_ok=True)  # the table says the same
+    assert rows[0]["qc"] == result.volumetry["qc"] and rows[0]["input"] == str(result.source.resolve())
     truth = load_volume(synthetic_hfh / "Train" / "Labels" / "HFH_001_Hipp_Labels.img").data
     assert result.metrics["hippocampus_dice"] == round(dice_score(truth > 0, labels > 0), 4)
     assert float(metrics[0]["hippocampus_dice"]) == result.metrics["hippocampus_dice"]

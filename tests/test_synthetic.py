@@ -53,8 +53,8 @@ def test_atrophy_makes_one_side_smaller():
 def test_healthy_asymmetry_stays_under_the_flag_and_atrophy_is_flagged():
     """Healthy heads: right a little larger, |AI| well under 0.1 (the notebook's rule);
     a shrunken side (ATROPHY_RANGE) is flagged on that side, with room for error."""
-    from hippo_utils.volumetry import asymmetry_index
     from hippo_utils.synthetic import ATROPHY_RANGE
+    from hippo_utils.volumetry import asymmetry_index
 
     healthy = [make_subject(seed, shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))[1]
                for seed in range(6)]

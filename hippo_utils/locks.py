@@ -1,0 +1,98 @@
+"""One writer per output folder: a lock that names the process holding it, is refused to a
+second process, and is taken over (with a notice) when its holder was killed.
+
+The lock is the file ``.NAME.lock`` beside the folder ``NAME`` (the folder itself may not
+exist yet, or be replaced whole, as derivation does). It is held with ``flock``, which
+the system releases when the holder dies however it dies; the file's text names the
+holder (pid, host, start time, command) for the messages. The holder removes the file when
+it is done; a killed holder leaves it, and the next process takes it over. A process that
+locked a file just removed (a race) notices that the path no longer leads to its file and
+tries again, so that two processes never hold two different files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class FolderLocked(FileExistsError):
+    """Another live process is writing the folder."""
+
+
+def lock_path(folder: str | os.PathLike[str]) -> Path:
+    folder = Path(folder).absolute()
+    return folder.parent / f".{folder.name}.lock"
+
+
+def _describe(holder: dict) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+    command = holder.get("command") or "?"
+    return f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, started {started} ({command})"
+
+
+def _read_holder(fh) -> dict:
+    fh.seek(0)
+    text = fh.read()
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {"pid": "?", "command": text.strip()[:80]}
+
+
+def _acquire(path: Path, folder: str | os.PathLike[str]):
+    """The open, locked lock file; :class:`FolderLocked` when a live process holds it."""
+    while True:
+        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fh)
+            fh.close()
+            raise FolderLocked(f"{folder} is in use: {_describe(holder)} is writing it. Wait for it to "
+                               "finish, or choose another output folder") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                return fh
+        except FileNotFoundError:
+            pass
+        fh.close()  # the holder removed this file as we locked it: lock the new one
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], what: str = "write") -> Iterator[Path]:
+    """Hold the lock of ``folder`` while the block runs.
+
+    Args:
+        folder: the output folder (derived dataset, model folder, inference output).
+        what: what the holder does there, for the other process's message.
+
+    Raises:
+        FolderLocked: another live process holds it; the message names that process.
+    """
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = _acquire(path, folder)
+    try:
+        stale = _read_holder(fh)
+        if stale:
+            logger.warning("%s: taking over the lock left by %s, which no longer runs", folder, _describe(stale))
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                             "command": f"{what}: {' '.join(sys.argv[:4])}"[:200]}))
+        fh.flush()
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # still locked: no one else can be between these two lines
+        fh.close()  # releases the flock
