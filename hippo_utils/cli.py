@@ -21,6 +21,15 @@ logger = logging.getLogger("hippo_utils")
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 
 
+def plain(exc: Exception) -> str:
+    """One sentence for an error: ours as they are; the system's ``[Errno 17] File exists: 'x'``
+    as ``x: file exists``."""
+    if isinstance(exc, OSError) and exc.strerror and str(exc).startswith("[Errno"):
+        where = exc.filename if exc.filename is not None else "a file"
+        return f"{where}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+    return str(exc)
+
+
 def _config(args: argparse.Namespace):
     from hippo_utils.config import load_config
 
@@ -98,13 +107,28 @@ def cmd_infer_volume(args: argparse.Namespace) -> int:
     from hippo_utils.inference import infer_volumes
 
     results = infer_volumes([args.model_dir, *(args.add_model or [])], args.inputs, args.out, labels_dir=args.labels,
-                            progress=not args.quiet, overrides=args.set or ())
+                            progress=not args.quiet, overrides=args.set or (),
+                            assume_voxel_size=args.assume_voxel_size)
     print(f"segmented {len(results)} volumes into {args.out} (volumetry.csv"
           + (", metrics.csv)" if args.labels else ")"))
     for r in results:
         extra = f", AI {r.volumetry['asymmetry_index']:+.3f}" if "asymmetry_index" in r.volumetry else ""
-        print(f"  {r.name}: total {r.volumetry['total_mm3']:.0f} mm3{extra}")
+        assumed = " (assumed voxel size)" if "voxel size assumed" in r.volumetry["qc"] else ""
+        print(f"  {r.name}: total {r.volumetry['total_mm3']:.0f} mm3{assumed}{extra}; qc: {r.volumetry['qc']}")
     return 0
+
+
+def voxel_size(text: str) -> tuple[float, float, float]:
+    """``--assume-voxel-size``: one size (isotropic) or three, in mm, each above 0."""
+    try:
+        values = [float(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(0 < v < 100 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give the voxel size in mm, e.g. 1 or 0.9,0.9,1.2")
+    return values[0], values[1], values[2]
 
 
 def _config_command(sub, name: str, help_: str, func) -> argparse.ArgumentParser:
@@ -160,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="folder of ground-truth labels (same names) for Dice, HD95, volume error")
     p.add_argument("--set", action="append", metavar="infer.KEY=VALUE",
                    help="change an [infer] setting of the model's config (e.g. infer.flip_tta=True)")
+    p.add_argument("--assume-voxel-size", type=voxel_size, metavar="MM",
+                   help="for volumes whose header gives no voxel size: take this one (e.g. 1 or 0.9,0.9,1.2); "
+                        "their volumes are marked as assumed in volumetry.csv")
     p.add_argument("--add-model", action="append", metavar="MODEL_DIR",
                    help="fuse with another trained model, e.g. one trained along another plane: the "
                         "models' class probabilities are averaged (repeatable)")
@@ -183,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {plain(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # TensorFlow's data errors carry our message; show it alone
         if type(exc).__name__ != "InvalidArgumentError" or args.debug:

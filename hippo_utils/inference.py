@@ -92,32 +92,31 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
 def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> dict[Path, str]:
     """A distinct output name for each input, that shows which input it is.
 
-    The name is the file's stem; where two inputs share a stem (``a/scan.nii`` and
+    The name is the file's stem; where inputs share a stem (``a/scan.nii`` and
     ``b/scan.nii.gz``), or the stem already names another input's results in the output
-    folder (``taken``: input path -> name), the parent folders are prefixed until the names
-    differ (``a_scan``, ``b_scan``). An input already in ``taken`` keeps its name.
+    folder (``taken``: input path -> name), all of them get as many parent folders in front
+    as it takes to tell them apart (``a_scan``, ``b_scan``). An input in ``taken`` keeps its name.
     """
     taken = dict(taken or {})
     names: dict[Path, str] = {}
-    used = set(taken.values())
-    stems: dict[str, int] = {}
+    groups: dict[str, list[Path]] = {}
     for f in files:
-        stems[strip_volume_suffix(f.name)] = stems.get(strip_volume_suffix(f.name), 0) + 1
-    for f in files:
-        key = str(f.resolve())
-        if key in taken:
-            names[f] = taken[key]
-            continue
-        stem = strip_volume_suffix(f.name)
-        parents = [p.name for p in f.resolve().parents if p.name][:4]
-        candidates = [stem] if stems[stem] == 1 else []
-        candidates += ["_".join([*reversed(parents[:k]), stem]) for k in range(1, len(parents) + 1)]
-        name = next((c for c in candidates if c not in used), None)
-        if name is None:  # the same names all the way up: tell them apart by the path's hash
-            name = f"{stem}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-        names[f] = name
-        used.add(name)
-    return names
+        if str(f.resolve()) in taken:
+            names[f] = taken[str(f.resolve())]
+        else:
+            groups.setdefault(strip_volume_suffix(f.name), []).append(f)
+    used = set(taken.values()) | set(names.values())
+    for stem, group in groups.items():
+        parents = {f: [p.name for p in f.resolve().parents if p.name] for f in group}
+        for k in range(0 if len(group) == 1 else 1, 1 + max(len(p) for p in parents.values())):
+            chosen = {f: "_".join([*reversed(parents[f][:k]), stem]) for f in group}
+            if len(set(chosen.values())) == len(group) and not used & set(chosen.values()):
+                break
+        else:  # the same names all the way up: tell them apart by the paths' hashes
+            chosen = {f: f"{stem}_{hashlib.sha256(str(f.resolve()).encode()).hexdigest()[:8]}" for f in group}
+        names.update(chosen)
+        used |= set(chosen.values())
+    return {f: names[f] for f in files}
 
 
 def _read_rows(json_path: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """Bad input gets a clear error naming the file, section or key, and nothing half-written.
 
-Every bad input of issue 7 has a test that expects a clear error; ``CASES`` below is the
+Every bad input (issues 7 and 18) has a test that expects a clear error; ``CASES`` below is the
 index (the cases tested elsewhere test more of the same module), and
 ``test_every_case_has_its_test`` keeps the index true.
 """
@@ -229,6 +229,22 @@ CASES = [
      "test_weights_from_another_architecture_are_refused"),
     ("checkpoint folder from another version", "test_bad_inputs.py", "test_checkpoint_folder_from_another_version"),
     ("model folder of the original system", "test_bad_inputs.py", "test_checkpoint_folder_of_the_original_system"),
+    # issue 18: batches of scans
+    ("inputs that share a file name", "test_batch.py", "test_inputs_that_share_a_stem_get_distinct_traceable_names"),
+    ("a second batch into the same --out", "test_batch.py", "test_a_second_batch_adds_rows_and_keeps_the_others"),
+    ("--out holding another model's results, or a file", "test_batch.py",
+     "test_results_of_another_model_or_a_file_as_out_are_refused"),
+    ("no usable voxel size (pixdim 0, no qform/sform)", "test_batch.py",
+     "test_missing_voxel_size_is_refused_unless_assumed"),
+    ("a header claiming more than the file or memory holds", "test_batch.py",
+     "test_headers_claiming_more_than_the_file_holds"),
+    ("two live processes on one folder, a stale lock", "test_batch.py",
+     "test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over"),
+    ("derivation and inference into a locked folder", "test_batch.py",
+     "test_derivation_and_inference_take_the_lock_too"),
+    ("implausible volumes (qc flags)", "test_batch.py", "test_qc_flags_on_a_hand_made_label_volume"),
+    ("raw system errors, --assume-voxel-size", "test_batch.py",
+     "test_command_line_marks_assumed_volumes_and_speaks_plainly"),
 ]
 
 
