@@ -3,7 +3,8 @@
     python benchmarks/speed.py all          # everything below, in one run (about 25 min on 2 cores)
     python benchmarks/speed.py pipeline     # fit: tf.data pipeline vs the same batches in memory
     python benchmarks/speed.py epochs       # several epochs with validation: per-epoch iterators vs the trainer's
-    python benchmarks/speed.py inference    # whole volume end to end vs the pure forward pass
+    python benchmarks/speed.py inference    # a batch of volumes end to end vs the pure forward pass
+    python benchmarks/speed.py batch        # what the output lock and table merging cost in a batch
     python benchmarks/speed.py folder       # image-folder inference vs a one-image model.predict loop
     python benchmarks/speed.py memory       # peak RSS of training at N and 4N slices
     python benchmarks/speed.py flops        # forward FLOP/s at 128/256/512 vs a large matmul
@@ -46,67 +47,130 @@ def _volumes(cfg, n: int) -> list[Path]:
     return files
 
 
-def bench_inference(args) -> None:
-    from hippo_utils.inference import infer_volume
-    from hippo_utils.labels import Labels
+def _model_dir(args, cfg) -> Path:
+    """A model folder to infer with: --model-dir, or an untrained FlexUNet of the config saved as one."""
+    if args.model_dir:
+        return Path(args.model_dir)
     from hippo_utils.model import build_flexunet
+    from hippo_utils.model_dir import write_config
+
+    folder = Path(tempfile.mkdtemp()) / "models"
+    saved = load_config(args.config, [f"train.model_dir={folder}"])
+    write_config(saved)
+    build_flexunet(saved.model).save_weights(str(folder / "best.weights.h5"))
+    return folder
+
+
+def bench_inference(args) -> None:
+    """A batch of volumes end to end (load, pre-process, predict, reassemble, write NIfTI and
+    QC figure) against the pure forward pass over the same slices, with the same test-time
+    flips; the batch pipeline against the same work done one volume after the other; peak
+    traced memory of a batch against that of one volume."""
+    import tracemalloc
+
+    from hippo_utils.inference import _segment_batch, infer_volume, output_names
     from hippo_utils.model_dir import load_model_dir
-    from hippo_utils.postprocess import keep_largest
-    from hippo_utils.predict import predict_batches
-    from hippo_utils.preprocess import classes_from_probs, model_batch, model_slices, normalize_intensity, slice_geometry
-    from hippo_utils.volumes import load_volume, save_nifti
+    from hippo_utils.predict import classes_on_grid, predict_batches, prepare_volume, slice_probabilities
+    from hippo_utils.volumes import load_volume
 
     cfg = load_config(args.config)
-    model = load_model_dir(args.model_dir)[0] if args.model_dir else build_flexunet(cfg.model)
+    model, cfg = load_model_dir(_model_dir(args, cfg))
     files = _volumes(cfg, args.volumes)
     bs = cfg.infer.batch_size
-    infer_volume(model, cfg, files[0], tempfile.mkdtemp(), qc=False)  # warm-up: traces the model
+    names = output_names(files)
 
+    def batch(these, out) -> float:
+        t = time.perf_counter()
+        results, error = _segment_batch(model, cfg, these, out, names, dict.fromkeys(these), None, False)
+        assert error is None and len(results) == len(these), error
+        return time.perf_counter() - t
+
+    batch(files[:1], Path(tempfile.mkdtemp()))  # warm-up: traces the model
+    end_to_end = batch(files, Path(tempfile.mkdtemp()))
+    t = time.perf_counter()
     out = Path(tempfile.mkdtemp())
-    t0 = time.perf_counter()
-    slices = 0
     for f in files:
-        infer_volume(model, cfg, f, out, qc=False)
-        slices += load_volume(f).shape[slice_geometry(load_volume(f), cfg.derive.plane, cfg.image_size).axis]
-    end_to_end = time.perf_counter() - t0
+        infer_volume(model, cfg, f, out, name=names[f])
+    sequential = time.perf_counter() - t
 
-    stages = dict.fromkeys(("load", "pre-process", "predict", "reassemble", "write"), 0.0)
+    stages = dict.fromkeys(("load", "pre-process", "predict", "reassemble + write"), 0.0)
     inputs_all = []
     for f in files:
         t = time.perf_counter()
         vol = load_volume(f)
         stages["load"] += time.perf_counter() - t
         t = time.perf_counter()
-        geom = slice_geometry(vol, cfg.derive.plane, cfg.image_size)
-        norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
-        x = model_batch(model_slices(norm, geom, cfg.derive.context_slices, cfg.derive.context_step),
-                        cfg.model.image_channels)
+        prepared = prepare_volume(cfg, vol)
         stages["pre-process"] += time.perf_counter() - t
-        inputs_all.append(x)
+        inputs_all.append(prepared.inputs)
         t = time.perf_counter()
-        probs = predict_batches(model, x, bs)
+        probs = slice_probabilities(model, cfg, prepared)
         stages["predict"] += time.perf_counter() - t
         t = time.perf_counter()
-        classes = geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
-        labels = Labels.from_config(cfg).to_source(keep_largest(classes, cfg.infer.keep_largest_components), vol)
-        stages["reassemble"] += time.perf_counter() - t
-        t = time.perf_counter()
-        save_nifti(labels, vol.affine, out / "stage.nii.gz", vol.header)
-        stages["write"] += time.perf_counter() - t
+        from hippo_utils.inference import _write_volume
 
+        _write_volume(cfg, vol, classes_on_grid(prepared.geom, probs), out, names[f], None, qc=True)
+        stages["reassemble + write"] += time.perf_counter() - t
+    slices = sum(len(x) for x in inputs_all)
     x = np.concatenate(inputs_all)
     t = time.perf_counter()
-    predict_batches(model, x, bs)
+    predict_batches(model, x, bs, flip=cfg.infer.flip_tta)
     forward = time.perf_counter() - t
 
+    tracemalloc.start()
+    batch(files[:1], Path(tempfile.mkdtemp()))
+    one = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    batch(files, Path(tempfile.mkdtemp()))
+    many = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
     print(f"inference benchmark: {len(files)} volumes, {slices} slices, model {cfg.image_size}, batch {bs}, "
-          f"{os.cpu_count()} CPU cores")
-    print(f"  end to end          {end_to_end:7.2f} s  = {end_to_end / len(files):.2f} s per volume, "
+          f"flip_tta {cfg.infer.flip_tta}, {os.cpu_count()} CPU cores")
+    print(f"  end to end (pipeline)  {end_to_end:7.2f} s  = {end_to_end / len(files):.2f} s per volume, "
           f"{slices / end_to_end:.1f} slices/s")
-    print(f"  pure forward pass   {forward:7.2f} s  = {slices / forward:.1f} slices/s")
-    print(f"  ratio end-to-end / forward = {end_to_end / forward:.2f}")
+    print(f"  one volume at a time   {sequential:7.2f} s  (the same work without the pipeline)")
+    print(f"  pure forward pass      {forward:7.2f} s  = {slices / forward:.1f} slices/s")
+    print(f"  ratio end-to-end / forward = {end_to_end / forward:.2f} (one at a time: {sequential / forward:.2f})")
     total = sum(stages.values())
-    print("  stages: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
+    print("  stages, one at a time: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
+    print(f"  peak traced memory: {one / 2**20:.0f} MiB for 1 volume, {many / 2**20:.0f} MiB for {len(files)} "
+          "(bounded: the pipeline holds two volumes at most)")
+
+
+def bench_batch(args) -> None:
+    """What the batch safety costs: the output-folder lock and merging the tables with the
+    rows of earlier batches, against the time of a batch of --volumes volumes."""
+    import json
+
+    from hippo_utils.inference import _merge, infer_volumes
+    from hippo_utils.locks import folder_lock
+    from hippo_utils.tables import write_table
+
+    cfg = load_config(args.config)
+    model_dir = _model_dir(args, cfg)
+    files = _volumes(cfg, args.volumes)
+    out = Path(tempfile.mkdtemp()) / "out"
+    infer_volumes(model_dir, files[:1], Path(tempfile.mkdtemp()), progress=False)  # warm-up
+    t = time.perf_counter()
+    infer_volumes(model_dir, files, out, progress=False)
+    total = time.perf_counter() - t
+    rows = json.loads((out / "volumetry.json").read_text())
+    reps = 20
+    t = time.perf_counter()
+    for _ in range(reps):
+        with folder_lock(out, "benchmark"):
+            pass
+    lock = (time.perf_counter() - t) / reps
+    older = [{**r, "input": f"/earlier/{i}/{r['input']}"} for i in range(10) for r in rows]  # 10 batches before
+    t = time.perf_counter()
+    for _ in range(reps):
+        write_table(_merge(older, rows), out / "merge_test.csv")
+    merge = (time.perf_counter() - t) / reps
+    print(f"batch benchmark: {len(files)} volumes in {total:.1f} s")
+    print(f"  taking and releasing the folder lock: {1000 * lock:.2f} ms = {100 * lock / total:.3f}% of the batch")
+    print(f"  merging {len(rows)} new rows into {len(older)} earlier ones and writing the table: {1000 * merge:.1f} ms "
+          f"= {100 * merge / total:.3f}% of the batch")
 
 
 # ------------------------------------------------------------------------- helpers
@@ -475,7 +539,8 @@ def bench_viewer(args) -> None:
             print(f"  {mode:12s} {plane:9s} median {viewer.time_updates(50):5.1f} ms per slider move (50 moves)")
 
 
-BENCHES = {"pipeline": bench_pipeline, "epochs": bench_epochs, "inference": bench_inference, "folder": bench_folder,
+BENCHES = {"pipeline": bench_pipeline, "epochs": bench_epochs, "inference": bench_inference, "batch": bench_batch,
+           "folder": bench_folder,
            "memory": bench_memory, "flops": bench_flops, "levers": bench_levers, "viewer": bench_viewer}
 CHILDREN = {"_train_rss": _train_rss_child, "_forward_threads": _forward_threads_child}
 

@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow()
     from hippo_utils import load_config
     from hippo_utils.data import ensure_dataset
-    from hippo_utils.synthetic import synthesize
     from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.synthetic import synthesize
 
     base = load_config(args.config, args.set)
     if base.derive.layout in ("pairs", "msd") or args.holdout:

@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow()
     from hippo_utils import load_config
     from hippo_utils.data import ensure_dataset, source_of
-    from hippo_utils.volumetry import read_synthetic_truth, volumetry_against_truth
     from hippo_utils.inference import infer_volumes
     from hippo_utils.layouts import find_subjects
     from hippo_utils.notebook import table
     from hippo_utils.trainer import train
+    from hippo_utils.volumetry import read_synthetic_truth, volumetry_against_truth
 
     run = args.out or ROOT / "runs" / f"volumetry_s{args.seed}"
     sets = [f"train.seed={args.seed}", *args.set]

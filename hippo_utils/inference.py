@@ -29,7 +29,14 @@ from hippo_utils.metrics import volume_metrics
 from hippo_utils.model_dir import load_model_config, load_model_dir, read_provenance
 from hippo_utils.png import IMAGE_SUFFIXES, png_bytes, read_rgb
 from hippo_utils.postprocess import keep_largest
-from hippo_utils.predict import Ensemble, predict_batches, segment_volume
+from hippo_utils.predict import (
+    Ensemble,
+    classes_on_grid,
+    predict_batches,
+    prepare_volume,
+    segment_volume,
+    slice_probabilities,
+)
 from hippo_utils.preprocess import classes_from_probs, image_geometry, model_batch, model_slices, normalize_intensity
 from hippo_utils.tables import write_json, write_table
 from hippo_utils.volumes import Volume, is_volume_file, load_labels, load_volume, save_nifti, strip_volume_suffix
@@ -64,20 +71,27 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
         FileNotFoundError, ValueError: unreadable input, or truth on another grid.
     """
     volume = load_volume(source, assume_spacing=assume_voxel_size)
+    classes = segment_volume(model, cfg, volume, progress=progress)
+    return _write_volume(cfg, volume, classes, Path(out_dir), name, truth, qc)
+
+
+def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Path, name: str | None,
+                  truth: str | os.PathLike[str] | None, qc: bool, normalised: np.ndarray | None = None,
+                  ) -> VolumeResult:
+    """Post-process a volume's predicted classes and write its results (the last stage).
+    ``normalised``: the volume scaled for display, when the caller has it already."""
     labels_of = Labels.from_config(cfg)
     name = name or (strip_volume_suffix(volume.path.name) if volume.path else "volume")
-    out_dir = Path(out_dir)
-    classes = keep_largest(segment_volume(model, cfg, volume, progress=progress),
-                           cfg.infer.keep_largest_components)
-    labels = labels_of.to_source(classes, volume)
+    labels = labels_of.to_source(keep_largest(classes, cfg.infer.keep_largest_components), volume)
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header)
     row = volumetry(labels, volume, cfg)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
     result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png", row)
     if qc:
-        norm = normalize_intensity(volume, cfg.derive.intensity_percentiles)
-        fig = plots.three_planes(volume, labels=labels, data=norm, title=f"{name}: predicted hippocampus")
-        plots.save_figure(fig, result.qc_path, dpi=80)
+        if normalised is None:
+            normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
+        fig = plots.three_planes(volume, labels=labels, data=normalised, title=f"{name}: predicted hippocampus")
+        plots.save_figure(fig, result.qc_path, dpi=80, tight=False)
     if truth is not None:
         gt = load_labels(truth, like=volume)
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
@@ -87,6 +101,55 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
         for k, v in volume_metrics(gt > 0, labels > 0, volume.spacing).items():
             result.metrics[f"hippocampus_{k}"] = round(v, 4)
     return result
+
+
+def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, names: dict[Path, str],
+                   truths: dict[Path, Path | None], assume_voxel_size,
+                   progress: bool) -> tuple[list[VolumeResult], Exception | None]:
+    """Segment ``files`` in a pipeline that keeps the model busy: one background thread
+    writes the last volume's results and then loads and prepares the next volume while the
+    model predicts this one. At most two volumes are held at a time (the one predicted,
+    and the one written or loaded). Returns the results of the volumes done, in order, and
+    the first error, which the caller raises once it has recorded them.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    ensemble = isinstance(model, Ensemble)
+
+    def load(path: Path):
+        volume = load_volume(path, assume_spacing=assume_voxel_size)
+        return volume if ensemble else prepare_volume(cfg, volume)
+
+    def finish(path: Path, prepared, probs: np.ndarray) -> VolumeResult:
+        if ensemble:  # the members' probabilities are on the volume's grid already
+            return _write_volume(cfg, prepared, np.argmax(probs, axis=-1).astype(np.uint8), out_dir, names[path],
+                                 truths[path], qc=True)
+        return _write_volume(cfg, prepared.volume, classes_on_grid(prepared.geom, probs), out_dir, names[path],
+                             truths[path], qc=True, normalised=prepared.normalised)
+
+    done, error = [], None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-io") as worker:
+        try:
+            loading = worker.submit(load, files[0]) if files else None
+            for i, path in enumerate(tqdm(files, desc="volumes", unit="volume", disable=not progress)):
+                prepared = loading.result()
+                if i + 1 < len(files):  # queued after the last volume's writing: two volumes at most
+                    loading = worker.submit(load, files[i + 1])
+                probs = (model.probabilities(prepared) if ensemble else
+                         slice_probabilities(model, cfg, prepared))
+                done.append(worker.submit(finish, path, prepared, probs))
+                del prepared, probs
+        except Exception as exc:  # noqa: BLE001 (raised by the caller, once the finished volumes are recorded)
+            error = exc
+        results = []
+        for future in done:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 (the same)
+                error = error or exc
+    return results, error
 
 
 def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> dict[Path, str]:
@@ -176,8 +239,6 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         FolderLocked: another process is writing ``out_dir``.
         ValueError: ``out_dir`` holds results of another model, or is a file.
     """
-    from tqdm.auto import tqdm
-
     for item in overrides:
         if not item.strip().startswith("infer."):
             raise ValueError(f"--set {item}: only [infer] settings can change at inference; the model was "
@@ -202,19 +263,19 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         out_dir.mkdir(parents=True, exist_ok=True)
         old_rows = _read_rows(out_dir / "volumetry.json")
         names = output_names(files, {r["input"]: r["subject"] for r in old_rows})
-        results, ids = [], {}
-        for path in tqdm(files, desc="volumes", unit="volume", disable=not progress):
-            truth = find_truth(labels_dir, strip_volume_suffix(path.name))
-            ids[path] = {"input": str(path.resolve()), "sha256": sha256_file(path)}
-            results.append(infer_volume(model, cfg, path, out_dir, truth, name=names[path],
-                                        assume_voxel_size=assume_voxel_size))
-        rows = [{"subject": r.name, **ids[p], **r.volumetry} for p, r in zip(files, results, strict=True)]
-        write_table(_merge(old_rows, rows), out_dir / "volumetry.csv")
-        if labels_dir is not None:
-            rows = [{"subject": r.name, **ids[p], **r.metrics} for p, r in zip(files, results, strict=True)]
-            write_table(_merge(_read_rows(out_dir / "metrics.json"), rows), out_dir / "metrics.csv",
-                        with_summary=True)
-        write_run_record(out_dir, dirs, {names[p]: ids[p] for p in files})
+        truths = {path: find_truth(labels_dir, strip_volume_suffix(path.name)) for path in files}
+        results, error = _segment_batch(model, cfg, files, out_dir, names, truths, assume_voxel_size, progress)
+        ids = {r.name: {"input": str(r.source.resolve()), "sha256": sha256_file(r.source)} for r in results}
+        if results:  # the volumes done are recorded even when a later one failed
+            rows = [{"subject": r.name, **ids[r.name], **r.volumetry} for r in results]
+            write_table(_merge(old_rows, rows), out_dir / "volumetry.csv")
+            if labels_dir is not None:
+                rows = [{"subject": r.name, **ids[r.name], **r.metrics} for r in results]
+                write_table(_merge(_read_rows(out_dir / "metrics.json"), rows), out_dir / "metrics.csv",
+                            with_summary=True)
+            write_run_record(out_dir, dirs, ids)
+        if error is not None:
+            raise error
     return results
 
 

@@ -37,9 +37,11 @@ SPLIT_COLOURS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#55A868"}
 LABEL_CMAP = matplotlib.colors.ListedColormap(LABEL_COLOURS)
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100, tight: bool = True) -> Path:
+    """``fig`` as a PNG, atomically. ``tight`` crops the margins, at the cost of drawing the
+    figure twice (a batch's QC figures leave it off)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None, metadata={"Software": None})
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
@@ -265,6 +267,7 @@ def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndar
                    loc="lower center", ncol=max(1, len(present)), fontsize=8, frameon=False)
     fig.suptitle((f"{title}\n" if title else "") + "radiological display: the subject's right on the image's left",
                  fontsize=10)
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.16, top=0.84, wspace=0.25)  # fits untrimmed, too
     return fig
 
 

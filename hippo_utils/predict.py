@@ -14,6 +14,7 @@ import numpy as np
 
 from hippo_utils.config import Config
 from hippo_utils.preprocess import (
+    SliceGeometry,
     classes_from_probs,
     model_batch,
     model_slices,
@@ -91,16 +92,39 @@ class Ensemble:
         return total / len(self.members)
 
 
-def _slice_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None,
-                         progress: bool):
-    """The slice geometry and model-size class probabilities of each slice along ``cfg``'s plane."""
+@dataclass
+class PreparedVolume:
+    """A volume made ready for one model: its slice geometry and the model's input batch."""
+
+    volume: Volume
+    geom: SliceGeometry
+    inputs: np.ndarray  # float32 (N, H, W, C), 0..255
+    normalised: np.ndarray  # the volume scaled to 0..1 ([derive] intensity_percentiles), its own axes
+
+
+def prepare_volume(cfg: Config, volume: Volume) -> PreparedVolume:
+    """Orient and normalise ``volume``'s slices along ``cfg``'s plane and build the model input."""
     d = cfg.derive
     geom = slice_geometry(volume, d.plane, cfg.image_size)
-    norm = geom.orient(normalize_intensity(volume, d.intensity_percentiles))
-    inputs = model_batch(model_slices(norm, geom, d.context_slices, d.context_step), cfg.model.image_channels)
-    probs = predict_batches(model, inputs, batch_size or cfg.infer.batch_size, progress,
+    normalised = normalize_intensity(volume, d.intensity_percentiles)
+    inputs = model_batch(model_slices(geom.orient(normalised), geom, d.context_slices, d.context_step),
+                         cfg.model.image_channels)
+    return PreparedVolume(volume, geom, inputs, normalised)
+
+
+def slice_probabilities(model, cfg: Config, prepared: PreparedVolume, batch_size: int | None = None,
+                        progress: bool = False) -> np.ndarray:
+    """Model-size class probabilities (N, H, W, C) of each prepared slice ([infer] flip_tta and
+    slice_smoothing applied)."""
+    volume = prepared.volume
+    probs = predict_batches(model, prepared.inputs, batch_size or cfg.infer.batch_size, progress,
                             desc=volume.path.name if volume.path else "volume", flip=cfg.infer.flip_tta)
-    return geom, smooth_across_slices(probs) if cfg.infer.slice_smoothing else probs
+    return smooth_across_slices(probs) if cfg.infer.slice_smoothing else probs
+
+
+def classes_on_grid(geom: SliceGeometry, probs: np.ndarray) -> np.ndarray:
+    """Model-size probabilities of every slice -> class indices (uint8) on the volume's grid."""
+    return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
 
 
 def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
@@ -122,8 +146,9 @@ def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
 def volume_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None = None,
                          progress: bool = False) -> np.ndarray:
     """Class probabilities (X, Y, Z, C), float32, on ``volume``'s own grid and axis order."""
-    geom, probs = _slice_probabilities(model, cfg, volume, batch_size, progress)
-    return geom.unorient(np.stack([geom.from_model(p) for p in probs]).astype(np.float32))
+    prepared = prepare_volume(cfg, volume)
+    probs = slice_probabilities(model, cfg, prepared, batch_size, progress)
+    return prepared.geom.unorient(np.stack([prepared.geom.from_model(p) for p in probs]).astype(np.float32))
 
 
 def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
@@ -134,5 +159,5 @@ def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = 
     """
     if isinstance(model, Ensemble):
         return np.argmax(model.probabilities(volume, batch_size, progress), axis=-1).astype(np.uint8)
-    geom, probs = _slice_probabilities(model, cfg, volume, batch_size, progress)
-    return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
+    prepared = prepare_volume(cfg, volume)
+    return classes_on_grid(prepared.geom, slice_probabilities(model, cfg, prepared, batch_size, progress))
