@@ -109,7 +109,8 @@ def bench_inference(args) -> None:
         t = time.perf_counter()
         from hippo_utils.inference import _write_volume
 
-        _write_volume(cfg, vol, classes_on_grid(prepared.geom, probs), out, names[f], None, qc=True)
+        _write_volume(cfg, vol, classes_on_grid(prepared.geom, probs), out, names[f], None, qc=True,
+                      normalised=prepared.normalised)
         stages["reassemble + write"] += time.perf_counter() - t
     slices = sum(len(x) for x in inputs_all)
     x = np.concatenate(inputs_all)

@@ -90,8 +90,8 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     if qc:
         if normalised is None:
             normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
-        fig = plots.three_planes(volume, labels=labels, data=normalised, title=f"{name}: predicted hippocampus")
-        plots.save_figure(fig, result.qc_path, dpi=80, tight=False)
+        picture = plots.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus")
+        atomic_write_bytes(result.qc_path, png_bytes(picture, compress_level=1))
     if truth is not None:
         gt = load_labels(truth, like=volume)
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map

@@ -250,11 +250,7 @@ def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndar
     """
     vol = _as_volume(volume, spacing)
     data = vol.data if data is None else data
-    if point is None:
-        if labels is not None and labels.any():
-            point = [int(np.median(ix)) for ix in np.nonzero(labels)]
-        else:
-            point = [s // 2 for s in vol.shape]
+    point = _label_point(vol, labels) if point is None else point
     fig = Figure(figsize=(13, 4.6))
     for ax, (plane, axis) in zip(fig.subplots(1, 3), _planes(vol), strict=True):
         _draw_slice(ax, vol, data, plane, point[axis], labels)
@@ -269,6 +265,77 @@ def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndar
                  fontsize=10)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.16, top=0.84, wspace=0.25)  # fits untrimmed, too
     return fig
+
+
+def _label_point(vol, labels: np.ndarray | None) -> list[int]:
+    """The voxel the three planes cross at: the labels' median, else the volume's centre."""
+    if labels is not None and labels.any():
+        return [int(np.median(ix)) for ix in np.nonzero(labels)]
+    return [s // 2 for s in vol.shape]
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | None = None, title: str = "",
+                height: int = 280) -> np.ndarray:
+    """What :func:`three_planes` shows, drawn with NumPy and PIL alone (no matplotlib, about a
+    tenth of the time), as an RGB array: the batch QC picture of every segmented volume.
+
+    Sagittal, coronal and axial slices through the labels' centre, radiological, at the
+    physical aspect, with direction letters; labels blended at alpha 0.55 in
+    :data:`~hippo_utils.labels.LABEL_COLOURS`; a title and a legend of the labels present.
+    """
+    from PIL import Image, ImageDraw
+
+    from hippo_utils.labels import palette
+    from hippo_utils.preprocess import display_directions, display_stack, plane_axes
+
+    vol = _as_volume(volume, None)
+    data = vol.data if data is None else data
+    point = _label_point(vol, labels)
+    colours = palette().astype(np.float32)
+    panels, captions = [], []
+    for plane, axis in _planes(vol):
+        axes = plane_axes(vol, plane)
+        grey = np.clip(display_stack(data, *axes)[point[axis]], 0, 1)
+        rgb = np.repeat((grey * 255)[..., None], 3, axis=2).astype(np.float32)
+        if labels is not None:
+            lab = display_stack(labels, *axes)[point[axis]]
+            on = lab > 0
+            rgb[on] = 0.45 * rgb[on] + 0.55 * colours[lab[on]]
+        sp = vol.spacing
+        width = max(1, round(height * grey.shape[1] * sp[axes[2]] / (grey.shape[0] * sp[axes[1]])))
+        image = np.asarray(Image.fromarray(np.rint(rgb).astype(np.uint8)).resize((width, height),
+                                                                                 Image.Resampling.NEAREST))
+        directions = display_directions(plane)
+        panels.append(mark_directions(image, directions) if directions else image)
+        captions.append(f"{plane}: array axis {axis} = {point[axis]}")
+    gap, top, bottom = 16, 56, 34
+    canvas = Image.new("RGB", (sum(p.shape[1] for p in panels) + gap * (len(panels) + 1), height + top + bottom),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    x = gap
+    for panel, caption in zip(panels, captions, strict=True):
+        canvas.paste(Image.fromarray(panel), (x, top))
+        draw.text((x + panel.shape[1] / 2, top - 4), caption, fill="black", font=_font(12), anchor="md")
+        x += panel.shape[1] + gap
+    heading = (f"{title} · " if title else "") + "radiological display: the subject's right on the image's left"
+    draw.text((canvas.width / 2, 6), heading, fill="black", font=_font(14), anchor="ma")
+    counts = np.bincount(labels.ravel(), minlength=len(LABEL_COLOURS)) if labels is not None else []
+    present = [v for v in range(1, len(LABEL_COLOURS)) if len(counts) and counts[v]]
+    x = canvas.width / 2 - 55 * len(present)
+    for v in present:
+        draw.rectangle((x, top + height + 12, x + 22, top + height + 24), fill=LABEL_COLOURS[v])
+        draw.text((x + 28, top + height + 18), f"label {v}", fill="black", font=_font(12), anchor="lm")
+        x += 110
+    return np.asarray(canvas)
 
 
 def aspect_comparison(volume, spacing: Sequence[float] | None = None, axis: int = 0, index: int = 0,
