@@ -90,7 +90,7 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "write") -> Iterator
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                             "command": f"{what}: {' '.join(sys.argv[:4])}"[:200]}))
+                             "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}))
         fh.flush()
         yield path
     finally:

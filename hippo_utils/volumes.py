@@ -9,7 +9,9 @@ so coronal slices run along axis 1, as in the Kaggle files.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
 import os
 import zlib
 from dataclasses import dataclass
@@ -71,6 +73,18 @@ def is_volume_file(path: Path) -> bool:
     )
 
 
+@contextlib.contextmanager
+def _nibabel_quiet():
+    """nibabel's header notices (below errors) left out, for this module reports them itself."""
+    logger = nib.imageglobals.logger
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _load_image(path: Path) -> nib.spatialimages.SpatialImage:
     if not path.exists():
         raise FileNotFoundError(f"volume not found: {path}")
@@ -84,7 +98,10 @@ def _load_image(path: Path) -> nib.spatialimages.SpatialImage:
             )
     errors = (nib.filebasedimages.ImageFileError, EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError)
     try:
-        img = nib.load(str(path))
+        # nibabel repairs some headers (a zero pixdim becomes 1) with a log line of its own;
+        # this module checks those fields itself and says what it found, in one line
+        with _nibabel_quiet():
+            img = nib.load(str(path))
     except errors as exc:
         raise ValueError(f"{path}: cannot read this file as an Analyze or NIfTI volume "
                          f"({type(exc).__name__}: {exc})") from None
