@@ -113,6 +113,12 @@ class InferSection:
     # after it (weights 1/4, 1/2, 1/4) before the argmax, so that a 2D model's neighbouring
     # slices agree. For thin slices (about 1 mm, as MSD's); no extra forward passes.
     slice_smoothing: bool = False
+    # Volumes: two source labels that follow each other along the slicing axis, such as MSD's
+    # anterior (1) and posterior (2) hippocampus. Their boundary is then decided once per
+    # volume, not slice by slice: one cut across the slicing axis, placed where the two
+    # classes' probabilities over the whole volume agree with it best. None: off (and it
+    # must be off for labels side by side, such as left and right).
+    ordered_labels: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

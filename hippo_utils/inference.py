@@ -32,6 +32,8 @@ from hippo_utils.postprocess import keep_largest
 from hippo_utils.predict import (
     Ensemble,
     classes_on_grid,
+    ensemble_classes,
+    ordered_classes,
     predict_batches,
     prepare_volume,
     segment_volume,
@@ -124,10 +126,11 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
 
     def finish(path: Path, prepared, probs: np.ndarray) -> VolumeResult:
         if ensemble:  # the members' probabilities are on the volume's grid already
-            return _write_volume(cfg, prepared, np.argmax(probs, axis=-1).astype(np.uint8), out_dir, names[path],
+            return _write_volume(cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path],
                                  truths[path], qc=True)
-        return _write_volume(cfg, prepared.volume, classes_on_grid(prepared.geom, probs), out_dir, names[path],
-                             truths[path], qc=True, normalised=prepared.normalised)
+        classes = classes_on_grid(prepared.geom, probs, ordered_classes(cfg))
+        return _write_volume(cfg, prepared.volume, classes, out_dir, names[path], truths[path], qc=True,
+                             normalised=prepared.normalised)
 
     done, error = [], None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-io") as worker:
