@@ -2,12 +2,16 @@
 
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py [--set train.epochs=25] [--out runs/msd_bench]
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --score-only --set infer.flip_tta=True
+    HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --score-only --split valid \
+        --set "infer.ordered_labels=(1,2)"   # tune on the validation subjects
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --planes axis0,axis1,axis2 \
         --set train.epochs=16 --set axis2:augment.hflip=False --set axis2:infer.flip_tta=False
 
 Derives the 2D dataset from $HIPPO_REAL_DATA/msd-task04-hippocampus with
 configs/msd_task04.config, trains the FlexUNet (timed), then segments every held-out
-test subject's whole volume and prints the subject-level 3D Dice per class and overall.
+test subject's whole volume and prints the subject-level 3D Dice per class and overall,
+each with a 95% bootstrap interval over subjects, and draws the worst subjects'
+slices of largest error, with what went wrong (OUT/SPLIT_predictions/worst_subjects.png).
 With --planes, one model is trained per slicing plane (each with its own derived
 dataset, in OUT/PLANE/) and their class probabilities are fused on each volume's grid;
 the training time reported is the sum. ``--set PLANE:section.key=value`` applies to one
@@ -44,6 +48,10 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true",
                         help="do not train: score the model already in OUT/models (e.g. with --set infer.*)")
     parser.add_argument("--planes", help="comma-separated planes (e.g. axis0,axis1,axis2): one model each, fused")
+    parser.add_argument("--split", default="test", choices=("test", "valid"),
+                        help="whose volumes to score: the held-out test subjects, or the validation ones (for tuning)")
+    parser.add_argument("--predictions", help="folder for the predictions (default OUT/SPLIT_predictions)")
+    parser.add_argument("--worst", type=int, default=5, help="figure of the N worst subjects (0: none)")
     args = parser.parse_args()
     real = os.environ.get("HIPPO_REAL_DATA")
     if not real:
@@ -79,31 +87,104 @@ def main() -> None:
         t_train += time.perf_counter() - t
         model_dirs.append(cfg.train.model_dir)
         done.append(f"{plane or cfg.derive.plane}: epochs {epochs_done}, best val_dice_fg {best:.4f}")
-    test = json.loads((derived.output_dir / "dataset.json").read_text())["subjects"]["test"]
+    held_out = json.loads((derived.output_dir / "dataset.json").read_text())["subjects"][args.split]
     src = Path(real) / "msd-task04-hippocampus"
+    predictions = Path(args.predictions) if args.predictions else out / f"{args.split}_predictions"
     t = time.perf_counter()
     infer_sets = [s for s in common if s.startswith("infer.")]
-    infer_volumes(model_dirs, [src / "images" / f"{n}.nii.gz" for n in test], out / "test_predictions",
+    infer_volumes(model_dirs, [src / "images" / f"{n}.nii.gz" for n in held_out], predictions,
                   labels_dir=src / "labels", progress=False, overrides=infer_sets)
     t_infer = time.perf_counter() - t
-    rows = [r for r in csv.DictReader((out / "test_predictions" / "metrics.csv").open())
-            if r["subject"] not in ("mean", "std")]
+    wanted = {str((src / "images" / f"{n}.nii.gz").resolve()) for n in held_out}
+    rows = [r for r in csv.DictReader((predictions / "metrics.csv").open()) if r["input"] in wanted]
+
+    def column(col):
+        return np.array([float(r[col]) for r in rows])
 
     def stat(col):
-        v = np.array([float(r[col]) for r in rows])
-        return f"{np.nanmean(v):.4f} +- {np.nanstd(v):.4f}"
+        v = column(col)
+        lo, hi = bootstrap_ci(v)
+        return f"{np.nanmean(v):.4f} [{lo:.4f}, {hi:.4f}] (sd {np.nanstd(v):.4f})"
 
-    a = np.array([float(r["label1_dice"]) for r in rows])
-    p = np.array([float(r["label2_dice"]) for r in rows])
-    print(f"MSD Task04, {len(rows)} held-out test subjects (3D, on the source grid), {os.cpu_count()} CPU cores")
+    a, p = column("label1_dice"), column("label2_dice")
+    lo, hi = bootstrap_ci((a + p) / 2)
+    print(f"MSD Task04, {len(rows)} held-out {args.split} subjects (3D, on the source grid), {os.cpu_count()} CPU "
+          "cores; mean [95% bootstrap interval over subjects]")
     print(f"  settings: {' '.join(args.set) or '(config as is)'}")
-    print(f"  anterior (1) Dice  {stat('label1_dice')}   HD95 {stat('label1_hd95_mm')} mm")
-    print(f"  posterior (2) Dice {stat('label2_dice')}   HD95 {stat('label2_hd95_mm')} mm")
-    print(f"  mean of the two    {np.mean((a + p) / 2):.4f}")
+    print(f"  anterior (1) Dice  {stat('label1_dice')}   HD95 {np.nanmean(column('label1_hd95_mm')):.2f} mm")
+    print(f"  posterior (2) Dice {stat('label2_dice')}   HD95 {np.nanmean(column('label2_hd95_mm')):.2f} mm")
+    print(f"  mean of the two    {np.mean((a + p) / 2):.4f} [{lo:.4f}, {hi:.4f}]")
     print(f"  whole hippocampus  {stat('hippocampus_dice')}")
+    if args.worst:
+        figure = worst_subjects(rows, predictions, src / "labels", args.worst)
+        print(f"  the {args.worst} worst subjects: {figure}")
     print(f"  {'; '.join(done)}; derive {t_derive:.0f} s, "
           f"train {t_train / 60:.1f} min{' (not trained: --score-only)' if args.score_only else ''}, "
           f"infer {t_infer:.0f} s")
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean over subjects: the subjects resampled with replacement."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    means = np.random.default_rng(seed).choice(values, size=(n, len(values)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def diagnose(truth: np.ndarray, pred: np.ndarray, axis: int = 1) -> str:
+    """What went wrong, in words, from where the wrong voxels lie: labels swapped inside the
+    hippocampus (the anterior/posterior boundary), truth missed at an end of the slicing
+    axis (a missed head or tail), or prediction beyond the truth's ends (a leak, e.g. into
+    the amygdala in front), or along the sides."""
+    swapped = int(((truth > 0) & (pred > 0) & (truth != pred)).sum())
+    missed, extra = (truth > 0) & (pred == 0), (pred > 0) & (truth == 0)
+    along = np.arange(truth.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
+    t_idx = np.nonzero((truth > 0).any(axis=tuple(a for a in range(3) if a != axis)))[0]
+    p_idx = np.nonzero((pred > 0).any(axis=tuple(a for a in range(3) if a != axis)))[0]
+    parts = {"boundary (labels swapped)": swapped}
+    if len(t_idx) and len(p_idx):
+        parts["missed at the ends"] = int((missed & ((along < p_idx.min()) | (along > p_idx.max()))).sum())
+        parts["leak past the ends"] = int((extra & ((along < t_idx.min()) | (along > t_idx.max()))).sum())
+        parts["missed along the sides"] = int(missed.sum()) - parts["missed at the ends"]
+        parts["extra along the sides"] = int(extra.sum()) - parts["leak past the ends"]
+    total = sum(parts.values()) or 1
+    top = sorted(parts.items(), key=lambda kv: -kv[1])[:2]
+    return ", ".join(f"{name} {100 * v / total:.0f}%" for name, v in top if v)
+
+
+def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int) -> Path:
+    """One row per worst subject (by the mean of the two Dice): the slice (across axis 1, the
+    slicing axis) with the most wrong voxels, as image, truth and prediction, with what went wrong."""
+    from hippo_utils import plots
+    from hippo_utils.preprocess import normalize_intensity
+    from hippo_utils.volumes import load_labels, load_volume
+
+    worst = sorted(rows, key=lambda r: (float(r["label1_dice"]) + float(r["label2_dice"])) / 2)[:n]
+    fig = plots.Figure(figsize=(7.5, 2.4 * len(worst)))
+    axes = fig.subplots(len(worst), 3, squeeze=False)
+    colours = np.array([[0, 0, 0], [255, 32, 32], [255, 210, 31]], np.uint8)
+    for row_axes, r in zip(axes, worst, strict=True):
+        volume = load_volume(r["input"])
+        truth = load_labels(labels_dir / Path(r["input"]).name, like=volume)
+        pred = load_labels(predictions / f"{r['subject']}_labels.nii.gz", like=volume)
+        k = int(np.argmax((truth != pred).sum(axis=(0, 2))))
+        grey = (normalize_intensity(volume)[:, k, :] * 255).astype(np.uint8).T[::-1]
+        for ax, (what, lab) in zip(row_axes, (("image", None), ("truth", truth), ("prediction", pred)), strict=True):
+            shown = np.repeat(grey[..., None], 3, axis=2)
+            if lab is not None:
+                sl = lab[:, k, :].T[::-1]
+                shown = plots.overlay(grey, colours[np.minimum(sl, 2)], alpha=0.5)
+            ax.imshow(shown, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(what if what != "image" else f"{r['subject']}, slice {k} of axis 1", fontsize=8)
+        row_axes[2].set_xlabel(f"Dice {float(r['label1_dice']):.3f} / {float(r['label2_dice']):.3f}: "
+                               f"{diagnose(truth, pred)}", fontsize=7)
+    fig.suptitle("worst test subjects: the slice with the most wrong voxels (red anterior, yellow posterior)",
+                 fontsize=9)
+    path = predictions / "worst_subjects.png"
+    plots.save_figure(fig, path)
+    return path
 
 
 if __name__ == "__main__":
