@@ -63,7 +63,7 @@ def _model_dir(args, cfg) -> Path:
 
 def bench_inference(args) -> None:
     """A batch of volumes end to end (load, pre-process, predict, reassemble, write NIfTI and
-    QC figure) against the pure forward pass over the same slices, with the same test-time
+    QC picture) against the pure forward pass over the same slices, with the same test-time
     flips; the batch pipeline against the same work done one volume after the other; peak
     traced memory of a batch against that of one volume."""
     import tracemalloc
@@ -144,9 +144,9 @@ def bench_batch(args) -> None:
     rows of earlier batches, against the time of a batch of --volumes volumes."""
     import json
 
-    from hippo_utils.inference import _merge, infer_volumes
+    from hippo_utils.inference import infer_volumes
     from hippo_utils.locks import folder_lock
-    from hippo_utils.tables import write_table
+    from hippo_utils.tables import merge_rows, write_table
 
     cfg = load_config(args.config)
     model_dir = _model_dir(args, cfg)
@@ -166,7 +166,7 @@ def bench_batch(args) -> None:
     older = [{**r, "input": f"/earlier/{i}/{r['input']}"} for i in range(10) for r in rows]  # 10 batches before
     t = time.perf_counter()
     for _ in range(reps):
-        write_table(_merge(older, rows), out / "merge_test.csv")
+        write_table(merge_rows(older, rows, "input"), out / "merge_test.csv")
     merge = (time.perf_counter() - t) / reps
     print(f"batch benchmark: {len(files)} volumes in {total:.1f} s")
     print(f"  taking and releasing the folder lock: {1000 * lock:.2f} ms = {100 * lock / total:.3f}% of the batch")

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _config_command(sub, "infer", "segment the images of [infer] images_dir, as the original did", cmd_infer)
     p.add_argument("--model-dir", help="the trained model (default: [train] model_dir)")
 
-    p = sub.add_parser("infer-volume", help="segment whole volumes; NIfTI labels, volumetry, QC figures")
+    p = sub.add_parser("infer-volume", help="segment whole volumes; NIfTI labels, volumetry, QC pictures")
     p.add_argument("model_dir", help="a training output folder ([train] model_dir)")
     p.add_argument("inputs", nargs="+", help="volumes (.nii, .nii.gz, .img/.hdr) or folders of them")
     p.add_argument("--out", required=True, help="output folder")

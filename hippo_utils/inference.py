@@ -1,5 +1,9 @@
 """Inference that writes files: whole volumes (NIfTI labels on the input's own grid, QC
-figures, volumetry and run records) and folders of 2D images (as the original did).
+pictures, volumetry and run records) and folders of 2D images (as the original did).
+
+A batch of volumes runs as a pipeline (loading and writing beside prediction), into a locked
+output folder, with an output name per input and table rows keyed by input path and sha256
+that later batches add to.
 
 The label volume has the input's affine and shape and the source label values
 (:meth:`hippo_utils.labels.Labels.to_source`: a merged left/right hippocampus class is
@@ -22,8 +26,9 @@ from PIL import Image
 from hippo_utils import plots
 from hippo_utils._version import __version__
 from hippo_utils.config import Config
-from hippo_utils.fsutil import atomic_write_bytes, sha256_file
+from hippo_utils.fsutil import atomic_write_bytes
 from hippo_utils.labels import Labels
+from hippo_utils.layouts import find_label_file
 from hippo_utils.locks import folder_lock
 from hippo_utils.metrics import volume_metrics
 from hippo_utils.model_dir import load_model_config, load_model_dir, read_provenance
@@ -40,8 +45,16 @@ from hippo_utils.predict import (
     slice_probabilities,
 )
 from hippo_utils.preprocess import classes_from_probs, image_geometry, model_batch, model_slices, normalize_intensity
-from hippo_utils.tables import write_json, write_table
-from hippo_utils.volumes import Volume, is_volume_file, load_labels, load_volume, save_nifti, strip_volume_suffix
+from hippo_utils.tables import merge_rows, read_rows, write_json, write_table
+from hippo_utils.volumes import (
+    Volume,
+    is_volume_file,
+    load_labels,
+    load_volume,
+    save_nifti,
+    strip_volume_suffix,
+    volume_sha256,
+)
 from hippo_utils.volumetry import plausibility_flags, volumetry
 
 logger = logging.getLogger(__name__)
@@ -145,14 +158,15 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
                 done.append(worker.submit(finish, path, prepared, probs))
                 del prepared, probs
         except Exception as exc:  # noqa: BLE001 (raised by the caller, once the finished volumes are recorded)
-            error = exc
-        results = []
-        for future in done:
+            error = exc  # loading or predicting volume len(done): later than any write that failed
+        results, first_failure = [], None
+        for path, future in zip(files, done, strict=False):
             try:
                 results.append(future.result())
             except Exception as exc:  # noqa: BLE001 (the same)
-                error = error or exc
-    return results, error
+                logger.error("%s: %s", path, exc)
+                first_failure = first_failure or exc
+    return results, first_failure or error  # the earliest failure, in input order
 
 
 def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> dict[Path, str]:
@@ -185,36 +199,23 @@ def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> 
     return {f: names[f] for f in files}
 
 
-def _read_rows(json_path: Path) -> list[dict]:
-    """The rows of a table written by :func:`~hippo_utils.tables.write_table` (its JSON twin),
-    without summary rows; empty when there is none."""
-    if not json_path.is_file():
-        return []
-    try:
-        rows = json.loads(json_path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{json_path}: not a table this version wrote ({exc}); use another --out") from None
-    return [r for r in rows if r.get("input")]
+def _truths(files: Sequence[Path], labels_dir: Path | None) -> dict[Path, Path | None]:
+    """Each input's label file in ``labels_dir`` (by the input's file name), or None without one.
 
-
-def _merge(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with the rows of the same inputs replaced by ``new`` ones, then the rest of ``new``."""
-    fresh = {r["input"]: r for r in new}
-    kept = [fresh.pop(r["input"], r) for r in old]
-    return kept + list(fresh.values())
-
-
-def find_truth(labels_dir: Path | None, name: str) -> Path | None:
-    """The label file for subject ``name`` in ``labels_dir`` (same name, or HFH's
-    ``NAME_Hipp_Labels``), or None."""
-    if labels_dir is None:
-        return None
-    for stem in (name, f"{name}_Hipp_Labels"):
-        for suffix in (".nii.gz", ".nii", ".img", ".hdr"):
-            if (labels_dir / f"{stem}{suffix}").exists():
-                return labels_dir / f"{stem}{suffix}"
-    raise FileNotFoundError(f"--labels {labels_dir}: no label file for {name} "
-                            f"(looked for {name}.nii.gz, {name}_Hipp_Labels.img, ...)")
+    Raises:
+        FileNotFoundError: an input without a label file.
+        ValueError: two inputs that would be scored against the same label file.
+    """
+    truths = {path: find_label_file(labels_dir, strip_volume_suffix(path.name)) if labels_dir else None
+              for path in files}
+    seen: dict[Path, Path] = {}
+    for path, truth in truths.items():
+        if truth is not None and truth in seen:
+            raise ValueError(f"--labels: {seen[truth]} and {path} would both be scored against {truth}; "
+                             "score inputs that share a file name in separate runs")
+        if truth is not None:
+            seen[truth] = path
+    return truths
 
 
 def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -264,18 +265,22 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
             cfg = model.cfg
         labels_dir = Path(labels_dir) if labels_dir else None
         out_dir.mkdir(parents=True, exist_ok=True)
-        old_rows = _read_rows(out_dir / "volumetry.json")
-        names = output_names(files, {r["input"]: r["subject"] for r in old_rows})
-        truths = {path: find_truth(labels_dir, strip_volume_suffix(path.name)) for path in files}
+        old_rows = read_rows(out_dir / "volumetry.json", "input")
+        taken = {r["input"]: r["subject"] for r in old_rows}
+        # results whose row an interrupted run never wrote: their names stay taken too
+        taken.update({f"(file) {p.name}": p.name[:-len("_labels.nii.gz")] for p in out_dir.glob("*_labels.nii.gz")
+                      if p.name[:-len("_labels.nii.gz")] not in taken.values()})
+        names = output_names(files, taken)
+        truths = _truths(files, labels_dir)
         results, error = _segment_batch(model, cfg, files, out_dir, names, truths, assume_voxel_size, progress)
-        ids = {r.name: {"input": str(r.source.resolve()), "sha256": sha256_file(r.source)} for r in results}
+        ids = {r.name: {"input": str(r.source.resolve()), "sha256": volume_sha256(r.source)} for r in results}
         if results:  # the volumes done are recorded even when a later one failed
             rows = [{"subject": r.name, **ids[r.name], **r.volumetry} for r in results]
-            write_table(_merge(old_rows, rows), out_dir / "volumetry.csv")
+            write_table(merge_rows(old_rows, rows, "input"), out_dir / "volumetry.csv")
             if labels_dir is not None:
                 rows = [{"subject": r.name, **ids[r.name], **r.metrics} for r in results]
-                write_table(_merge(_read_rows(out_dir / "metrics.json"), rows), out_dir / "metrics.csv",
-                            with_summary=True)
+                write_table(merge_rows(read_rows(out_dir / "metrics.json", "input"), rows, "input"),
+                            out_dir / "metrics.csv", with_summary=True)
             write_run_record(out_dir, dirs, ids)
         if error is not None:
             raise error

@@ -1,4 +1,4 @@
-"""Finding subjects in the three supported source layouts, paired by name.
+"""Finding subjects in the four supported source layouts, paired by name.
 
 - ``hfh``: the Kaggle HFH set: ``Train/HFH_NNN.img`` with
   ``Train/Labels/HFH_NNN_Hipp_Labels.img``, unlabelled subjects in ``Test/``.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hippo_utils.png import IMAGE_SUFFIXES
-from hippo_utils.volumes import is_volume_file, strip_volume_suffix
+from hippo_utils.volumes import VOLUME_SUFFIXES, is_volume_file, strip_volume_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +197,18 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
         raise ValueError(f"{root}: no labelled subjects found in the {layout} layout")
     return SourceSet(layout, root, tuple(labelled),
                      tuple(Subject(n, p) for n, p in sorted(unlabelled.items())))
+
+
+def find_label_file(labels_dir: Path, name: str) -> Path:
+    """The label file of subject ``name`` in ``labels_dir``: the same name, or HFH's
+    ``NAME_Hipp_Labels``, in any volume format.
+
+    Raises:
+        FileNotFoundError: none, naming what was looked for.
+    """
+    for stem in (name, f"{name}{HFH_LABEL_SUFFIX}"):
+        for suffix in VOLUME_SUFFIXES:
+            if (labels_dir / f"{stem}{suffix}").exists():
+                return labels_dir / f"{stem}{suffix}"
+    raise FileNotFoundError(f"--labels {labels_dir}: no label file for {name} "
+                            f"(looked for {name}.nii.gz, {name}{HFH_LABEL_SUFFIX}.img, ...)")

@@ -31,7 +31,7 @@ class FolderLocked(FileExistsError):
 
 
 def lock_path(folder: str | os.PathLike[str]) -> Path:
-    folder = Path(folder).absolute()
+    folder = Path(folder).resolve()  # one lock whatever path (or link) leads to the folder
     return folder.parent / f".{folder.name}.lock"
 
 

@@ -1,4 +1,6 @@
-"""Figures for the notebooks and the command line.
+"""Figures for the notebooks and the command line: matplotlib figures, and pictures drawn
+with NumPy and PIL alone where they are redrawn often or made for every volume of a batch
+(overlays, agreement maps, preview strips, the QC snapshot).
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, not pyplot, so that
 nothing depends on a backend or global state; in a notebook a returned Figure shows
@@ -39,7 +41,7 @@ LABEL_CMAP = matplotlib.colors.ListedColormap(LABEL_COLOURS)
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100, tight: bool = True) -> Path:
     """``fig`` as a PNG, atomically. ``tight`` crops the margins, at the cost of drawing the
-    figure twice (a batch's QC figures leave it off)."""
+    figure twice."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None, metadata={"Software": None})
     atomic_write_bytes(path, buf.getvalue())
@@ -285,8 +287,8 @@ def _font(size: int):
 
 def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | None = None, title: str = "",
                 height: int = 280) -> np.ndarray:
-    """What :func:`three_planes` shows, drawn with NumPy and PIL alone (no matplotlib, about a
-    tenth of the time), as an RGB array: the batch QC picture of every segmented volume.
+    """What :func:`three_planes` shows, drawn with NumPy and PIL alone (no matplotlib: 0.08 s
+    against 0.35-0.6 s a volume), as an RGB array: the batch QC picture of every segmented volume.
 
     Sagittal, coronal and axial slices through the labels' centre, radiological, at the
     physical aspect, with direction letters; labels blended at alpha 0.55 in
@@ -295,10 +297,10 @@ def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | Non
     from PIL import Image, ImageDraw
 
     from hippo_utils.labels import palette
-    from hippo_utils.preprocess import display_directions, display_stack, plane_axes
+    from hippo_utils.preprocess import display_directions, display_stack, normalize_intensity, plane_axes
 
     vol = _as_volume(volume, None)
-    data = vol.data if data is None else data
+    data = normalize_intensity(vol) if data is None else data
     point = _label_point(vol, labels)
     colours = palette().astype(np.float32)
     panels, captions = [], []

@@ -1,5 +1,7 @@
 """Prediction: class probabilities of a model (or an :class:`Ensemble`) for a batch of model
-images, and for every slice of a volume back on the volume's own grid.
+images, and for every slice of a volume back on the volume's own grid, with the
+volume-level steps that work on probabilities: smoothing across slices ([infer]
+slice_smoothing) and one cut between two ordered labels ([infer] ordered_labels).
 
 A volume goes through the very geometry of derivation (:mod:`hippo_utils.preprocess`):
 orient, normalise, resample and pad each slice to the model size, predict in batches,
@@ -55,8 +57,9 @@ class Ensemble:
     For example one model per slicing plane ([derive] plane), or per seed. Each member
     slices, sizes, normalises and flips ([infer] flip_tta) as its own config says; the
     first member's config decides the rest (labels, [infer] post-processing). Pass an
-    Ensemble wherever a model goes in :func:`segment_volume` and :func:`infer_volume`,
-    with ``cfg`` = ``ensemble.cfg``.
+    Ensemble as the model of :func:`segment_volume` and of volume inference
+    (``infer_volume``, ``infer_volumes``), with ``cfg`` = ``ensemble.cfg``; folder inference
+    and evaluation take single models.
 
     Raises:
         ValueError: no members, or members that disagree on the classes.

@@ -61,3 +61,34 @@ def write_history_csv(path: str | os.PathLike[str], history: Mapping[str, Sequen
 def write_key_values(path: str | os.PathLike[str], values: Mapping[str, float]) -> None:
     """``key,value`` lines, 4 decimals: the original's ``evaluation.csv``."""
     atomic_write_text(path, "".join(f"{k},{v:.4f}\n" for k, v in values.items()))
+
+
+def read_rows(json_path: str | os.PathLike[str], key: str) -> list[dict]:
+    """The rows of a table that :func:`write_table` wrote (its JSON twin), less the summary
+    rows (those without ``key``); empty when there is none.
+
+    Raises:
+        ValueError: not such a table, or one written before rows carried ``key`` (adding to
+            it would lose its rows), naming the file.
+    """
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        return []
+    try:
+        rows = json.loads(json_path.read_text())
+        assert isinstance(rows, list)  # noqa: S101 (turned into the ValueError below)
+    except (ValueError, AssertionError) as exc:
+        raise ValueError(f"{json_path}: not a table this version wrote ({exc!r}); use another folder") from None
+    summaries = ("mean", "std")
+    if any(key not in r and next(iter(r.values()), None) not in summaries for r in rows):
+        raise ValueError(f"{json_path}: a table from an older version, whose rows do not name their {key}; "
+                         "adding to it would lose them. Use another folder")
+    return [r for r in rows if key in r]
+
+
+def merge_rows(old: Sequence[Mapping], new: Sequence[Mapping], key: str) -> list[dict]:
+    """``old`` with the rows of the same ``key`` replaced by ``new`` ones, in place, then the
+    rest of ``new``: nothing of ``old`` is dropped."""
+    fresh = {r[key]: dict(r) for r in new}
+    kept = [fresh.pop(r[key], dict(r)) for r in old]
+    return kept + list(fresh.values())

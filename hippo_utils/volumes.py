@@ -20,7 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from hippo_utils.fsutil import atomic_path
+from hippo_utils.fsutil import atomic_path, sha256_file
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".img", ".hdr")
 
@@ -63,6 +63,20 @@ def strip_volume_suffix(name: str) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def volume_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a volume's bytes: the file's, or for an Analyze pair its .hdr then its .img
+    (the header holds the voxel size)."""
+    import hashlib
+
+    path = Path(path)
+    if path.suffix.lower() not in (".img", ".hdr"):
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for part in (path.with_suffix(".hdr"), path.with_suffix(".img")):
+        h.update(bytes.fromhex(sha256_file(part)))
+    return h.hexdigest()
 
 
 def is_volume_file(path: Path) -> bool:
@@ -142,8 +156,8 @@ def _stored_bytes(filename: str, needed: int) -> int:
     with open(filename, "rb") as fh:
         fh.seek(-4, os.SEEK_END)
         trailer = int.from_bytes(fh.read(4), "little")  # uncompressed size mod 2**32
-    if needed < 2**32 and trailer >= needed:
-        return trailer
+    if trailer == needed % 2**32:  # a truncated file's last bytes are anything: only a match counts
+        return needed
     count = 0
     try:
         with gzip.open(filename, "rb") as fh:
@@ -196,9 +210,23 @@ def voxel_size_problem(img, path: Path) -> str | None:
     affine = np.asarray(img.affine, np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         return f"{fields}: the voxel-to-mm affine is not invertible"
-    if max(codes) == 0 and not all(np.isfinite(v) and v != 0 for v in pixdim):
+    if codes[1] == 0 and not all(np.isfinite(v) and v != 0 for v in pixdim):  # qform and base affine use pixdim
         return f"{fields}: no voxel size"
     return None
+
+
+def _assumed_affine(affine: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """``affine`` with its axes scaled to ``spacing`` mm, their directions kept (nibabel's
+    default directions where an axis has none), so that left stays left."""
+    affine = np.array(affine, np.float64)
+    out = np.eye(4)
+    default = np.diag([-1.0, 1.0, 1.0])  # nibabel's default for a header without orientation: LAS
+    for i in range(3):
+        col = affine[:3, i]
+        norm = np.linalg.norm(col) if np.all(np.isfinite(col)) else 0.0
+        out[:3, i] = (col / norm if norm > 0 else default[:, i]) * float(spacing[i])
+    out[:3, 3] = affine[:3, 3] if np.all(np.isfinite(affine[:3, 3])) else 0.0
+    return out
 
 
 def _as_3d(data: np.ndarray, path: Path | str) -> np.ndarray:
@@ -268,7 +296,7 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
                              "pass --assume-voxel-size X,Y,Z (mm) to take that size (the results are then "
                              "marked as assumed)")
         if problem:
-            affine, assumed = np.diag([*map(float, assume_spacing), 1.0]), True
+            affine, assumed = _assumed_affine(affine, assume_spacing), True
             header.set_qform(affine, code=1)
             header.set_sform(affine, code=1)
         vol = Volume(data, affine, path, header, assumed)
@@ -282,7 +310,8 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
 
 def load_labels(source: str | os.PathLike[str] | np.ndarray, like: Volume | None = None,
                 atol: float = 1e-3) -> np.ndarray:
-    """Load an integer label volume, checked against its image when ``like`` is given.
+    """Load an integer label volume, checked against its image when ``like`` is given (the
+    voxel size ``like`` assumed, if it did, is assumed for the labels too).
 
     Float label files holding integers (some MSD files) are rounded, not truncated.
 
@@ -290,7 +319,8 @@ def load_labels(source: str | os.PathLike[str] | np.ndarray, like: Volume | None
         ValueError: non-integer or negative labels, or a shape/affine that differs from
             ``like``; the message names both files.
     """
-    vol = load_volume(source)
+    assumed = like.spacing if like is not None and like.assumed_spacing else None
+    vol = load_volume(source, assume_spacing=assumed)
     name = vol.path or "label array"
     rounded = np.rint(vol.data)
     if np.abs(vol.data - rounded).max(initial=0) > 1e-3:

@@ -1,5 +1,6 @@
-"""Hippocampal volumetry: volumes in mm^3 per label and side, the asymmetry index, and
-the comparison with a known truth (the synthetic generator's volumes)."""
+"""Hippocampal volumetry: volumes in mm^3 per label and side, the asymmetry index, the
+plausibility flags of the ``qc`` column, and the comparison with a known truth (the
+synthetic generator's volumes)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def volumetry_against_truth(measured: dict[str, dict[str, float]], truth: dict[s
 
     Args:
         measured: subject -> a volumetry row (``left_mm3``, ``right_mm3``), as
-            :func:`hippo_utils.inference.volumetry` returns.
+            :func:`hippo_utils.volumetry.volumetry` returns.
         truth: subject -> ``left_mm3``, ``right_mm3`` (numbers or strings), e.g. from
             :func:`read_synthetic_truth`. Subjects without a truth are left out.
     """

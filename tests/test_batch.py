@@ -106,7 +106,7 @@ def test_missing_voxel_size_is_refused_unless_assumed(tiny_model_dir, tmp_path):
     (result,) = infer_volumes(tiny_model_dir.train.model_dir, [path], tmp_path / "out", progress=False,
                               assume_voxel_size=(0.5, 0.5, 2.0))
     assert "voxel size assumed" in result.volumetry["qc"] and "voxel size assumed" in _rows(tmp_path / "out")[0]["qc"]
-    assert np.allclose(nib.load(str(result.labels_path)).affine[:3, :3], np.diag([0.5, 0.5, 2.0]))
+    assert np.allclose(nib.load(str(result.labels_path)).affine[:3, :3], np.diag([-0.5, 0.5, 2.0]))  # LAS kept
 
 
 def test_headers_claiming_more_than_the_file_holds(tmp_path, monkeypatch):
@@ -238,3 +238,59 @@ def test_command_line_marks_assumed_volumes_and_speaks_plainly(tiny_model_dir, t
     assert "give the voxel size in mm" in capsys.readouterr().err
     assert plain(FileExistsError(17, "File exists", "/x/out")) == "/x/out: file exists"
     assert plain(ValueError("ours, as it is")) == "ours, as it is"
+
+
+def test_an_assumed_voxel_size_keeps_the_orientation_and_reaches_the_labels(tiny_model_dir, tmp_path):
+    """The assumed size scales the axes nibabel gives a header without one (LAS): left stays left.
+    A label file with the same header takes the same size; and a qform whose pixdim is 0 is as bad."""
+    image = _zero_voxel_size(tmp_path / "novox.nii")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    nib.save(nib.Nifti1Image(toy_volume(0)[1].astype(np.uint8), np.eye(4)), str(labels / "novox.nii"))
+    raw = bytearray((labels / "novox.nii").read_bytes())
+    raw[80:92], raw[252:256] = struct.pack("<3f", 0, 0, 0), struct.pack("<2h", 0, 0)
+    (labels / "novox.nii").write_bytes(raw)
+    vol = load_volume(image, assume_spacing=(2.0, 2.0, 2.0))
+    assert "".join(vol.axcodes) == "LAS" and vol.spacing == (2.0, 2.0, 2.0)
+    (result,) = infer_volumes(tiny_model_dir.train.model_dir, [image], tmp_path / "out", labels_dir=labels,
+                              progress=False, assume_voxel_size=(2.0, 2.0, 2.0))
+    assert "hippocampus_dice" in result.metrics
+    raw = bytearray(image.read_bytes())
+    raw[252:254] = struct.pack("<h", 1)  # qform_code 1 with pixdim 0: nibabel would make it 1 mm
+    image.write_bytes(raw)
+    with pytest.raises(ValueError, match=r"pixdim\[1:4\] = \(0, 0, 0\), qform_code = 1, sform_code = 0: no voxel size"):
+        load_volume(image)
+
+
+def test_scored_inputs_sharing_a_name_and_old_tables_are_refused(tiny_model_dir, tmp_path):
+    a = write_nifti(tmp_path / "a" / "scan.nii.gz", toy_volume(0)[0])
+    b = write_nifti(tmp_path / "b" / "scan.nii.gz", toy_volume(1)[0])
+    write_nifti(tmp_path / "labels" / "scan.nii.gz", toy_volume(0)[1])
+    with pytest.raises(ValueError, match=r"--labels: .*a/scan\.nii\.gz and .*b/scan\.nii\.gz would both be scored"):
+        infer_volumes(tiny_model_dir.train.model_dir, [a, b], tmp_path / "out", labels_dir=tmp_path / "labels",
+                      progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "volumetry.json").write_text(json.dumps([{"subject": "scan", "total_mm3": 3000.0}]))
+    with pytest.raises(ValueError, match=r"volumetry\.json: a table from an older version.*Use another folder"):
+        infer_volumes(tiny_model_dir.train.model_dir, [a], old, progress=False)
+
+
+def test_a_truncated_gzip_is_caught_before_reading_and_analyze_hashes_cover_the_header(tmp_path):
+    import gzip
+
+    from hippo_utils.fsutil import sha256_file
+    from hippo_utils.volumes import volume_sha256
+
+    path = write_nifti(tmp_path / "cut.nii.gz", toy_volume(0)[0])
+    whole = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(whole)[:-200])  # the stream's end and its trailer are gone
+    with pytest.raises(ValueError, match=r"cut\.nii\.gz: the header claims 20x24x18 voxels .* but cut\.nii\.gz holds"):
+        load_volume(path)
+    nib.save(nib.AnalyzeImage(toy_volume(0)[0], np.eye(4)), str(tmp_path / "s.hdr"))
+    before = volume_sha256(tmp_path / "s.img")
+    assert before != sha256_file(tmp_path / "s.img")
+    raw = bytearray((tmp_path / "s.hdr").read_bytes())
+    raw[80:84] = struct.pack("<f", 0.5)  # another voxel size, the same voxels
+    (tmp_path / "s.hdr").write_bytes(raw)
+    assert volume_sha256(tmp_path / "s.img") != before

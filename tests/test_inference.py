@@ -240,7 +240,7 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     assert result.metrics["hippocampus_dice"] == round(dice_score(truth > 0, labels > 0), 4)
     assert float(metrics[0]["hippocampus_dice"]) == result.metrics["hippocampus_dice"]
     # the QC figure: three greyscale planes, the predicted labels over them, and a legend of those labels
-    from hippo_utils.plots import LABEL_COLOURS
+    from hippo_utils.labels import LABEL_COLOURS
 
     from helpers import colour_mask, png_pixels
 
@@ -261,10 +261,11 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
         assert blended[:legend_top - 5].sum() > 50, f"label {value} is not drawn over the slices"
     import json
 
-    from hippo_utils.fsutil import sha256_file
 
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["inputs"]["HFH_001"]["sha256"] == sha256_file(synthetic_hfh / "Train" / "HFH_001.img")
+    from hippo_utils.volumes import volume_sha256
+
+    assert run["inputs"]["HFH_001"]["sha256"] == volume_sha256(synthetic_hfh / "Train" / "HFH_001.img")  # .hdr + .img
     assert run["model_provenance"]["hippo_utils"] and run["model_dir"] == str(cfg.train.model_dir.resolve())
 
     # two model folders fuse; the same model twice gives the same labels
@@ -449,7 +450,7 @@ def test_ordered_labels_are_cut_once_per_volume(tmp_path):
 
 
 def test_ordered_labels_are_checked(tmp_path):
-    with pytest.raises(ValueError, match=r"\[infer\] ordered_labels: \(1, 3\): two source labels of \[derive\] label_map"):
+    with pytest.raises(ValueError, match=r"\[infer\] ordered_labels: \(1, 3\): two source labels of \[derive\]"):
         load_config(write_config(tmp_path / "c.config", {"label_map": {1: 1, 2: 1}},
                                  extra="[infer]\nordered_labels = (1, 3)\n"))
     with pytest.raises(ValueError, match=r"ordered_labels.*are the left and right labels"):
