@@ -122,13 +122,10 @@ def zoom_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float 
 def mark_directions(rgb: np.ndarray, directions: dict[str, str], size: int = 14) -> np.ndarray:
     """``rgb`` with an anatomical direction letter (R/L, A/P, S/I) at the middle of each edge,
     white on a dark outline so it reads on any tissue."""
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageDraw
 
     image = Image.fromarray(np.ascontiguousarray(rgb))
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font = pil_font(size)
     draw = ImageDraw.Draw(image)
     w, h = image.size
     where = {"top": (w / 2, 3, "mt"), "bottom": (w / 2, h - 3, "mb"), "left": (4, h / 2, "lm"),
@@ -276,7 +273,8 @@ def _label_point(vol, labels: np.ndarray | None) -> list[int]:
     return [s // 2 for s in vol.shape]
 
 
-def _font(size: int):
+def pil_font(size: int):
+    """PIL's own font at ``size`` pixels (a fixed bitmap font on Pillow < 10.1)."""
     from PIL import ImageFont
 
     try:
@@ -326,16 +324,16 @@ def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | Non
     x = gap
     for panel, caption in zip(panels, captions, strict=True):
         canvas.paste(Image.fromarray(panel), (x, top))
-        draw.text((x + panel.shape[1] / 2, top - 4), caption, fill="black", font=_font(12), anchor="md")
+        draw.text((x + panel.shape[1] / 2, top - 4), caption, fill="black", font=pil_font(12), anchor="md")
         x += panel.shape[1] + gap
     heading = (f"{title} · " if title else "") + "radiological display: the subject's right on the image's left"
-    draw.text((canvas.width / 2, 6), heading, fill="black", font=_font(14), anchor="ma")
+    draw.text((canvas.width / 2, 6), heading, fill="black", font=pil_font(14), anchor="ma")
     counts = np.bincount(labels.ravel(), minlength=len(LABEL_COLOURS)) if labels is not None else []
     present = [v for v in range(1, len(LABEL_COLOURS)) if len(counts) and counts[v]]
     x = canvas.width / 2 - 55 * len(present)
     for v in present:
         draw.rectangle((x, top + height + 12, x + 22, top + height + 24), fill=LABEL_COLOURS[v])
-        draw.text((x + 28, top + height + 18), f"label {v}", fill="black", font=_font(12), anchor="lm")
+        draw.text((x + 28, top + height + 18), f"label {v}", fill="black", font=pil_font(12), anchor="lm")
         x += 110
     return np.asarray(canvas)
 

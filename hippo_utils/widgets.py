@@ -65,13 +65,10 @@ def captioned(png: bytes, text: str, size: int = 14) -> bytes:
     wrapped at `` · `` or spaces to the picture's width."""
     import re
 
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed bitmap font
-        font = ImageFont.load_default()
+    font = plots.pil_font(size)
     width = max(image.width - 8, 100)
     lines: list[str] = []
     for raw in re.split(r"<br\s*/?>", text):
