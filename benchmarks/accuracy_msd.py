@@ -133,23 +133,22 @@ def bootstrap_ci(values: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[flo
 
 def diagnose(truth: np.ndarray, pred: np.ndarray, axis: int = 1) -> str:
     """What went wrong, in words, from where the wrong voxels lie: labels swapped inside the
-    hippocampus (the anterior/posterior boundary), truth missed at an end of the slicing
-    axis (a missed head or tail), or prediction beyond the truth's ends (a leak, e.g. into
-    the amygdala in front), or along the sides."""
-    swapped = int(((truth > 0) & (pred > 0) & (truth != pred)).sum())
+    hippocampus (the anterior/posterior boundary placed wrong, on how many slices), truth
+    missed at an end of the slicing axis (a head or tail), prediction past the truth's ends
+    (a leak, e.g. into the amygdala in front), or the rest: the surface, a voxel in or out."""
+    others = tuple(a for a in range(3) if a != axis)
+    swapped = (truth > 0) & (pred > 0) & (truth != pred)
     missed, extra = (truth > 0) & (pred == 0), (pred > 0) & (truth == 0)
     along = np.arange(truth.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
-    t_idx = np.nonzero((truth > 0).any(axis=tuple(a for a in range(3) if a != axis)))[0]
-    p_idx = np.nonzero((pred > 0).any(axis=tuple(a for a in range(3) if a != axis)))[0]
-    parts = {"boundary (labels swapped)": swapped}
-    if len(t_idx) and len(p_idx):
-        parts["missed at the ends"] = int((missed & ((along < p_idx.min()) | (along > p_idx.max()))).sum())
-        parts["leak past the ends"] = int((extra & ((along < t_idx.min()) | (along > t_idx.max()))).sum())
-        parts["missed along the sides"] = int(missed.sum()) - parts["missed at the ends"]
-        parts["extra along the sides"] = int(extra.sum()) - parts["leak past the ends"]
+    t_idx = np.nonzero((truth > 0).any(axis=others))[0]
+    p_idx = np.nonzero((pred > 0).any(axis=others))[0]
+    ends_missed = int((missed & ((along < p_idx.min()) | (along > p_idx.max()))).sum()) if len(p_idx) else 0
+    ends_leak = int((extra & ((along < t_idx.min()) | (along > t_idx.max()))).sum()) if len(t_idx) else 0
+    parts = {f"boundary: labels swapped on {int(swapped.any(axis=others).sum())} slices": int(swapped.sum()),
+             "missed at the ends": ends_missed, "leak past the ends": ends_leak,
+             "surface (a voxel in or out)": int(missed.sum() + extra.sum()) - ends_missed - ends_leak}
     total = sum(parts.values()) or 1
-    top = sorted(parts.items(), key=lambda kv: -kv[1])[:2]
-    return ", ".join(f"{name} {100 * v / total:.0f}%" for name, v in top if v)
+    return "; ".join(f"{name} {100 * v / total:.0f}%" for name, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
 
 
 def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int) -> Path:
@@ -160,8 +159,9 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
     from hippo_utils.volumes import load_labels, load_volume
 
     worst = sorted(rows, key=lambda r: (float(r["label1_dice"]) + float(r["label2_dice"])) / 2)[:n]
-    fig = plots.Figure(figsize=(7.5, 2.4 * len(worst)))
+    fig = plots.Figure(figsize=(8.5, 2.7 * len(worst)))
     axes = fig.subplots(len(worst), 3, squeeze=False)
+    fig.subplots_adjust(top=0.95, bottom=0.03, hspace=0.45, wspace=0.05)
     colours = np.array([[0, 0, 0], [255, 32, 32], [255, 210, 31]], np.uint8)
     for row_axes, r in zip(axes, worst, strict=True):
         volume = load_volume(r["input"])
@@ -178,9 +178,9 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(what if what != "image" else f"{r['subject']}, slice {k} of axis 1", fontsize=8)
-        row_axes[2].set_xlabel(f"Dice {float(r['label1_dice']):.3f} / {float(r['label2_dice']):.3f}: "
-                               f"{diagnose(truth, pred)}", fontsize=7)
-    fig.suptitle("worst test subjects: the slice with the most wrong voxels (red anterior, yellow posterior)",
+        row_axes[1].set_xlabel(f"Dice anterior {float(r['label1_dice']):.3f}, posterior "
+                               f"{float(r['label2_dice']):.3f}. Wrong voxels: {diagnose(truth, pred)}", fontsize=7)
+    fig.suptitle("worst subjects: the slice across axis 1 with the most wrong voxels (red anterior, yellow posterior)",
                  fontsize=9)
     path = predictions / "worst_subjects.png"
     plots.save_figure(fig, path)
