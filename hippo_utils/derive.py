@@ -84,6 +84,14 @@ def split_subjects(names: list[str], fractions: tuple[float, float, float],
     return out
 
 
+def _source_key(path: Path, source_dir: Path) -> str:
+    """``path`` inside ``source_dir``, as the key of its checksum."""
+    try:
+        return path.resolve().relative_to(Path(source_dir).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> str:
     """Hash of everything that determines the derived files."""
     d = cfg.derive
@@ -244,12 +252,11 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
     if d.context_slices and sources.layout == "slices":
         raise ValueError(f"{cfg.path}: [derive] context_slices = {d.context_slices} needs volumes, but "
                          f"{d.source_dir} holds 2D slices (layout \"slices\"); set context_slices = 0")
-    checksums = {}
+    checksums = {}  # by the path inside source_dir: MSD's image and label files share their names
     for s in sources.labelled:
         for f in (s.image, s.label):
-            checksums[f.name] = sha256_file(f)
-            if f.suffix.lower() == ".img":
-                checksums[f.with_suffix(".hdr").name] = sha256_file(f.with_suffix(".hdr"))
+            for part in (f, f.with_suffix(".hdr")) if f.suffix.lower() == ".img" else (f,):
+                checksums[_source_key(part, d.source_dir)] = sha256_file(part)
     fp = fingerprint(cfg, sources, checksums)
     with folder_lock(d.output_dir, "derive"):
         return _derive_into(cfg, sources, checksums, fp, force, progress)

@@ -384,3 +384,23 @@ def test_real_hfh_slice_folders(real_data, tmp_path, folder, n_subjects):
     rows = read_manifest(result.output_dir)
     assert len({r["subject"] for r in rows}) == n_subjects
     assert sum(r["has_label"] == "1" for r in rows) >= 0.9 * len(rows)
+
+
+def test_a_changed_image_is_seen_when_its_label_file_has_the_same_name(tmp_path):
+    """MSD-style folders name an image and its labels alike; each file's checksum counts."""
+    names = [f"case_{i:02d}" for i in range(4)]
+    msd = tmp_path / "msd"
+    for i, name in enumerate(names):
+        img, lab = toy_volume(i)
+        write_nifti(msd / "imagesTr" / f"{name}.nii.gz", img)
+        write_nifti(msd / "labelsTr" / f"{name}.nii.gz", lab)
+    cfg = load_config(write_config(tmp_path / "c.config", {
+        "source_dir": str(msd), "output_dir": str(tmp_path / "out"), "plane": "axis1", "label_map": {1: 1, 2: 1}},
+        size=32))
+    first = derive_dataset(cfg, progress=False)
+    meta = json.loads((first.output_dir / "dataset.json").read_text())
+    assert {"imagesTr/case_00.nii.gz", "labelsTr/case_00.nii.gz"} <= set(meta["sources_sha256"])
+    img, _ = toy_volume(0)
+    write_nifti(msd / "imagesTr" / "case_00.nii.gz", img * 1.5)  # the image changes, its labels do not
+    with pytest.raises(FileExistsError, match=r"was made with other settings or sources"):
+        derive_dataset(cfg, progress=False)
