@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow()
     from hippo_utils import load_config
-    from hippo_utils.data import ensure_dataset, source_of
+    from hippo_utils.data import ensure_dataset
+    from hippo_utils.derive import source_of
     from hippo_utils.inference import infer_volumes
     from hippo_utils.layouts import find_subjects
     from hippo_utils.notebook import table

@@ -23,7 +23,7 @@ from hippo_utils.config import Config, load_config
 
 # name -> the module that defines it; imported when first asked for
 _LAZY = {
-    "resolve_source": "data", "ensure_dataset": "data", "source_of": "data",
+    "resolve_source": "data", "ensure_dataset": "data", "source_of": "derive",
     "find_subjects": "layouts", "load_volume": "volumes", "load_labels": "volumes",
     "normalize_intensity": "preprocess", "Labels": "labels",
     "derive_dataset": "derive", "read_manifest": "derive", "split_summary": "derive", "split_volumes": "derive",

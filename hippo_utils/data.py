@@ -120,11 +120,3 @@ def ensure_dataset(cfg: Config, data_dir: str | None = None) -> Path:
     derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(
         cfg.derive, source_dir=source.path, layout=layout)))
     return out
-
-
-def source_of(dataset_dir: str | os.PathLike[str]) -> Path:
-    """The source folder a derived dataset was made from (recorded in its dataset.json)."""
-    meta = Path(dataset_dir) / "dataset.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{meta} not found; derive the dataset first")
-    return Path(json.loads(meta.read_text())["source_dir"])

@@ -221,12 +221,29 @@ def split_volumes(dataset_dir: str | Path, split: str = "test") -> dict[str, tup
     return dict(sorted(found.items()))
 
 
+def read_dataset_meta(dataset_dir: str | Path) -> dict:
+    """A derived dataset's ``dataset.json`` (settings, fingerprint, sources and checksums).
+
+    Raises:
+        FileNotFoundError: none there; derive the dataset first.
+    """
+    path = Path(dataset_dir) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; derive the dataset first")
+    return json.loads(path.read_text())
+
+
 def dataset_plane(dataset_dir: str | Path) -> str | None:
     """The plane a derived dataset was cut along (its dataset.json), None when unknown."""
     try:
-        return json.loads((Path(dataset_dir) / "dataset.json").read_text()).get("plane")
+        return read_dataset_meta(dataset_dir).get("plane")
     except (OSError, ValueError):
         return None
+
+
+def source_of(dataset_dir: str | Path) -> Path:
+    """The source folder a derived dataset was made from (recorded in its dataset.json)."""
+    return Path(read_dataset_meta(dataset_dir)["source_dir"])
 
 
 def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> DeriveResult:

@@ -92,15 +92,9 @@ def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
     for name, (source, label_source) in tqdm(sorted(subjects.items()), desc="test subjects (3D)",
                                              unit="subject", disable=not progress):
         volume, truth, pred = segment_against_truth(model, cfg, source, label_source)
-        row: dict = {"subject": name}
-        classes = range(1, cfg.model.num_classes)
-        for c in classes:
-            if len(classes) > 1:
-                for k, v in metrics.volume_metrics(truth == c, pred == c, volume.spacing).items():
-                    row[f"class{c}_{k}"] = round(v, 4)
-        for k, v in metrics.volume_metrics(truth > 0, pred > 0, volume.spacing).items():
-            row[f"hippocampus_{k}"] = round(v, 4)
-        table.append(row)
+        classes = list(range(1, cfg.model.num_classes))
+        table.append({"subject": name, **metrics.labelled_volume_metrics(
+            truth, pred, volume.spacing, classes if len(classes) > 1 else [], "class")})
     return table
 
 

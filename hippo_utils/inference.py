@@ -30,7 +30,7 @@ from hippo_utils.fsutil import atomic_write_bytes
 from hippo_utils.labels import Labels
 from hippo_utils.layouts import find_label_file
 from hippo_utils.locks import folder_lock
-from hippo_utils.metrics import volume_metrics
+from hippo_utils.metrics import labelled_volume_metrics
 from hippo_utils.model_dir import load_model_config, load_model_dir, read_provenance
 from hippo_utils.png import IMAGE_SUFFIXES, png_bytes, read_rgb
 from hippo_utils.postprocess import keep_largest
@@ -110,12 +110,19 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     if truth is not None:
         gt = load_labels(truth, like=volume)
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
-        for value in labels_of.output_values():
-            for k, v in volume_metrics(gt == value, labels == value, volume.spacing).items():
-                result.metrics[f"label{value}_{k}"] = round(v, 4)
-        for k, v in volume_metrics(gt > 0, labels > 0, volume.spacing).items():
-            result.metrics[f"hippocampus_{k}"] = round(v, 4)
+        result.metrics.update(labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label"))
     return result
+
+
+def _yield_to_the_model() -> None:
+    """Run the calling (background) thread at a lower priority, where the system allows it:
+    the model's threads then keep the cores, and loading and writing fill their gaps."""
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not on this system, or not allowed: run as before
+        pass
 
 
 def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, names: dict[Path, str],
@@ -146,7 +153,7 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
                              normalised=prepared.normalised)
 
     done, error = [], None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-io") as worker:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-io", initializer=_yield_to_the_model) as worker:
         try:
             loading = worker.submit(load, files[0]) if files else None
             for i, path in enumerate(tqdm(files, desc="volumes", unit="volume", disable=not progress)):

@@ -239,3 +239,15 @@ def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing) -> dict[str, fl
     return {"dice": dice_score(truth, pred), "hd95_mm": hd95(truth, pred, spacing),
             "volume_true_mm3": vt, "volume_pred_mm3": vp, "volume_diff_mm3": vp - vt,
             "volume_diff_rel": (vp - vt) / vt if vt else float("nan")}
+
+
+def labelled_volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, values, prefix: str) -> dict[str, float]:
+    """:func:`volume_metrics` of each label value in ``values`` (keys ``{prefix}{value}_dice``,
+    ...) and of the whole hippocampus (any label; ``hippocampus_dice``, ...), rounded to 4 places."""
+    row = {}
+    for value in values:
+        for k, v in volume_metrics(truth == value, pred == value, spacing).items():
+            row[f"{prefix}{value}_{k}"] = round(v, 4)
+    for k, v in volume_metrics(truth > 0, pred > 0, spacing).items():
+        row[f"hippocampus_{k}"] = round(v, 4)
+    return row

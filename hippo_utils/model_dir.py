@@ -30,6 +30,7 @@ from pathlib import Path
 
 from hippo_utils._version import __version__
 from hippo_utils.config import Config, load_config
+from hippo_utils.derive import read_dataset_meta
 from hippo_utils.fsutil import atomic_path, atomic_write_text
 from hippo_utils.tables import write_json
 
@@ -132,10 +133,10 @@ def write_provenance(cfg: Config) -> Path:
         "keras": keras.__version__, "config_source": str(cfg.path) if cfg.path else None,
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(), "config": text,
     }
-    meta = cfg.train.images_dir.parent.parent / "dataset.json"
-    if meta.is_file():
-        dataset = json.loads(meta.read_text())
-        record["dataset"] = {"dir": str(meta.parent), "fingerprint": dataset.get("fingerprint"),
+    dataset_dir = cfg.train.images_dir.parent.parent
+    if (dataset_dir / "dataset.json").is_file():
+        dataset = read_dataset_meta(dataset_dir)
+        record["dataset"] = {"dir": str(dataset_dir), "fingerprint": dataset.get("fingerprint"),
                              "hippo_utils": dataset.get("hippo_utils_version"),
                              "source_dir": dataset.get("source_dir"),
                              "sources_sha256": dataset.get("sources_sha256")}
