@@ -11,7 +11,7 @@ The modules form layers, and a module imports only from its own layer or the one
    ``config_schema``, ``config``;
 2. geometry and labels: ``volumes``, ``postprocess``, ``labels``, ``preprocess``;
 3. data and model: ``synthetic``, ``layouts``, ``derive``, ``data``, ``dataset``,
-   ``metrics``, ``volumetry``, ``model``, ``model_dir``, ``plots``;
+   ``metrics``, ``volumetry``, ``model``, ``precision``, ``model_dir``, ``plots``;
 4. pipelines: ``callbacks``, ``trainer``, ``predict``, ``inference``, ``evaluation``;
 5. front ends: ``widgets``, ``viewer``, ``notebook``, ``cli`` and this package root.
 

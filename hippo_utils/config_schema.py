@@ -70,6 +70,9 @@ class TrainSection:
     cache: str = "auto"  # auto (in memory when it fits 1 GiB), memory or none
     distribute: bool = False  # tf.distribute.MirroredStrategy over all visible GPUs
     steps_per_execution: int = 1
+    # False (float32), "float16" (GPUs with tensor cores), "bfloat16" (CPUs with AMX or
+    # AVX512-BF16) or "auto" (whichever this machine has); the softmax stays float32
+    mixed_precision: bool | str = False
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,15 @@ def receptive_field(m: ModelSection) -> int:
     return field
 
 
-def build_flexunet(m: ModelSection, seed: int | None = None):
+def build_flexunet(m: ModelSection, seed: int | None = None, dtype_policy: str | None = None):
     """Build the (uncompiled) FlexUNet of a [model] section.
 
     Args:
         m: the [model] section. Constraints: the image size must be divisible by
             ``2**(num_layers-1)``; ``base_kernels`` must be odd.
         seed: seeds the dropout layers, so that a seeded run is repeatable.
+        dtype_policy: a Keras dtype policy for every layer but the softmax head, such as
+            ``"mixed_bfloat16"`` (:mod:`hippo_utils.precision`); the head is float32.
 
     Returns:
         A ``keras.Model`` (Functional API, every layer named) from an
@@ -98,25 +100,28 @@ def build_flexunet(m: ModelSection, seed: int | None = None):
         for n in (1, 2):
             x = layers.Conv2D(spec.filters, spec.kernel, padding="same", activation="relu",
                               kernel_initializer="he_normal", dilation_rate=spec.dilation,
-                              name=f"{prefix}_conv{n}")(x)
+                              name=f"{prefix}_conv{n}", dtype=dtype_policy)(x)
             if m.normalization:
-                x = layers.BatchNormalization(name=f"{prefix}_bn{n}")(x)
+                x = layers.BatchNormalization(name=f"{prefix}_bn{n}", dtype=dtype_policy)(x)
             if n == 1:
-                x = layers.Dropout(spec.dropout, seed=seed, name=f"{prefix}_drop")(x)
+                x = layers.Dropout(spec.dropout, seed=seed, name=f"{prefix}_drop", dtype=dtype_policy)(x)
         return x
 
     inputs = keras.Input((m.image_height, m.image_width, m.image_channels), name="image")
-    x = layers.Rescaling(1.0 / 255, name="input_rescale")(inputs) if m.input_normalize else inputs
+    x = (layers.Rescaling(1.0 / 255, name="input_rescale", dtype=dtype_policy)(inputs) if m.input_normalize
+         else inputs)
     skips = []
     for spec in specs:
         x = conv_block(x, spec, f"enc{spec.level}")
         if spec.level < m.num_layers - 1:
             skips.append(x)
-            x = layers.MaxPooling2D(2, name=f"enc{spec.level}_pool")(x)
+            x = layers.MaxPooling2D(2, name=f"enc{spec.level}_pool", dtype=dtype_policy)(x)
     for spec in reversed(specs[:-1]):
         f = spec.level
-        x = layers.Conv2DTranspose(spec.filters, 2, strides=2, padding="same", name=f"dec{f}_up")(x)
-        x = layers.Concatenate(name=f"dec{f}_concat")([x, skips[f]])
+        x = layers.Conv2DTranspose(spec.filters, 2, strides=2, padding="same", name=f"dec{f}_up",
+                                   dtype=dtype_policy)(x)
+        x = layers.Concatenate(name=f"dec{f}_concat", dtype=dtype_policy)([x, skips[f]])
         x = conv_block(x, spec, f"dec{f}")
-    outputs = layers.Conv2D(m.num_classes, 1, activation="softmax", name="head")(x)
+    # float32 whatever the policy: the probabilities, losses and metrics keep full precision
+    outputs = layers.Conv2D(m.num_classes, 1, activation="softmax", name="head", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="FlexUNet")

@@ -32,6 +32,7 @@ from hippo_utils._version import __version__
 from hippo_utils.config import Config, load_config
 from hippo_utils.derive import read_dataset_meta
 from hippo_utils.fsutil import atomic_path, atomic_write_text
+from hippo_utils.precision import resolve_precision
 from hippo_utils.tables import write_json
 
 CONFIG_NAME = "train_eval_infer.config"
@@ -120,10 +121,10 @@ def write_config(cfg: Config) -> Path:
     return path
 
 
-def write_provenance(cfg: Config) -> Path:
+def write_provenance(cfg: Config, precision=None) -> Path:
     """``provenance.json`` in the model folder: what produced the model (package, Python,
     TensorFlow and Keras versions; the config and its checksum; the derived dataset's
-    fingerprint and its source files' checksums)."""
+    fingerprint and its source files' checksums; the precision it trains in)."""
     import keras
     import tensorflow as tf
 
@@ -132,6 +133,7 @@ def write_provenance(cfg: Config) -> Path:
         "hippo_utils": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
         "keras": keras.__version__, "config_source": str(cfg.path) if cfg.path else None,
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(), "config": text,
+        **({"precision": precision.as_record()} if precision is not None else {}),
     }
     dataset_dir = cfg.train.images_dir.parent.parent
     if (dataset_dir / "dataset.json").is_file():
@@ -224,7 +226,7 @@ def load_model_dir(model_dir: str | os.PathLike[str], which: str = "best"):
         raise FileNotFoundError(f"{model_dir}: no {' or '.join(p.name for p in path)}")
     if found.suffix == ".keras":
         return load_checkpoint(found, model_dir, compile=False), cfg
-    model = build_flexunet(cfg.model)
+    model = build_flexunet(cfg.model, dtype_policy=resolve_precision(cfg.train.mixed_precision).policy)
     # Keras may skip layers it cannot match with only a warning, leaving them random:
     # any skipped layer is an error here.
     with warnings.catch_warnings(record=True) as caught:

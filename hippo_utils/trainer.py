@@ -29,6 +29,7 @@ from hippo_utils.model_dir import (
     write_config,
     write_provenance,
 )
+from hippo_utils.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ def compile_model(model, cfg: Config, **options) -> None:
     if "dice_coef_multiclass" in m.metrics:
         metrics.append(dice_coef_multiclass)
     opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
+    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
+        opt = keras.optimizers.LossScaleOptimizer(opt)  # float16 gradients would underflow unscaled
     model.compile(optimizer=opt, loss=get_loss(m.loss, m.dice_weight), metrics=metrics,
                   steps_per_execution=cfg.train.steps_per_execution, **options)
 
@@ -128,6 +131,8 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
 
     t = cfg.train
     _check_metric_names(cfg)
+    precision = resolve_precision(t.mixed_precision)
+    logger.info("precision: %s (%s)", precision.policy, precision.reason)
     model_dir = t.model_dir
     if has_run(model_dir) and not resume:
         raise FileExistsError(
@@ -153,7 +158,7 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
             model = load_checkpoint(checkpoint, model_dir)
             logger.info("resuming %s after epoch %d (best %s = %s)", model_dir, initial_epoch, t.monitor, best)
         else:
-            model = build_flexunet(cfg.model, seed=t.seed)
+            model = build_flexunet(cfg.model, seed=t.seed, dtype_policy=precision.policy)
             compile_model(model, cfg)
     if cfg.model.show_summary:
         model.summary(print_fn=logger.info)
@@ -196,7 +201,7 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
         callbacks.append(cb.EpochPreviews(cfg, write_files=t.epoch_change_infer, listeners=listeners))
     callbacks.extend(extra_callbacks)
     if state is None:
-        write_provenance(cfg)
+        write_provenance(cfg, precision)
     model.fit(train_ds, validation_data=valid_ds, epochs=t.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
     final = read_state(model_dir)

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hippo_utils"
 LAYERS = {
     1: {"_version", "fsutil", "locks", "backend", "png", "tables", "config_schema", "config"},
     2: {"volumes", "postprocess", "labels", "preprocess"},
-    3: {"synthetic", "layouts", "derive", "data", "dataset", "metrics", "volumetry", "model", "model_dir", "plots"},
+    3: {"synthetic", "layouts", "derive", "data", "dataset", "metrics", "volumetry", "model", "precision", "model_dir",
+        "plots"},
     4: {"callbacks", "trainer", "predict", "inference", "evaluation"},
     5: {"widgets", "viewer", "notebook", "cli", "__init__", "__main__"},
 }

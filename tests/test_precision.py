@@ -1,0 +1,90 @@
+"""[train] mixed_precision: reduced-precision layers with a float32 softmax, chosen by the
+machine with "auto", trained, checkpointed, resumed and used for inference under one policy."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hippo_utils import load_config
+from hippo_utils.precision import resolve_precision
+
+from helpers import toy_volume, write_nifti
+
+
+@pytest.mark.parametrize(("policy", "compute"), [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_reduced_precision_layers_with_a_float32_softmax(tiny_config, policy, compute):
+    from hippo_utils.model import build_flexunet
+
+    model = build_flexunet(tiny_config.model, dtype_policy=policy)
+    convs = [layer for layer in model.layers if layer.name.endswith("_conv1")]
+    assert convs and all(layer.compute_dtype == compute and layer.variable_dtype == "float32" for layer in convs)
+    head = model.get_layer("head")
+    assert head.compute_dtype == "float32"
+    m = tiny_config.model
+    out = model.predict(np.zeros((1, m.image_height, m.image_width, m.image_channels), np.float32), verbose=0)
+    assert out.dtype == np.float32 and np.allclose(out.sum(-1), 1, atol=1e-5)
+
+
+def test_auto_asks_the_machine(monkeypatch):
+    import hippo_utils.precision as precision
+
+    assert resolve_precision(False).policy == "float32"
+    assert resolve_precision("bfloat16").policy == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "gpu_with_tensor_cores", lambda: None)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    chosen = resolve_precision("auto")
+    assert chosen.policy == "mixed_bfloat16" and "avx512_bf16" in chosen.reason
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
+    assert resolve_precision("auto").policy == "float32"
+    monkeypatch.setattr(precision, "gpu_with_tensor_cores", lambda: "NVIDIA H200")
+    assert resolve_precision("auto") == precision.Precision("mixed_float16", "auto: GPU NVIDIA H200 has tensor cores")
+
+
+def test_bad_values_are_refused(tmp_path, tiny_config):
+    with pytest.raises(ValueError, match=r"\[train\] mixed_precision: must be False, \"float16\", \"bfloat16\" or "
+                                         r"\"auto\", got 'half'"):
+        load_config(tiny_config.path, ['train.mixed_precision="half"'])
+
+
+def test_bfloat16_trains_resumes_and_segments(tiny_config, tmp_path):
+    import keras
+
+    from hippo_utils.inference import infer_volumes
+    from hippo_utils.trainer import train
+
+    run = tmp_path / "bf16"
+    sets = ['train.mixed_precision="bfloat16"', "train.epoch_change_infer=False",
+            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"]
+    first = train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), progress=False)
+    assert np.isfinite(first.history["loss"]).all() and np.isfinite(first.history["val_loss"]).all()
+    prov = json.loads((run / "models" / "provenance.json").read_text())
+    assert prov["precision"] == {"policy": "mixed_bfloat16", "reason": "set in [train] mixed_precision"}
+    checkpoint = keras.models.load_model(run / "models" / "last.keras", compile=False)
+    assert checkpoint.get_layer("enc0_conv1").compute_dtype == "bfloat16"  # the checkpoint keeps the policy
+    resumed = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
+    assert resumed.epochs_done == 2 and np.isfinite(resumed.history["loss"]).all()
+    assert resumed.model.get_layer("enc0_conv1").compute_dtype == "bfloat16"
+    import nibabel as nib
+
+    image = write_nifti(tmp_path / "scan.nii.gz", toy_volume(0)[0])
+    (result,) = infer_volumes(run / "models", [image], tmp_path / "out", progress=False)
+    labels = nib.load(str(result.labels_path))
+    assert labels.shape == (20, 24, 18) and labels.get_data_dtype() == np.uint8 and result.qc_path.is_file()
+
+
+def test_float16_scales_the_loss(tiny_config):
+    import keras
+
+    from hippo_utils.model import build_flexunet
+    from hippo_utils.trainer import compile_model
+
+    model = build_flexunet(tiny_config.model, dtype_policy="mixed_float16")
+    compile_model(model, tiny_config)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    m = tiny_config.model
+    x = np.random.default_rng(0).uniform(0, 255, (4, m.image_height, m.image_width, m.image_channels)).astype("float32")
+    y = np.eye(m.num_classes, dtype="float32")[np.zeros((4, m.image_height, m.image_width), int)]
+    for _ in range(3):
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert np.isfinite(logs["loss"]) and np.isfinite(logs["dice_fg"])
