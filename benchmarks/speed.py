@@ -5,6 +5,7 @@
     python benchmarks/speed.py epochs       # several epochs with validation: per-epoch iterators vs the trainer's
     python benchmarks/speed.py inference    # a batch of volumes end to end vs the pure forward pass
     python benchmarks/speed.py batch        # what the output lock and table merging cost in a batch
+    python benchmarks/speed.py precision    # training and inference images/s, float32 vs bfloat16/float16
     python benchmarks/speed.py folder       # image-folder inference vs a one-image model.predict loop
     python benchmarks/speed.py memory       # peak RSS of training at N and 4N slices
     python benchmarks/speed.py flops        # forward FLOP/s at 128/256/512 vs a large matmul
@@ -452,6 +453,52 @@ def bench_flops(args) -> None:
               f"{rate:7.2f} images/s = {rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of peak")
 
 
+def bench_precision(args) -> None:
+    """Training and inference images/s of the config's FlexUNet in float32 against each reduced
+    precision this machine has (bfloat16 on a CPU with AMX or AVX512-BF16, float16 on a GPU
+    with tensor cores), in one run: in-memory batches, the first steps not counted."""
+    import keras
+
+    from hippo_utils.model import build_flexunet
+    from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores
+    from hippo_utils.trainer import compile_model
+
+    cfg = load_config(args.config)
+    m, bs = cfg.model, cfg.train.batch_size
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (bs, m.image_height, m.image_width, m.image_channels)).astype("float32")
+    y = np.eye(m.num_classes, dtype="float32")[rng.integers(0, m.num_classes, (bs, m.image_height, m.image_width))]
+    big = np.repeat(x, max(1, 16 // bs), axis=0)
+    policies = ["float32"]
+    if cpu_flags() & {"amx_bf16", "avx512_bf16"} or gpu_with_tensor_cores():
+        policies.append("mixed_bfloat16")
+    if gpu_with_tensor_cores():
+        policies.append("mixed_float16")
+    print(f"precision benchmark: {args.config_name}, {m.image_height}x{m.image_width}, training batch {bs}, "
+          f"CPU flags {sorted(cpu_flags() & {'amx_bf16', 'amx_tile', 'avx512_bf16', 'avx512f'})}, "
+          f"GPU {gpu_with_tensor_cores() or 'none with tensor cores'}")
+    base = None
+    for policy in policies:
+        keras.backend.clear_session()
+        model = build_flexunet(m, seed=0, dtype_policy=policy)
+        compile_model(model, cfg)
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        steps = 20
+        t = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        train_rate = steps * bs / (time.perf_counter() - t)
+        model.predict_on_batch(big)
+        t = time.perf_counter()
+        for _ in range(10):
+            model.predict_on_batch(big)
+        infer_rate = 10 * len(big) / (time.perf_counter() - t)
+        base = base or (train_rate, infer_rate)
+        print(f"  {policy:15s} training {train_rate:6.1f} images/s ({train_rate / base[0]:.2f}x), "
+              f"inference {infer_rate:6.1f} images/s ({infer_rate / base[1]:.2f}x)")
+
+
 def bench_levers(args) -> None:
     """What helps on this machine: batch size, jit_compile, compiled vs eager, threads."""
     import subprocess
@@ -541,7 +588,7 @@ def bench_viewer(args) -> None:
 
 
 BENCHES = {"pipeline": bench_pipeline, "epochs": bench_epochs, "inference": bench_inference, "batch": bench_batch,
-           "folder": bench_folder,
+           "precision": bench_precision, "folder": bench_folder,
            "memory": bench_memory, "flops": bench_flops, "levers": bench_levers, "viewer": bench_viewer}
 CHILDREN = {"_train_rss": _train_rss_child, "_forward_threads": _forward_threads_child}
 

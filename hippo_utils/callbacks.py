@@ -217,3 +217,31 @@ def watch_listeners(watch) -> list[Callable[[int, dict], None]]:
     """The preview listeners of a watcher: its ``show_previews``, when it has one."""
     method = getattr(watch, "show_previews", None)
     return [method] if method is not None else []
+
+
+class TensorBoardPreviews:
+    """A preview listener that writes each epoch's preview strip (image, truth, prediction
+    against it) to TensorBoard as the image ``epoch_previews``."""
+
+    def __init__(self, log_dir):
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+
+    def __call__(self, epoch: int, update: dict) -> None:
+        import tensorflow as tf
+
+        strip = plots.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
+                                    tile=96, plane=update.get("plane"))
+        with self.writer.as_default():
+            tf.summary.image("epoch_previews", strip[None], step=epoch + 1)
+        self.writer.flush()
+
+
+def tensorboard_callbacks(cfg: Config) -> tuple[list, list]:
+    """([train] tensorboard) Keras's TensorBoard callback, which logs the losses, both Dice
+    curves and the learning rate per epoch, and the preview listener; the logs go to
+    ``eval_dir/tensorboard``."""
+    log_dir = cfg.train.eval_dir / "tensorboard"
+    return ([keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch")],
+            [TensorBoardPreviews(log_dir / "previews")])

@@ -73,6 +73,9 @@ class TrainSection:
     # False (float32), "float16" (GPUs with tensor cores), "bfloat16" (CPUs with AMX or
     # AVX512-BF16) or "auto" (whichever this machine has); the softmax stays float32
     mixed_precision: bool | str = False
+    # TensorBoard logs under eval_dir/tensorboard: losses, both Dice curves, the learning rate
+    # and the epoch previews as images (open with %load_ext tensorboard, %tensorboard --logdir)
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,10 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
         callbacks.append(keras.callbacks.LearningRateScheduler(
             functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
     callbacks.append(cb.EpochCheckpoint(cfg, history, best, early, reducer))
+    if t.tensorboard:
+        board, board_listeners = cb.tensorboard_callbacks(cfg)
+        callbacks.extend(board)
+        listeners = listeners + board_listeners
     if watch is not None:
         callbacks.append(cb.Watch(watch, history))
     elif progress:

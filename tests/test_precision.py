@@ -88,3 +88,28 @@ def test_float16_scales_the_loss(tiny_config):
     for _ in range(3):
         logs = model.train_on_batch(x, y, return_dict=True)
         assert np.isfinite(logs["loss"]) and np.isfinite(logs["dice_fg"])
+
+
+def test_tensorboard_logs_losses_dice_learning_rate_and_previews(tiny_config, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hippo_utils.trainer import train
+
+    run = tmp_path / "tb"
+    cfg = load_config(tiny_config.path, ["train.tensorboard=True", "train.epochs=2", "train.epoch_change_infer=False",
+                                         f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"])
+    train(cfg, progress=False)
+    logs = run / "eval" / "tensorboard"
+
+    def tags(folder):
+        events = EventAccumulator(str(folder), size_guidance={"tensors": 0, "images": 0})
+        events.Reload()
+        return events, set(events.Tags()["tensors"]) | set(events.Tags()["scalars"]) | set(events.Tags()["images"])
+
+    _, train_tags = tags(logs / "train")
+    _, valid_tags = tags(logs / "validation")
+    assert {"epoch_loss", "epoch_dice_fg", "epoch_dice_coef_multiclass", "epoch_learning_rate"} <= train_tags
+    assert {"epoch_loss", "epoch_dice_fg"} <= valid_tags
+    previews, preview_tags = tags(logs / "previews")
+    assert "epoch_previews" in preview_tags
+    assert [e.step for e in previews.Tensors("epoch_previews")] == [1, 2]  # one picture an epoch
