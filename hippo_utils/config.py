@@ -419,6 +419,8 @@ def _check_train(cfg: Config, err: Invalid) -> None:
             "learning_rate_reducer = False too, or keep lr_schedule = \"plateau\"")
     if not 0 < t.reducer_factor < 1:
         err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
+    if t.jit_compile not in (True, False, "auto"):
+        err("train", "jit_compile", f'must be "auto", True or False, got {t.jit_compile!r}')
     if t.mixed_precision not in (False, "float16", "bfloat16", "auto"):
         err("train", "mixed_precision", f'must be False, "float16", "bfloat16" or "auto", got {t.mixed_precision!r}')
 

@@ -76,6 +76,8 @@ class TrainSection:
     # TensorBoard logs under eval_dir/tensorboard: losses, both Dice curves, the learning rate
     # and the epoch previews as images (open with %load_ext tensorboard, %tensorboard --logdir)
     tensorboard: bool = False
+    # XLA compilation of the training step: "auto" (Keras decides), True or False
+    jit_compile: bool | str = "auto"
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ def cosine_learning_rate(epoch: int, lr: float = 0.0, *, base: float, epochs: in
 
 def compile_model(model, cfg: Config, **options) -> None:
     """Adam with [model] learning_rate and clipvalue, the configured loss, and metrics:
-    foreground Dice always, plus those of [model] metrics. ``options`` go to
-    ``model.compile`` (e.g. ``jit_compile``)."""
+    foreground Dice always, plus those of [model] metrics; XLA as [train] jit_compile says.
+    ``options`` go to ``model.compile`` and win over the config."""
     import keras
 
     from hippo_utils.metrics import ForegroundDice, dice_coef_multiclass, get_loss
@@ -69,6 +69,7 @@ def compile_model(model, cfg: Config, **options) -> None:
     opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
         opt = keras.optimizers.LossScaleOptimizer(opt)  # float16 gradients would underflow unscaled
+    options.setdefault("jit_compile", cfg.train.jit_compile)
     model.compile(optimizer=opt, loss=get_loss(m.loss, m.dice_weight), metrics=metrics,
                   steps_per_execution=cfg.train.steps_per_execution, **options)
 

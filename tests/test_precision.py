@@ -113,3 +113,16 @@ def test_tensorboard_logs_losses_dice_learning_rate_and_previews(tiny_config, tm
     previews, preview_tags = tags(logs / "previews")
     assert "epoch_previews" in preview_tags
     assert [e.step for e in previews.Tensors("epoch_previews")] == [1, 2]  # one picture an epoch
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_jit_compile_reaches_the_compiled_model(tiny_config, setting):
+    from hippo_utils.model import build_flexunet
+    from hippo_utils.trainer import compile_model
+
+    cfg = load_config(tiny_config.path, [f"train.jit_compile={setting}"])
+    model = build_flexunet(cfg.model)
+    compile_model(model, cfg)
+    assert model.jit_compile is setting
+    with pytest.raises(ValueError, match=r"\[train\] jit_compile: must be \"auto\", True or False, got 'xla'"):
+        load_config(tiny_config.path, ['train.jit_compile="xla"'])
