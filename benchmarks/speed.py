@@ -87,12 +87,29 @@ def bench_inference(args) -> None:
         return time.perf_counter() - t
 
     batch(files[:1], Path(tempfile.mkdtemp()))  # warm-up: traces the model
-    end_to_end = batch(files, Path(tempfile.mkdtemp()))
-    t = time.perf_counter()
+
+    def one_at_a_time() -> float:
+        t = time.perf_counter()
+        out = Path(tempfile.mkdtemp())
+        for f in files:
+            infer_volume(model, cfg, f, out, name=names[f])
+        return time.perf_counter() - t
+
+    def forward_pass(x) -> float:
+        t = time.perf_counter()
+        predict_batches(model, x, bs, flip=cfg.infer.flip_tta)
+        return time.perf_counter() - t
+
+    x = np.concatenate([prepare_volume(cfg, load_volume(f)).inputs for f in files])
+    # Interleaved and repeated, each the fastest of its runs: this machine's speed drifts by
+    # 10-20% within minutes, which one run of each would read as a difference.
+    timings = {"pipeline": [], "one at a time": [], "forward": []}
+    for _ in range(args.repeats):
+        timings["pipeline"].append(batch(files, Path(tempfile.mkdtemp())))
+        timings["forward"].append(forward_pass(x))
+        timings["one at a time"].append(one_at_a_time())
+    end_to_end, sequential, forward = (min(timings[k]) for k in ("pipeline", "one at a time", "forward"))
     out = Path(tempfile.mkdtemp())
-    for f in files:
-        infer_volume(model, cfg, f, out, name=names[f])
-    sequential = time.perf_counter() - t
 
     stages = dict.fromkeys(("load", "pre-process", "predict", "reassemble + write"), 0.0)
     inputs_all = []
@@ -114,10 +131,6 @@ def bench_inference(args) -> None:
                       normalised=prepared.normalised)
         stages["reassemble + write"] += time.perf_counter() - t
     slices = sum(len(x) for x in inputs_all)
-    x = np.concatenate(inputs_all)
-    t = time.perf_counter()
-    predict_batches(model, x, bs, flip=cfg.infer.flip_tta)
-    forward = time.perf_counter() - t
 
     tracemalloc.start()
     batch(files[:1], Path(tempfile.mkdtemp()))
@@ -133,7 +146,9 @@ def bench_inference(args) -> None:
           f"{slices / end_to_end:.1f} slices/s")
     print(f"  one volume at a time   {sequential:7.2f} s  (the same work without the pipeline)")
     print(f"  pure forward pass      {forward:7.2f} s  = {slices / forward:.1f} slices/s")
-    print(f"  ratio end-to-end / forward = {end_to_end / forward:.2f} (one at a time: {sequential / forward:.2f})")
+    print(f"  ratio end-to-end / forward = {end_to_end / forward:.2f} (one at a time: {sequential / forward:.2f}); "
+          f"fastest of {args.repeats} interleaved runs each: "
+          + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)} s" for k, vs in timings.items()))
     total = sum(stages.values())
     print("  stages, one at a time: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
     print(f"  peak traced memory: {one / 2**20:.0f} MiB for 1 volume, {many / 2**20:.0f} MiB for {len(files)} "
@@ -599,6 +614,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
     parser.add_argument("--model-dir", help="a trained model (default: an untrained one of the config)")
     parser.add_argument("--volumes", type=int, default=4, help="inference: volumes to segment")
+    parser.add_argument("--repeats", type=int, default=3, help="inference: interleaved runs of each measurement")
     parser.add_argument("--images", type=int, default=64, help="folder: images to segment")
     parser.add_argument("--slices", type=int, default=256, help="memory: N training slices")
     parser.add_argument("--folder", help=argparse.SUPPRESS)
