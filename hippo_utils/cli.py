@@ -113,7 +113,7 @@ def cmd_infer_volume(args: argparse.Namespace) -> int:
           + (", metrics.csv)" if args.labels else ")"))
     for r in results:
         extra = f", AI {r.volumetry['asymmetry_index']:+.3f}" if "asymmetry_index" in r.volumetry else ""
-        assumed = " (assumed voxel size)" if "voxel size assumed" in r.volumetry["qc"] else ""
+        assumed = " (assumed voxel size)" if r.assumed_voxel_size else ""
         print(f"  {r.name}: total {r.volumetry['total_mm3']:.0f} mm3{assumed}{extra}; qc: {r.volumetry['qc']}")
     return 0
 

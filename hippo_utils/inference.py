@@ -68,6 +68,7 @@ class VolumeResult:
     qc_path: Path
     volumetry: dict[str, float]
     metrics: dict[str, float] = field(default_factory=dict)
+    assumed_voxel_size: bool = False  # the volumes rest on --assume-voxel-size
 
 
 def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, out_dir: str | os.PathLike[str],
@@ -101,7 +102,8 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header)
     row = volumetry(labels, volume, cfg)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
-    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png", row)
+    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png", row,
+                          assumed_voxel_size=volume.assumed_spacing)
     if qc:
         if normalised is None:
             normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
