@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,13 +178,15 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
     return results, first_failure or error  # the earliest failure, in input order
 
 
-def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> dict[Path, str]:
+def output_names(files: Sequence[Path], taken: dict[str, str] | None = None,
+                 reserved: Iterable[str] = ()) -> dict[Path, str]:
     """A distinct output name for each input, that shows which input it is.
 
     The name is the file's stem; where inputs share a stem (``a/scan.nii`` and
     ``b/scan.nii.gz``), or the stem already names another input's results in the output
     folder (``taken``: input path -> name), all of them get as many parent folders in front
-    as it takes to tell them apart (``a_scan``, ``b_scan``). An input in ``taken`` keeps its name.
+    as it takes to tell them apart (``a_scan``, ``b_scan``). An input in ``taken`` keeps its name;
+    ``reserved`` names (results of no known input) go to no new input.
     """
     taken = dict(taken or {})
     names: dict[Path, str] = {}
@@ -194,7 +196,7 @@ def output_names(files: Sequence[Path], taken: dict[str, str] | None = None) -> 
             names[f] = taken[str(f.resolve())]
         else:
             groups.setdefault(strip_volume_suffix(f.name), []).append(f)
-    used = set(taken.values()) | set(names.values())
+    used = set(taken.values()) | set(names.values()) | (set(reserved) - set(names.values()))
     for stem, group in groups.items():
         parents = {f: [p.name for p in f.resolve().parents if p.name] for f in group}
         for k in range(0 if len(group) == 1 else 1, 1 + max(len(p) for p in parents.values())):
@@ -275,11 +277,9 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         labels_dir = Path(labels_dir) if labels_dir else None
         out_dir.mkdir(parents=True, exist_ok=True)
         old_rows = read_rows(out_dir / "volumetry.json", "input")
-        taken = {r["input"]: r["subject"] for r in old_rows}
         # results whose row an interrupted run never wrote: their names stay taken too
-        taken.update({f"(file) {p.name}": p.name[:-len("_labels.nii.gz")] for p in out_dir.glob("*_labels.nii.gz")
-                      if p.name[:-len("_labels.nii.gz")] not in taken.values()})
-        names = output_names(files, taken)
+        on_disk = {p.name[:-len("_labels.nii.gz")] for p in out_dir.glob("*_labels.nii.gz")}
+        names = output_names(files, {r["input"]: r["subject"] for r in old_rows}, reserved=on_disk)
         truths = _truths(files, labels_dir)
         results, error = _segment_batch(model, cfg, files, out_dir, names, truths, assume_voxel_size, progress)
         ids = {r.name: {"input": str(r.source.resolve()), "sha256": volume_sha256(r.source)} for r in results}

@@ -76,9 +76,10 @@ def read_rows(json_path: str | os.PathLike[str], key: str) -> list[dict]:
         return []
     try:
         rows = json.loads(json_path.read_text())
-        assert isinstance(rows, list)  # noqa: S101 (turned into the ValueError below)
-    except (ValueError, AssertionError) as exc:
-        raise ValueError(f"{json_path}: not a table this version wrote ({exc!r}); use another folder") from None
+    except ValueError as exc:
+        rows = exc
+    if not isinstance(rows, list):
+        raise ValueError(f"{json_path}: not a table this version wrote ({rows!r}); use another folder")
     summaries = ("mean", "std")
     if any(key not in r and next(iter(r.values()), None) not in summaries for r in rows):
         raise ValueError(f"{json_path}: a table from an older version, whose rows do not name their {key}; "
