@@ -70,3 +70,20 @@ def resolve_precision(setting: bool | str) -> Precision:
     if flags:
         return Precision("mixed_bfloat16", f"auto: the CPU has {', '.join(sorted(flags))}")
     return Precision("float32", "auto: no GPU with tensor cores, no CPU with bfloat16 instructions")
+
+
+def visible_gpu_memory() -> int | None:
+    """Bytes of memory of the first visible NVIDIA GPU (``nvidia-smi``), or None without one."""
+    import shutil
+    import subprocess
+
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU") or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return int(out.split()[0]) * 2**20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None

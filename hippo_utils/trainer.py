@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hippo_utils.config import Config
 from hippo_utils.locks import folder_lock
+from hippo_utils.model import memory_estimate
 from hippo_utils.model_dir import (
     LAST_NAME,
     STATE_NAME,
@@ -29,7 +30,7 @@ from hippo_utils.model_dir import (
     write_config,
     write_provenance,
 )
-from hippo_utils.precision import resolve_precision
+from hippo_utils.precision import resolve_precision, visible_gpu_memory
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +164,17 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
             compile_model(model, cfg)
     if cfg.model.show_summary:
         model.summary(print_fn=logger.info)
+    memory, too_big = memory_report(model, t.batch_size)
+    logger.info("%s", memory)
+    if too_big:
+        logger.warning("%s", too_big)
     model_dir.mkdir(parents=True, exist_ok=True)
     t.eval_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg)
     if watch is not None and hasattr(watch, "train_begin"):
         watch.train_begin(t.epochs, steps, initial_epoch)
+    if watch is not None and hasattr(watch, "notice"):
+        watch.notice(f"precision: {precision.policy} ({precision.reason}); {memory}", warning=too_big)
     listeners = cb.watch_listeners(watch)
     if initial_epoch >= t.epochs:
         logger.info("%s: already trained for %d of %d epochs; nothing to do", model_dir, initial_epoch, t.epochs)
@@ -211,6 +218,19 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
               steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
     final = read_state(model_dir)
     return TrainResult(model_dir, history, final["best"], final["epoch"], model)
+
+
+def memory_report(model, batch_size: int, available: int | None = None) -> tuple[str, str | None]:
+    """The model's training memory at ``batch_size`` in words (:func:`~hippo_utils.model.memory_estimate`),
+    and a warning with the batch that would fit when that is over the visible GPU's memory
+    (None otherwise). ``available``: that memory in bytes, asked of the GPU when None."""
+    estimate = memory_estimate(model, batch_size)
+    available = visible_gpu_memory() if available is None else available
+    if not available or estimate.total <= available:
+        return estimate.describe(), None
+    return estimate.describe(), (
+        f"about {estimate.total // 2**20} MiB of training memory at batch {batch_size}, more than the GPU's "
+        f"{available // 2**20} MiB: set [train] batch_size = {estimate.batch_that_fits(available)} or less")
 
 
 def ensure_trained(cfg: Config, watch=None) -> Path:

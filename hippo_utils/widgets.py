@@ -13,6 +13,7 @@ Imports no TensorFlow: the trainer hands events to the panel (``train(cfg, watch
 from __future__ import annotations
 
 import base64
+import html
 import io
 
 import numpy as np
@@ -127,11 +128,12 @@ class LiveTrainingPanel:
         self.title = title
         self.total = 0
         self.status = w.HTML("<b>starting…</b>")
+        self.notes = w.HTML("")
         self.bar = w.IntProgress(min=0, max=1, value=0, description="epoch", layout=w.Layout(width="60%"))
         self.previews = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.curves = w.Image(format="png", layout=w.Layout(max_width="560px"))
         caption = w.HTML(f"<small>{PREVIEW_CAPTION} ({plots.AGREEMENT_CAPTION})</small>")
-        self.box = w.VBox([self.status, self.bar, w.HBox([w.VBox([self.previews, caption]), self.curves])])
+        self.box = w.VBox([self.status, self.notes, self.bar, w.HBox([w.VBox([self.previews, caption]), self.curves])])
         self._handle = None
 
     # The trainer's events (hippo_utils.trainer.train, argument ``watch``).
@@ -142,6 +144,11 @@ class LiveTrainingPanel:
         self.bar.max = max(1, steps)
         self.status.value = f"{self.title} epoch {initial_epoch}/{total_epochs} done; training…".strip()
         self._handle = display(widget_bundle(self.box), raw=True, display_id=True)
+
+    def notice(self, text: str, warning: str | None = None) -> None:
+        """A line about the run (its precision and memory), and a warning to stand out, if any."""
+        self.notes.value = f"<small>{html.escape(text, quote=False)}</small>" + (
+            f"<br><b style='color:#b00'>{html.escape(warning, quote=False)}</b>" if warning else "")
 
     def epoch_begin(self, epoch: int) -> None:
         self.bar.value = 0
@@ -176,5 +183,5 @@ class LiveTrainingPanel:
     def snapshot(self) -> bytes:
         """The panel as one PNG: its status line, the previews, then the curves."""
         pictures = stacked(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
-        text = f"{self.status.value}<br>{PREVIEW_CAPTION}<br>{plots.AGREEMENT_CAPTION}"
+        text = f"{self.status.value}<br>{self.notes.value}<br>{PREVIEW_CAPTION}<br>{plots.AGREEMENT_CAPTION}"
         return captioned(pictures, text) if pictures else b""

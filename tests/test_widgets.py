@@ -67,6 +67,10 @@ def test_panel_follows_a_run_and_leaves_its_final_state_as_a_picture(displayed):
     panel.train_begin(total_epochs=3, steps=4, initial_epoch=0)
     assert displayed[0][0] == "display" and displayed[0][2]["raw"]
     assert WIDGET_VIEW_MIMETYPE in displayed[0][1] and "image/png" not in displayed[0][1]
+    panel.notice("precision: float32 (set in [train] mixed_precision); model memory: parameters 7.4 MiB",
+                 warning="set [train] batch_size = 10 or less")
+    assert "model memory" in panel.notes.value and "batch_size = 10" in panel.notes.value
+    assert panel.notes in panel.box.children
 
     history: dict[str, list[float]] = {}
     previews, curves = [], []
