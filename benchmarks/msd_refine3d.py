@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path when run as a script)
+
 from hippo_utils.model_dir import load_model_dir  # noqa: E402
 from hippo_utils.postprocess import keep_largest  # noqa: E402
 from hippo_utils.predict import volume_probabilities  # noqa: E402
@@ -128,7 +130,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def score(subjects, model=None, weight: float = 1.0) -> np.ndarray:
-    """Mean anterior, posterior and whole Dice; ``weight`` of the stage's probabilities."""
+    """Anterior, posterior and whole Dice of each subject; ``weight`` of the stage's probabilities."""
     rows = []
     for _, image, labels, probs in subjects:
         if model is not None:
@@ -139,11 +141,14 @@ def score(subjects, model=None, weight: float = 1.0) -> np.ndarray:
             probs = weight * refined + (1 - weight) * probs
         classes = keep_largest(probs.argmax(-1).astype(np.uint8), 1)
         rows.append([dice(labels == 1, classes == 1), dice(labels == 2, classes == 2), dice(labels > 0, classes > 0)])
-    return np.mean(rows, axis=0)
+    return np.asarray(rows)
 
 
-def line(name: str, s: np.ndarray) -> str:
-    return f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} whole {s[2]:.4f}"
+def line(name: str, rows: np.ndarray) -> str:
+    """The mean Dice of each class and of the two, with the 95% bootstrap interval of the mean."""
+    s, lo_hi = rows.mean(axis=0), bootstrap_ci(rows[:, :2].mean(axis=1))
+    return (f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} "
+            f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}] whole {s[2]:.4f}")
 
 
 def main() -> None:

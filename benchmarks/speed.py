@@ -6,6 +6,7 @@
     python benchmarks/speed.py inference    # a batch of volumes end to end vs the pure forward pass
     python benchmarks/speed.py batch        # what the output lock and table merging cost in a batch
     python benchmarks/speed.py precision    # training and inference images/s, float32 vs bfloat16/float16
+    python benchmarks/speed.py gpu          # hfh_512 on a GPU: precision x XLA, peak memory, demo epochs
     python benchmarks/speed.py folder       # image-folder inference vs a one-image model.predict loop
     python benchmarks/speed.py memory       # peak RSS of training at N and 4N slices
     python benchmarks/speed.py flops        # forward FLOP/s at 128/256/512 vs a large matmul
@@ -468,50 +469,115 @@ def bench_flops(args) -> None:
               f"{rate:7.2f} images/s = {rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of peak")
 
 
-def bench_precision(args) -> None:
-    """Training and inference images/s of the config's FlexUNet in float32 against each reduced
-    precision this machine has (bfloat16 on a CPU with AMX or AVX512-BF16, float16 on a GPU
-    with tensor cores), in one run: in-memory batches, the first steps not counted."""
+def _policy_rates(cfg, policy: str, jit_compile="auto", steps: int = 20) -> dict[str, float]:
+    """Training and inference images/s of ``cfg``'s FlexUNet under ``policy`` (in-memory batches
+    of [train] batch_size, and of 16 or more images for inference; the first steps not
+    counted), and on a GPU the peak memory of each (bytes)."""
     import keras
+    import tensorflow as tf
 
-    from hippo_utils.model import build_flexunet
-    from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores
+    from hippo_utils.model import build_flexunet, memory_estimate
     from hippo_utils.trainer import compile_model
 
-    cfg = load_config(args.config)
     m, bs = cfg.model, cfg.train.batch_size
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (bs, m.image_height, m.image_width, m.image_channels)).astype("float32")
     y = np.eye(m.num_classes, dtype="float32")[rng.integers(0, m.num_classes, (bs, m.image_height, m.image_width))]
     big = np.repeat(x, max(1, 16 // bs), axis=0)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    keras.backend.clear_session()
+    model = build_flexunet(m, seed=0, dtype_policy=policy)
+    compile_model(model, cfg, jit_compile=jit_compile)
+    out = {"estimate": memory_estimate(model, bs).total}
+    for what, run, n in (("training", lambda: model.train_on_batch(x, y), bs),
+                         ("inference", lambda: model.predict_on_batch(big), len(big))):
+        for _ in range(3):
+            run()
+        if gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+        t = time.perf_counter()
+        for _ in range(steps):
+            run()
+        out[what] = steps * n / (time.perf_counter() - t)
+        if gpu:
+            out[f"{what}_peak"] = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    return out
+
+
+def bench_precision(args) -> None:
+    """Training and inference images/s of the config's FlexUNet in float32 against each reduced
+    precision this machine has (bfloat16 on a CPU with AMX or AVX512-BF16, float16 on a GPU
+    with tensor cores), in one run: in-memory batches, the first steps not counted."""
+    from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores
+
+    cfg = load_config(args.config)
+    m = cfg.model
     policies = ["float32"]
     if cpu_flags() & {"amx_bf16", "avx512_bf16"} or gpu_with_tensor_cores():
         policies.append("mixed_bfloat16")
     if gpu_with_tensor_cores():
         policies.append("mixed_float16")
-    print(f"precision benchmark: {args.config_name}, {m.image_height}x{m.image_width}, training batch {bs}, "
-          f"CPU flags {sorted(cpu_flags() & {'amx_bf16', 'amx_tile', 'avx512_bf16', 'avx512f'})}, "
+    flags = sorted(cpu_flags() & {"amx_bf16", "amx_tile", "avx512_bf16", "avx512f"})
+    print(f"precision benchmark: {args.config_name}, {m.image_height}x{m.image_width}, training batch "
+          f"{cfg.train.batch_size}, CPU flags {flags}, "
           f"GPU {gpu_with_tensor_cores() or 'none with tensor cores'}")
     base = None
     for policy in policies:
-        keras.backend.clear_session()
-        model = build_flexunet(m, seed=0, dtype_policy=policy)
-        compile_model(model, cfg)
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        steps = 20
-        t = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, y)
-        train_rate = steps * bs / (time.perf_counter() - t)
-        model.predict_on_batch(big)
-        t = time.perf_counter()
-        for _ in range(10):
-            model.predict_on_batch(big)
-        infer_rate = 10 * len(big) / (time.perf_counter() - t)
-        base = base or (train_rate, infer_rate)
-        print(f"  {policy:15s} training {train_rate:6.1f} images/s ({train_rate / base[0]:.2f}x), "
-              f"inference {infer_rate:6.1f} images/s ({infer_rate / base[1]:.2f}x)")
+        rates = _policy_rates(cfg, policy)
+        base = base or rates
+        train_x, infer_x = rates["training"] / base["training"], rates["inference"] / base["inference"]
+        print(f"  {policy:15s} training {rates['training']:6.1f} images/s ({train_x:.2f}x), "
+              f"inference {rates['inference']:6.1f} images/s ({infer_x:.2f}x)")
+
+
+def bench_gpu(args) -> None:
+    """The original 512x512 FlexUNet ([--gpu-config], configs/hfh_512.config) on a GPU: training
+    images/s in float32 and mixed precision, each with and without XLA; inference images/s and
+    the peak GPU memory of each; then the demo config's epoch time. Without a GPU it says so
+    and measures nothing, unless --on-cpu (with --size to make the model small enough)."""
+    import tensorflow as tf
+
+    from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus and not args.on_cpu:
+        print("gpu benchmark: no GPU visible to TensorFlow; nothing measured (--on-cpu runs it anyway)")
+        return
+    sets = [f"model.image_width={args.size}", f"model.image_height={args.size}"] if args.size else []
+    cfg = load_config(args.gpu_config, sets)
+    m = cfg.model
+    device = (tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name) if gpus
+              else f"CPU ({os.cpu_count()} cores)")
+    policies = ["float32", "mixed_float16" if gpu_with_tensor_cores() else None,
+                "mixed_bfloat16" if gpus or cpu_flags() & {"amx_bf16", "avx512_bf16"} else None]
+    print(f"gpu benchmark on {device}: {Path(args.gpu_config).name}, {m.image_height}x{m.image_width}, "
+          f"{m.num_layers} levels, {m.base_kernels} kernels, training batch {cfg.train.batch_size}")
+    mib = 2**20
+    base = None
+    for policy in filter(None, policies):
+        for jit in (False, True):
+            try:
+                rates = _policy_rates(cfg, policy, jit_compile=jit, steps=args.gpu_steps)
+            except Exception as e:  # noqa: BLE001 - a policy the device cannot run is a figure too
+                print(f"  {policy:15s} XLA {'on ' if jit else 'off'}: failed: {type(e).__name__}: {str(e)[:200]}")
+                continue
+            base = base or rates
+            peaks = (f", peak GPU memory training {rates['training_peak'] / mib:,.0f} MiB (estimated "
+                     f"{rates['estimate'] / mib:,.0f}), inference {rates['inference_peak'] / mib:,.0f} MiB"
+                     if "training_peak" in rates else "")
+            print(f"  {policy:15s} XLA {'on ' if jit else 'off'}: training {rates['training']:7.2f} images/s "
+                  f"({rates['training'] / base['training']:.2f}x), inference {rates['inference']:7.2f} images/s "
+                  f"({rates['inference'] / base['inference']:.2f}x){peaks}", flush=True)
+    if args.gpu_epochs:
+        from hippo_utils.trainer import train
+
+        demo = _demo_data(load_config(args.config))
+        with tempfile.TemporaryDirectory() as tmp:
+            run = load_config(demo.path, [f"train.model_dir={tmp}/models", f"train.eval_dir={tmp}/eval",
+                                          f"train.epochs={args.gpu_epochs}", "train.epoch_change_infer=False"])
+            times = train(run, progress=False).history["epoch_time_s"]
+        print(f"  demo config ({args.config_name}): epoch times {', '.join(f'{t:.1f}' for t in times)} s "
+              f"(the first includes building and tracing)")
 
 
 def bench_levers(args) -> None:
@@ -603,7 +669,7 @@ def bench_viewer(args) -> None:
 
 
 BENCHES = {"pipeline": bench_pipeline, "epochs": bench_epochs, "inference": bench_inference, "batch": bench_batch,
-           "precision": bench_precision, "folder": bench_folder,
+           "precision": bench_precision, "gpu": bench_gpu, "folder": bench_folder,
            "memory": bench_memory, "flops": bench_flops, "levers": bench_levers, "viewer": bench_viewer}
 CHILDREN = {"_train_rss": _train_rss_child, "_forward_threads": _forward_threads_child}
 
@@ -617,6 +683,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="inference: interleaved runs of each measurement")
     parser.add_argument("--images", type=int, default=64, help="folder: images to segment")
     parser.add_argument("--slices", type=int, default=256, help="memory: N training slices")
+    parser.add_argument("--gpu-config", default=str(ROOT / "configs" / "hfh_512.config"), help="gpu: the model")
+    parser.add_argument("--size", type=int, help="gpu: image size instead of the config's (for a check on CPU)")
+    parser.add_argument("--gpu-steps", type=int, default=20, help="gpu: timed steps of each measurement")
+    parser.add_argument("--gpu-epochs", type=int, default=3, help="gpu: demo epochs to time (0: none)")
+    parser.add_argument("--on-cpu", action="store_true", help="gpu: run even without a GPU")
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--threads", help=argparse.SUPPRESS)
