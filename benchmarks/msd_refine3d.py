@@ -42,7 +42,7 @@ from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path
 
 from hippo_utils.model_dir import load_model_dir  # noqa: E402
 from hippo_utils.postprocess import keep_largest  # noqa: E402
-from hippo_utils.predict import volume_probabilities  # noqa: E402
+from hippo_utils.predict import ordered_boundary, volume_probabilities  # noqa: E402
 from hippo_utils.volumes import load_labels, load_volume  # noqa: E402
 
 BOX = (32, 56, 40)
@@ -81,6 +81,19 @@ def cut(arr: np.ndarray, origin: np.ndarray, fill) -> tuple[np.ndarray, tuple, t
     dst = tuple(slice(s.start - o, s.stop - o) for s, o in zip(src, origin, strict=True))
     out[dst] = arr[src]
     return out, src, dst
+
+
+def shift_boundary(probs: np.ndarray, rng: np.random.Generator, most: int) -> np.ndarray:
+    """``probs`` with the anterior/posterior boundary moved by 1..``most`` slices along axis 1
+    (the two classes' probabilities swapped on the slices in between), for training: on its
+    training subjects the 2D model places the boundary right more often than on unseen ones."""
+    moved = np.moveaxis(probs, 1, 0)
+    cut, _ = ordered_boundary(moved, 1, 2)
+    step = int(rng.integers(1, most + 1)) * (1 if rng.random() < 0.5 else -1)
+    lo, hi = sorted((cut, int(np.clip(cut + step, 0, len(moved)))))
+    out = moved.copy()
+    out[lo:hi, ..., 1], out[lo:hi, ..., 2] = moved[lo:hi, ..., 2], moved[lo:hi, ..., 1]
+    return np.moveaxis(out, 0, 1)
 
 
 def box_inputs(image: np.ndarray, probs: np.ndarray, origin: np.ndarray):
@@ -158,6 +171,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of the 3D stage")
     parser.add_argument("--train-split", choices=("train", "valid"), default="train")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--boundary-jitter", type=int, default=0, metavar="N",
+                        help="residual: in training, move the 2D boundary by 1..N slices (half the time)")
     args = parser.parse_args()
 
     import keras
@@ -178,6 +193,8 @@ def main() -> None:
             for k in rng.permutation(len(train)):
                 _, image, labels, probs = train[k]
                 origin = box_origin(probs, rng)
+                if args.boundary_jitter and rng.random() < 0.5:
+                    probs = shift_boundary(probs, rng, args.boundary_jitter)
                 x, _, _ = box_inputs(image, probs, origin)
                 y, _, _ = cut(labels, origin, np.uint8(0))
                 yield x, np.eye(3, dtype=np.float32)[y]
