@@ -531,10 +531,12 @@ def bench_precision(args) -> None:
 
 
 def bench_gpu(args) -> None:
-    """The original 512x512 FlexUNet ([--gpu-config], configs/hfh_512.config) on a GPU: training
-    images/s in float32 and mixed precision, each with and without XLA; inference images/s and
-    the peak GPU memory of each; then the demo config's epoch time. Without a GPU it says so
-    and measures nothing, unless --on-cpu (with --size to make the model small enough)."""
+    """The original 512x512 FlexUNet (--gpu-config, configs/hfh_512.config) on a GPU: training and
+    inference images/s in float32, mixed float16 (GPUs with tensor cores) and mixed bfloat16 (a
+    policy the device cannot run is reported as failed), each with XLA off and on for both; the
+    peak GPU memory of each next to the estimate; then --gpu-epochs (default 3) epochs of the
+    demo config with its own settings. Without a GPU it says so and measures nothing, unless
+    --on-cpu (with --size to make the model small enough)."""
     import tensorflow as tf
 
     from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores

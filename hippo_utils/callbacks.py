@@ -234,7 +234,7 @@ class TensorBoardPreviews:
         strip = plots.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
                                     tile=96, plane=update.get("plane"))
         with self.writer.as_default():
-            tf.summary.image("epoch_previews", strip[None], step=epoch + 1)
+            tf.summary.image("epoch_previews", strip[None], step=epoch)  # 0-based, as Keras logs the scalars
         self.writer.flush()
 
 

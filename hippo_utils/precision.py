@@ -73,7 +73,9 @@ def resolve_precision(setting: bool | str) -> Precision:
 
 
 def visible_gpu_memory() -> int | None:
-    """Bytes of memory of the first visible NVIDIA GPU (``nvidia-smi``), or None without one."""
+    """Bytes of memory of the first NVIDIA GPU TensorFlow sees (``nvidia-smi``; the first of
+    ``CUDA_VISIBLE_DEVICES`` when that is set), or None without one."""
+    import os
     import shutil
     import subprocess
 
@@ -82,7 +84,9 @@ def visible_gpu_memory() -> int | None:
     if not tf.config.list_physical_devices("GPU") or shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+        first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        which = ["--id", first] if first else []
+        out = subprocess.run(["nvidia-smi", *which, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=10, check=True).stdout
         return int(out.split()[0]) * 2**20
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):

@@ -222,15 +222,28 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
 
 def memory_report(model, batch_size: int, available: int | None = None) -> tuple[str, str | None]:
     """The model's training memory at ``batch_size`` in words (:func:`~hippo_utils.model.memory_estimate`),
-    and a warning with the batch that would fit when that is over the visible GPU's memory
-    (None otherwise). ``available``: that memory in bytes, asked of the GPU when None."""
+    and a warning when that is over the GPU's memory, with the batch that would fit (None otherwise).
+
+    ``available``: that memory in bytes; when None, the total memory of the first GPU that
+    TensorFlow sees (``nvidia-smi``), none without a GPU. Total, not free memory, and one GPU:
+    with ``[train] distribute`` each GPU holds only its share of the batch, so the warning is
+    then cautious.
+    """
     estimate = memory_estimate(model, batch_size)
     available = visible_gpu_memory() if available is None else available
     if not available or estimate.total <= available:
         return estimate.describe(), None
+    mib = 2**20
+    fits = estimate.batch_that_fits(available)
+    if fits == 0:
+        fixed = estimate.parameters + estimate.training_state
+        return estimate.describe(), (
+            f"the weights, gradients and Adam state alone ({fixed // mib} MiB) "
+            f"leave no room in the GPU's {available // mib} MiB for one image's activations "
+            f"({estimate.activations_per_image // mib} MiB): use fewer [model] num_layers or base_filters")
     return estimate.describe(), (
-        f"about {estimate.total // 2**20} MiB of training memory at batch {batch_size}, more than the GPU's "
-        f"{available // 2**20} MiB: set [train] batch_size = {estimate.batch_that_fits(available)} or less")
+        f"about {estimate.total // mib} MiB of training memory at batch {batch_size}, more than the GPU's "
+        f"{available // mib} MiB: set [train] batch_size = {fits} or less")
 
 
 def ensure_trained(cfg: Config, watch=None) -> Path:

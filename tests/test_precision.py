@@ -125,7 +125,7 @@ def test_tensorboard_logs_losses_dice_learning_rate_and_previews(tiny_config, tm
     assert {"epoch_loss", "epoch_dice_fg"} <= valid_tags
     previews, preview_tags = tags(logs / "previews")
     assert "epoch_previews" in preview_tags
-    assert [e.step for e in previews.Tensors("epoch_previews")] == [1, 2]  # one picture an epoch
+    assert [e.step for e in previews.Tensors("epoch_previews")] == [0, 1]  # one an epoch, numbered as the scalars
 
 
 @pytest.mark.parametrize("setting", [True, False])
@@ -199,3 +199,5 @@ def test_a_batch_over_the_gpu_memory_is_warned_with_one_that_fits(tiny_config):
     assert warning.endswith("set [train] batch_size = 10 or less")
     assert estimate.batch_that_fits(small) == 10
     assert memory_report(model, 10, available=small)[1] is None
+    _, warning = memory_report(model, 64, available=estimate.parameters + estimate.training_state + 1)
+    assert "leave no room" in warning and "num_layers" in warning  # not "batch_size = 0"
