@@ -1,12 +1,15 @@
-"""A picture of TensorBoard showing a training run, for notebook 03 and the README.
+"""A picture of TensorBoard showing a training run, for notebook 03.
 
-    python docs/tensorboard_view.py                      # trains the demo config 4 epochs in a temp folder
+    python docs/tensorboard_view.py                      # trains the demo config for 6 epochs
     python docs/tensorboard_view.py --logdir runs/demo/eval/tensorboard
 
-Trains ``--config`` for ``--epochs`` with ``[train] tensorboard = True`` (unless ``--logdir``
-names logs already written), serves the logs with TensorBoard on localhost, opens it in a
-headless Chromium (Playwright; ``HIPPO_CHROMIUM`` or the system's) and writes the scalar
-and image views, one above the other, to ``docs/figures/tensorboard.png``.
+Trains ``--config`` for ``--epochs`` with ``[train] tensorboard = True`` (the model and logs in a
+temporary folder; the demo's data is derived into ``data/`` when missing, as training does), unless
+``--logdir`` names logs already written. Then it serves the logs with TensorBoard on localhost,
+opens its Time Series view in a headless Chromium (Playwright; ``HIPPO_CHROMIUM`` or the
+system's), without smoothing and with the whole range of each curve, and writes two views one
+above the other to ``docs/figures/tensorboard.png``: the loss, foreground Dice and learning-rate
+cards, then the epoch previews.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -31,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-# the curves that matter, then the epoch previews (each one view of TensorBoard's Time Series)
-TAGS = ("epoch_(loss|dice_fg|learning_rate)$", "previews")
+# the curves shown (a tag filter of TensorBoard's Time Series view)
+CURVES = "epoch_(loss|dice_fg|learning_rate)$"
 
 
 def free_port() -> int:
@@ -55,7 +57,7 @@ def train_with_logs(config: str, epochs: int, tmp: Path) -> Path:
     return tmp / "eval" / "tensorboard"
 
 
-def screenshots(logdir: Path, width: int = 1400, height: int = 560) -> list[bytes]:
+def screenshots(logdir: Path, width: int = 1400, height: int = 540) -> list[bytes]:
     from playwright.sync_api import sync_playwright
 
     from helpers import find_chromium
@@ -79,19 +81,27 @@ def screenshots(logdir: Path, width: int = 1400, height: int = 560) -> list[byte
             browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(f"{url}/#timeseries")
-            page.wait_for_timeout(8000)
-            settings = page.get_by_role("button", name="Settings")  # the side pane, open at first
-            if page.get_by_text("Card Width").count():
-                settings.first.click()
-            for tags in TAGS:
-                page.fill('input[placeholder="Filter tags (regex)"]', tags)
-                page.keyboard.press("Escape")  # close the suggestions over the cards
-                page.mouse.click(width - 20, height - 20)
-                actual = page.get_by_role("button", name=re.compile("actual image size", re.I))
-                if actual.count():
-                    actual.first.click()
-                page.wait_for_timeout(5000)
-                shots.append(page.screenshot(full_page=False))
+            # the curves: raw values (no smoothing), each curve's whole range, the settings pane shut
+            settings = {"scalarSmoothing": 0, "ignoreOutliers": False, "timeSeriesSettingsPaneOpened": False}
+            page.evaluate("s => localStorage.setItem('_tb_global_settings', JSON.stringify(s))", settings)
+            page.reload()
+            page.wait_for_timeout(6000)
+            page.fill('input[placeholder="Filter tags (regex)"]', CURVES)
+            page.keyboard.press("Escape")  # close the suggestions over the cards
+            page.mouse.click(width - 20, height - 20)
+            page.wait_for_timeout(4000)
+            box = page.get_by_text("Tags matching filter").bounding_box()
+            top, left = int(box["y"] + box["height"] + 8), int(box["x"] - 16)
+            shots.append(page.screenshot(clip={"x": left, "y": top, "width": width - left, "height": height - top}))
+            # the previews at their own size, in the Images dashboard
+            page.set_viewport_size({"width": width, "height": 1000})  # room for the whole strip
+            page.goto(f"{url}/#images")
+            page.wait_for_timeout(5000)
+            page.get_by_text("Show actual image size").click()
+            page.wait_for_timeout(3000)
+            group = page.get_by_text("epoch_previews").first.bounding_box()  # the group's header
+            shots.append(page.screenshot(clip={"x": int(group["x"] - 12), "y": int(group["y"] - 12), "width": 900,
+                                               "height": 700}, full_page=True))
             browser.close()
         return shots
     finally:
@@ -102,7 +112,7 @@ def screenshots(logdir: Path, width: int = 1400, height: int = 560) -> list[byte
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--logdir", type=Path, help="TensorBoard logs already written (nothing is trained)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "tensorboard.png")
     args = parser.parse_args()
@@ -110,6 +120,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.logdir or train_with_logs(args.config, args.epochs, Path(tmp))
         shots = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in screenshots(logdir)]
+    last = shots[-1]  # the previews' card ends well above its clip: drop the empty rows below it
+    busy = np.flatnonzero((last != last[-1:, :1]).any(axis=(1, 2)))
+    shots[-1] = last[: busy[-1] + 12] if len(busy) else last
+    wide = max(s.shape[1] for s in shots)
+    shots = [np.pad(s, ((0, 0), (0, wide - s.shape[1]), (0, 0)), constant_values=255) for s in shots]
     from hippo_utils.png import png_bytes
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
