@@ -366,6 +366,23 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
         return _infer_folder(model, cfg, images_dir, output_dir, progress)
 
 
+def _folder_image(path: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """An image of a folder as the model takes it, 0..1, and the grey picture the masks are drawn on.
+
+    As training decodes it (:func:`hippo_utils.dataset.make_dataset`): a three-channel model
+    gets the file's three channels in ``[image] color_order`` (a 2.5D model's neighbours among
+    them, a grey image standing for its own neighbours), a one-channel model its grey.
+    """
+    image = Image.open(path)
+    grey = np.asarray(image.convert("L"), np.float32) / 255.0
+    if cfg.model.image_channels != 3:
+        return grey, grey
+    rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
+    if cfg.derive.context_slices:
+        grey = rgb[..., 1]  # the slice itself
+    return (rgb[..., ::-1] if cfg.image.color_order == "BGR" else rgb), grey
+
+
 def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, progress: bool) -> FolderResult:
     """The body of :func:`infer_folder`, run while it holds the output folder's lock."""
     if not images_dir.is_dir():
@@ -376,11 +393,7 @@ def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, progre
     masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
     merged_dir = cfg.infer.merged_dir or output_dir / "merged"
     colours = Labels.from_config(cfg).colours
-    # A 2.5D model (context_slices) reads its neighbour channels from RGB images such as the
-    # derived ones; a grey image then stands for its own neighbours.
-    context = cfg.derive.context_slices
-    arrays = [np.asarray(Image.open(p).convert("RGB" if context else "L"), np.float32) / 255.0 for p in paths]
-    greys = [a[..., 1] if context else a for a in arrays]  # the slice itself, for display
+    arrays, greys = zip(*(_folder_image(p, cfg) for p in paths), strict=True)
     geoms = [image_geometry(g.shape, cfg.image_size) for g in greys]
     inputs = model_batch(np.concatenate([model_slices(a[None], geom) for geom, a in zip(geoms, arrays, strict=True)]),
                          cfg.model.image_channels)

@@ -457,3 +457,24 @@ def test_ordered_labels_are_checked(tmp_path):
         load_config(write_config(tmp_path / "c.config", {"label_map": {1: 1, 2: 2}},
                                  extra="[infer]\nordered_labels = (1, 2)\nleft_right_labels = (1, 2)\n"),
                     ["model.num_classes=3", "mask.rgb_map={(0,0,0):0,(255,0,0):1,(0,255,0):2}"])
+
+
+@pytest.mark.parametrize("channels, order", [(3, "RGB"), (3, "BGR"), (1, "RGB")])
+def test_folder_inference_reads_images_as_training_decodes_them(tmp_path, channels, order):
+    """[image] color_order and [model] image_channels reach folder inference: a colour image's
+    channels, reversed for BGR, or its grey for a one-channel model (hippo_utils.dataset)."""
+    cfg = load_config(write_config(tmp_path / "c.config", {}, size=32),
+                      [f"model.image_channels={channels}", f'image.color_order="{order}"'])
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "imgs" / "a.png")
+
+    class Recorder:
+        def predict_on_batch(self, x):
+            self.seen = x
+            return np.stack([np.ones(x.shape[:3]), np.zeros(x.shape[:3])], axis=-1)
+
+    infer_folder(model := Recorder(), cfg, tmp_path / "imgs", tmp_path / "out", progress=False)
+    expected = {"RGB": rgb, "BGR": rgb[..., ::-1]}[order] if channels == 3 else \
+        np.asarray(Image.fromarray(rgb).convert("L"))[..., None]
+    np.testing.assert_array_equal(model.seen[0], expected.astype(np.float32))
