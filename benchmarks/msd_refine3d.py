@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path when run as a script)
 
+from hippo_utils.metrics import dice_score  # noqa: E402
 from hippo_utils.model_dir import load_model_dir  # noqa: E402
 from hippo_utils.postprocess import keep_largest  # noqa: E402
 from hippo_utils.predict import ordered_boundary, volume_probabilities  # noqa: E402
@@ -137,11 +138,6 @@ def ce_dice(y, p):
     return ce + 1 - keras.ops.mean((2 * inter + 1) / (total + 1))
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2 * (a & b).sum() / total
-
-
 def score(subjects, model=None, weight: float = 1.0) -> np.ndarray:
     """Anterior, posterior and whole Dice of each subject; ``weight`` of the stage's probabilities."""
     rows = []
@@ -153,7 +149,8 @@ def score(subjects, model=None, weight: float = 1.0) -> np.ndarray:
             refined[src] = np.asarray(model.predict_on_batch(x[None]))[0][dst]
             probs = weight * refined + (1 - weight) * probs
         classes = keep_largest(probs.argmax(-1).astype(np.uint8), 1)
-        rows.append([dice(labels == 1, classes == 1), dice(labels == 2, classes == 2), dice(labels > 0, classes > 0)])
+        rows.append([dice_score(labels == 1, classes == 1), dice_score(labels == 2, classes == 2),
+                     dice_score(labels > 0, classes > 0)])
     return np.asarray(rows)
 
 

@@ -508,12 +508,12 @@ def bench_precision(args) -> None:
     """Training and inference images/s of the config's FlexUNet in float32 against each reduced
     precision this machine has (bfloat16 on a CPU with AMX or AVX512-BF16, float16 on a GPU
     with tensor cores), in one run: in-memory batches, the first steps not counted."""
-    from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores
+    from hippo_utils.precision import cpu_bfloat16_flags, cpu_flags, gpu_with_tensor_cores
 
     cfg = load_config(args.config)
     m = cfg.model
     policies = ["float32"]
-    if cpu_flags() & {"amx_bf16", "avx512_bf16"} or gpu_with_tensor_cores():
+    if cpu_bfloat16_flags() or gpu_with_tensor_cores():
         policies.append("mixed_bfloat16")
     if gpu_with_tensor_cores():
         policies.append("mixed_float16")
@@ -539,7 +539,7 @@ def bench_gpu(args) -> None:
     --on-cpu (with --size to make the model small enough)."""
     import tensorflow as tf
 
-    from hippo_utils.precision import cpu_flags, gpu_with_tensor_cores
+    from hippo_utils.precision import cpu_bfloat16_flags, gpu_with_tensor_cores
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus and not args.on_cpu:
@@ -551,7 +551,7 @@ def bench_gpu(args) -> None:
     device = (tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name) if gpus
               else f"CPU ({os.cpu_count()} cores)")
     policies = ["float32", "mixed_float16" if gpu_with_tensor_cores() else None,
-                "mixed_bfloat16" if gpus or cpu_flags() & {"amx_bf16", "avx512_bf16"} else None]
+                "mixed_bfloat16" if gpus or cpu_bfloat16_flags() else None]
     print(f"gpu benchmark on {device}: {Path(args.gpu_config).name}, {m.image_height}x{m.image_width}, "
           f"{m.num_layers} levels, {m.base_kernels} kernels, training batch {cfg.train.batch_size}")
     mib = 2**20

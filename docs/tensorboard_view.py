@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,12 +36,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 CURVES = "epoch_(loss|dice_fg|learning_rate)$"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_with_logs(config: str, epochs: int, tmp: Path) -> Path:
     from hippo_utils import load_config
     from hippo_utils.data import ensure_dataset
@@ -60,7 +53,7 @@ def train_with_logs(config: str, epochs: int, tmp: Path) -> Path:
 def screenshots(logdir: Path, width: int = 1400, height: int = 540) -> list[bytes]:
     from playwright.sync_api import sync_playwright
 
-    from helpers import find_chromium
+    from helpers import find_chromium, free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port),
@@ -117,6 +110,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "tensorboard.png")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.logdir and not any(args.logdir.rglob("events.out.tfevents*")):
+        raise SystemExit(f"--logdir {args.logdir}: no TensorBoard event files there (train with "
+                         "[train] tensorboard = True, then give its eval_dir/tensorboard)")
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.logdir or train_with_logs(args.config, args.epochs, Path(tmp))
         shots = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in screenshots(logdir)]

@@ -374,12 +374,12 @@ def _folder_image(path: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     them, a grey image standing for its own neighbours), a one-channel model its grey.
     """
     image = Image.open(path)
-    grey = np.asarray(image.convert("L"), np.float32) / 255.0
     if cfg.model.image_channels != 3:
+        grey = np.asarray(image.convert("L"), np.float32) / 255.0
         return grey, grey
     rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
-    if cfg.derive.context_slices:
-        grey = rgb[..., 1]  # the slice itself
+    # a 2.5D image's centre channel is the slice itself
+    grey = rgb[..., 1] if cfg.derive.context_slices else np.asarray(image.convert("L"), np.float32) / 255.0
     return (rgb[..., ::-1] if cfg.image.color_order == "BGR" else rgb), grey
 
 

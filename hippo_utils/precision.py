@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-VALID_PRECISIONS = (False, "float16", "bfloat16", "auto")
 POLICIES = {False: "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
@@ -23,10 +22,6 @@ class Precision:
 
     policy: str  # "float32", "mixed_float16" or "mixed_bfloat16"
     reason: str
-
-    @property
-    def mixed(self) -> bool:
-        return self.policy != "float32"
 
     def as_record(self) -> dict[str, str]:
         return {"policy": self.policy, "reason": self.reason}
@@ -42,6 +37,11 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def cpu_bfloat16_flags() -> set[str]:
+    """The flags of this CPU that give fast bfloat16 (AMX, AVX512-BF16); empty without them."""
+    return cpu_flags() & {"amx_bf16", "avx512_bf16"}
 
 
 def gpu_with_tensor_cores() -> str | None:
@@ -66,7 +66,7 @@ def resolve_precision(setting: bool | str) -> Precision:
     gpu = gpu_with_tensor_cores()
     if gpu:
         return Precision("mixed_float16", f"auto: GPU {gpu} has tensor cores")
-    flags = cpu_flags() & {"amx_bf16", "avx512_bf16"}
+    flags = cpu_bfloat16_flags()
     if flags:
         return Precision("mixed_bfloat16", f"auto: the CPU has {', '.join(sorted(flags))}")
     return Precision("float32", "auto: no GPU with tensor cores, no CPU with bfloat16 instructions")
