@@ -104,13 +104,15 @@ def box_inputs(image: np.ndarray, probs: np.ndarray, origin: np.ndarray):
     return np.concatenate([img, p], -1), src, dst
 
 
-def stage(mode: str, filters: int = 8, levels: int = 3):
+def unet3d(input_shape: tuple, filters: int, levels: int, last_init: str = "glorot_uniform", head=None):
+    """A plain 3D U-Net: two 3x3x3 ReLU convolutions per level, 2x2x2 max-pooling and transposed
+    convolutions, a 1x1x1 head to 3 classes (``head(inputs, logits)`` may change its logits),
+    softmax in float32."""
     import keras
     from keras import layers
 
-    inputs = keras.Input((*BOX, 4))
-    h = inputs if mode == "residual" else layers.Lambda(lambda t: t[..., :1])(inputs)
-    skips = []
+    inputs = keras.Input(input_shape)
+    h, skips = inputs, []
     for level in range(levels - 1):
         for _ in range(2):
             h = layers.Conv3D(filters * 2**level, 3, padding="same", activation="relu")(h)
@@ -122,11 +124,26 @@ def stage(mode: str, filters: int = 8, levels: int = 3):
         h = layers.Concatenate()([layers.Conv3DTranspose(filters * 2**level, 2, strides=2)(h), skips[level]])
         for _ in range(2):
             h = layers.Conv3D(filters * 2**level, 3, padding="same", activation="relu")(h)
-    logits = layers.Conv3D(3, 1, kernel_initializer="zeros" if mode == "residual" else "glorot_uniform")(h)
-    if mode == "residual":
+    logits = layers.Conv3D(3, 1, kernel_initializer=last_init)(h)
+    if head is not None:
+        logits = head(inputs, logits)
+    return keras.Model(inputs, layers.Activation("softmax", dtype="float32")(logits))
+
+
+def stage(mode: str, filters: int = 8, levels: int = 3):
+    import keras
+    from keras import layers
+
+    if mode != "residual":
+        image_only = unet3d((*BOX, 1), filters, levels)
+        inputs = keras.Input((*BOX, 4))
+        return keras.Model(inputs, image_only(layers.Lambda(lambda t: t[..., :1])(inputs)))
+
+    def plus_prior(inputs, logits):
         prior = layers.Lambda(lambda t: keras.ops.log(keras.ops.clip(t[..., 1:], 1e-4, 1.0)))(inputs)
-        logits = layers.Add()([logits, prior])
-    return keras.Model(inputs, layers.Activation("softmax")(logits))
+        return layers.Add()([logits, prior])
+
+    return unet3d((*BOX, 4), filters, levels, last_init="zeros", head=plus_prior)
 
 
 def ce_dice(y, p):

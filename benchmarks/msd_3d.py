@@ -1,0 +1,201 @@
+"""A 3D U-Net on the whole MSD Task04 crops, in the 2D model's training budget (issue 19).
+
+    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_3d.py [--minutes 22] \
+        [--compare runs/msd_bench/models] [--save runs/msd_3d]
+
+The question it answers: does a network that sees the whole long axis at once, as nnU-Net's
+3D network does, place the anterior/posterior boundary better than the 2D FlexUNet, within
+the issue's budget (1.5x the 2D training)? It trains a plain 3D U-Net (two 3x3x3 ReLU
+convolutions per level, ``--levels`` levels, ``--filters`` base filters, 2x2x2 max-pooling
+and transposed convolutions; mixed bfloat16 by default, which this CPU runs about twice as
+fast) for ``--minutes`` on random ``--patch`` boxes (40x56x40, nnU-Net's patch for this task)
+of the training subjects of the MSD derivation (``dataset.json`` of
+``configs/msd_task04.config``: the same 146 / 31 / 31 subjects as ``accuracy_msd.py``),
+mirrored across array axis 2 half the time (as the 2D config's hflip), with the 2D config's
+brightness/contrast changes; Adam, the learning rate falling as ``(1 - elapsed/budget)**0.9``;
+loss cross-entropy + foreground soft Dice. Inference runs on each whole volume (zero-padded to
+a multiple of the pooling), averaged with its mirror, largest component per class kept.
+
+It prints the validation Dice every ``--every`` epochs and, at the end, the anterior,
+posterior, mean (95% bootstrap interval over subjects) and whole-hippocampus Dice of the
+validation and test subjects, and the boundary's offset from the true one (``msd_boundary.py``'s
+measure). ``--compare MODEL_DIR`` scores a trained 2D model folder on the same subjects, the
+average of the two models' probabilities, and how often the two models put the boundary on
+the same wrong slice. Figures only; what they showed is in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path when run as a script)
+from msd_boundary import first_anterior_slice  # noqa: E402
+from msd_refine3d import ce_dice, unet3d  # noqa: E402
+
+from hippo_utils.config import load_config  # noqa: E402
+from hippo_utils.metrics import dice_score  # noqa: E402
+from hippo_utils.postprocess import keep_largest  # noqa: E402
+from hippo_utils.preprocess import normalize_intensity  # noqa: E402
+from hippo_utils.volumes import load_labels, load_volume  # noqa: E402
+
+CONFIG = ROOT / "configs" / "msd_task04.config"
+
+
+def load_split(cfg) -> dict[str, list[tuple[str, object, np.ndarray, np.ndarray]]]:
+    """(name, volume, image scaled to 0..1, labels) of every subject of the derivation, by split."""
+    listing = Path(cfg.derive.output_dir) / "dataset.json"
+    if not listing.exists():
+        raise SystemExit(f"{listing}: no MSD derivation; run `python -m hippo_utils derive {CONFIG}` "
+                         "(or benchmarks/accuracy_msd.py) first")
+    source = Path(cfg.derive.source_dir)
+    out: dict[str, list] = {}
+    for split, names in json.loads(listing.read_text())["subjects"].items():
+        out[split] = []
+        for name in names:
+            volume = load_volume(source / "images" / f"{name}.nii.gz")
+            labels = load_labels(source / "labels" / f"{name}.nii.gz", like=volume).astype(np.uint8)
+            image = normalize_intensity(volume, cfg.derive.intensity_percentiles).astype(np.float32)
+            out[split].append((name, volume, image, labels))
+    return out
+
+
+def pad_to(arr: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """``arr`` centred in a zero array of ``shape`` (each side at least as large), and where it lies."""
+    out = np.zeros(shape, arr.dtype)
+    where = tuple(slice((t - s) // 2, (t - s) // 2 + s) for s, t in zip(arr.shape, shape, strict=True))
+    out[where] = arr
+    return out, where
+
+
+def scores(truths: list[np.ndarray], probs: list[np.ndarray]) -> np.ndarray:
+    """Per subject: anterior, posterior and whole Dice, and the boundary's offset in slices."""
+    rows = []
+    for truth, p in zip(truths, probs, strict=True):
+        classes = keep_largest(p.argmax(-1).astype(np.uint8), 1)
+        k_true, k_pred = first_anterior_slice(truth), first_anterior_slice(classes)
+        offset = np.nan if k_true is None or k_pred is None else k_pred - k_true
+        rows.append([dice_score(truth == 1, classes == 1), dice_score(truth == 2, classes == 2),
+                     dice_score(truth > 0, classes > 0), offset])
+    return np.asarray(rows, float)
+
+
+def line(name: str, rows: np.ndarray) -> str:
+    s, (lo, hi) = np.nanmean(rows, axis=0), bootstrap_ci(rows[:, :2].mean(axis=1))
+    off = rows[:, 3][np.isfinite(rows[:, 3])]
+    return (f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} [{lo:.4f}, {hi:.4f}] "
+            f"whole {s[2]:.4f}; boundary on the true slice {int((off == 0).sum())}/{len(off)}, "
+            f"mean |offset| {np.abs(off).mean():.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=22.0, help="training time (wall clock)")
+    parser.add_argument("--filters", type=int, default=16)
+    parser.add_argument("--levels", type=int, default=4)
+    parser.add_argument("--patch", default="40,56,40", help="training box, voxels along axes 0,1,2")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--precision", choices=("bfloat16", "float32"), default="bfloat16")
+    parser.add_argument("--every", type=int, default=10, help="validation Dice every N epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", type=Path, metavar="MODEL_DIR", help="a trained 2D model folder")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="save the probabilities (npz) here")
+    args = parser.parse_args()
+    patch = tuple(int(v) for v in args.patch.split(","))
+
+    import keras
+    import tensorflow as tf
+
+    cfg = load_config(CONFIG)
+    data = load_split(cfg)
+    keras.utils.set_random_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    if args.precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    a = cfg.augment
+
+    def examples():
+        train = data["train"]
+        while True:
+            for k in rng.permutation(len(train)):
+                _, _, image, labels = train[k]
+                big = tuple(max(s, p) + 8 for s, p in zip(image.shape, patch, strict=True))
+                image, where = pad_to(image, big)
+                labels, _ = pad_to(labels, big)
+                centre = [(w.start + w.stop) // 2 + rng.integers(-4, 5) for w in where]
+                box = tuple(slice(o, o + p) for o, p in (
+                    (int(np.clip(c - p // 2, 0, b - p)), p) for c, p, b in zip(centre, patch, big, strict=True)))
+                x, y = image[box], labels[box]
+                if a.hflip and rng.random() < 0.5:
+                    x, y = x[:, :, ::-1], y[:, :, ::-1]
+                gain, shift = rng.uniform(1 - a.contrast, 1 + a.contrast), rng.uniform(-a.brightness, a.brightness)
+                x = np.clip((x - x.mean()) * gain + x.mean() + shift, 0, 1)
+                yield x[..., None].astype(np.float32), np.eye(3, dtype=np.float32)[y]
+
+    spec = (tf.TensorSpec((*patch, 1), tf.float32), tf.TensorSpec((*patch, 3), tf.float32))
+    dataset = tf.data.Dataset.from_generator(examples, output_signature=spec).batch(args.batch).prefetch(4)
+    model = unet3d((None, None, None, 1), args.filters, args.levels)
+    optimizer = keras.optimizers.Adam(args.learning_rate)
+    model.compile(optimizer, ce_dice)
+    multiple = 2 ** (args.levels - 1)
+
+    def probabilities(image: np.ndarray) -> np.ndarray:
+        x, where = pad_to(image, tuple(-(-s // multiple) * multiple for s in image.shape))
+        batch = np.stack([x, x[:, :, ::-1]])[..., None]
+        p = np.asarray(model.predict_on_batch(batch), np.float32)
+        return ((p[0] + p[1][:, :, ::-1]) / 2)[where]
+
+    def evaluate(split: str) -> tuple[list, list]:
+        return [s[3] for s in data[split]], [probabilities(s[2]) for s in data[split]]
+
+    print(f"3D U-Net, {model.count_params():,} parameters, {args.levels} levels, {args.filters} base filters, "
+          f"patch {patch}, batch {args.batch}, {args.precision}, {len(data['train'])} training subjects, "
+          f"{args.minutes:g} min on {os.cpu_count()} CPU cores", flush=True)
+    steps = len(data["train"]) // args.batch
+    start, epoch = time.perf_counter(), 0
+    while (elapsed := time.perf_counter() - start) < args.minutes * 60:
+        optimizer.learning_rate.assign(args.learning_rate * (1 - elapsed / (args.minutes * 60)) ** 0.9)
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+        epoch += 1
+        if epoch % args.every == 0:
+            print(f"epoch {epoch} ({time.perf_counter() - start:.0f} s) " + line("valid:", scores(*evaluate("valid"))),
+                  flush=True)
+    print(f"trained {epoch} epochs in {time.perf_counter() - start:.0f} s", flush=True)
+    results = {split: evaluate(split) for split in ("valid", "test")}
+    if args.compare:
+        from hippo_utils.model_dir import load_model_dir
+        from hippo_utils.predict import volume_probabilities
+
+        keras.mixed_precision.set_global_policy("float32")
+        model2d, cfg2d = load_model_dir(args.compare)
+        flat = {split: [volume_probabilities(model2d, cfg2d, s[1]) for s in data[split]] for split in results}
+    for split, (truths, probs) in results.items():
+        rows3d = scores(truths, probs)
+        print(line(f"3D, {split}:", rows3d))
+        if args.compare:
+            rows2d = scores(truths, flat[split])
+            print(line(f"2D, {split}:", rows2d))
+            print(line(f"average of the two, {split}:",
+                       scores(truths, [(p + q) / 2 for p, q in zip(probs, flat[split], strict=True)])))
+            wrong = np.isfinite(rows2d[:, 3]) & (rows2d[:, 3] != 0) & (rows3d[:, 3] != 0)
+            same = wrong & (rows2d[:, 3] == rows3d[:, 3])
+            print(f"  boundary: both models off in {int(wrong.sum())} subjects, on the same wrong slice in "
+                  f"{int(same.sum())}; correlation of the two offsets "
+                  f"{np.corrcoef(rows2d[:, 3], rows3d[:, 3])[0, 1]:.2f}")
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(args.save / f"{split}_3d.npz", *probs)
+
+
+if __name__ == "__main__":
+    main()
