@@ -1,27 +1,42 @@
-"""A 3D U-Net on the whole MSD Task04 crops, in the 2D model's training budget (issue 19).
+"""A 3D U-Net on the whole MSD Task04 crops, in about the 2D model's training time (issue 19).
 
     HIPPO_REAL_DATA=../shared/data python benchmarks/msd_3d.py [--minutes 22] \
         [--compare runs/msd_bench/models] [--save runs/msd_3d]
+    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_3d.py --load runs/msd_3d \
+        --compare runs/msd_bench/models          # score saved probabilities again, no training
 
 The question it answers: does a network that sees the whole long axis at once, as nnU-Net's
-3D network does, place the anterior/posterior boundary better than the 2D FlexUNet, within
-the issue's budget (1.5x the 2D training)? It trains a plain 3D U-Net (two 3x3x3 ReLU
-convolutions per level, ``--levels`` levels, ``--filters`` base filters, 2x2x2 max-pooling
-and transposed convolutions; mixed bfloat16 by default, which this CPU runs about twice as
-fast) for ``--minutes`` on random ``--patch`` boxes (40x56x40, nnU-Net's patch for this task)
-of the training subjects of the MSD derivation (``dataset.json`` of
-``configs/msd_task04.config``: the same 146 / 31 / 31 subjects as ``accuracy_msd.py``),
-mirrored across array axis 2 half the time (as the 2D config's hflip), with the 2D config's
-brightness/contrast changes; Adam, the learning rate falling as ``(1 - elapsed/budget)**0.9``;
-loss cross-entropy + foreground soft Dice. Inference runs on each whole volume (zero-padded to
-a multiple of the pooling), averaged with its mirror, largest component per class kept.
+3D network does, place the anterior/posterior boundary better than the 2D FlexUNet, in about
+the same training time? It trains a plain 3D U-Net: ``--levels`` resolution levels counting
+the bottom one (so ``levels - 1`` poolings), two 3x3x3 ReLU convolutions each, ``--filters``
+base filters doubling per level, 2x2x2 max-pooling and transposed convolutions; mixed
+bfloat16 by default (float32 weights, bfloat16 arithmetic), which a CPU with AVX512-BF16 runs
+about twice as fast. nnU-Net's network differs: instance normalisation, leaky ReLU, deep
+supervision, SGD, and rotation, scaling and elastic deformation in training.
 
-It prints the validation Dice every ``--every`` epochs and, at the end, the anterior,
-posterior, mean (95% bootstrap interval over subjects) and whole-hippocampus Dice of the
-validation and test subjects, and the boundary's offset from the true one (``msd_boundary.py``'s
-measure). ``--compare MODEL_DIR`` scores a trained 2D model folder on the same subjects, the
-average of the two models' probabilities, and how often the two models put the boundary on
-the same wrong slice. Figures only; what they showed is in RESULTS.md.
+Training runs for ``--minutes`` of wall time (the validation passes every ``--every`` epochs
+included; the last epoch may end past it) on the training subjects of the MSD derivation
+(``dataset.json`` of ``configs/msd_task04.config``: the same 146 / 31 / 31 subjects as
+``accuracy_msd.py``). Each example is a ``--patch`` box (40x56x40 voxels, nnU-Net's patch
+for this task, about the size of a whole crop) centred on the crop and moved by up to 4
+voxels along each axis; with ``[augment] enabled``, the crop's brightness and contrast are
+changed as the 2D config's (before the zero padding) and it is mirrored across array axis 2
+half the time (``hflip``); no rotation or scaling. Adam; the learning rate falls from
+``--learning-rate`` as ``(1 - elapsed/minutes)**0.9`` (a "poly" schedule), set at the start
+of each epoch. Loss: cross-entropy + foreground soft Dice. Inference runs on each whole volume
+(zero-padded to a multiple of the pooling), averaged with its mirror across axis 2, and keeps
+the largest connected component of each class.
+
+It prints the validation Dice every ``--every`` epochs and, at the end, for the validation and
+test subjects: the anterior, posterior, mean (with its 95% bootstrap interval over subjects)
+and whole-hippocampus Dice, and how far the predicted anterior/posterior boundary lies from
+the true one (``msd_boundary.py``'s measure, in axis-1 slices). ``--compare MODEL_DIR`` also
+scores a trained 2D model folder (its config's flip TTA and slice smoothing), the average of
+the two models' probabilities, and how often the two put the boundary on the same wrong
+slice, against chance (the same count with the subjects paired at random). ``--save DIR``
+writes the 3D model's probabilities (``valid_3d.npz``, ``test_3d.npz``, one array per
+subject name); ``--load DIR`` scores them instead of training. Figures only; what they
+showed is in RESULTS.md (rows 18-18b).
 """
 
 from __future__ import annotations
@@ -109,9 +124,13 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="validation Dice every N epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", type=Path, metavar="MODEL_DIR", help="a trained 2D model folder")
-    parser.add_argument("--save", type=Path, metavar="DIR", help="save the probabilities (npz) here")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="save the 3D probabilities (npz) here")
+    parser.add_argument("--load", type=Path, metavar="DIR", help="score the probabilities --save wrote; no training")
     args = parser.parse_args()
     patch = tuple(int(v) for v in args.patch.split(","))
+    multiple = 2 ** (args.levels - 1)
+    if len(patch) != 3 or any(p % multiple for p in patch):
+        parser.error(f"--patch {args.patch}: three sizes, each a multiple of 2**(levels-1) = {multiple}")
 
     import keras
     import tensorflow as tf
@@ -129,6 +148,9 @@ def main() -> None:
         while True:
             for k in rng.permutation(len(train)):
                 _, _, image, labels = train[k]
+                if a.enabled:
+                    gain, shift = rng.uniform(1 - a.contrast, 1 + a.contrast), rng.uniform(-a.brightness, a.brightness)
+                    image = np.clip((image - image.mean()) * gain + image.mean() + shift, 0, 1)
                 big = tuple(max(s, p) + 8 for s, p in zip(image.shape, patch, strict=True))
                 image, where = pad_to(image, big)
                 labels, _ = pad_to(labels, big)
@@ -136,10 +158,8 @@ def main() -> None:
                 box = tuple(slice(o, o + p) for o, p in (
                     (int(np.clip(c - p // 2, 0, b - p)), p) for c, p, b in zip(centre, patch, big, strict=True)))
                 x, y = image[box], labels[box]
-                if a.hflip and rng.random() < 0.5:
+                if a.enabled and a.hflip and rng.random() < 0.5:
                     x, y = x[:, :, ::-1], y[:, :, ::-1]
-                gain, shift = rng.uniform(1 - a.contrast, 1 + a.contrast), rng.uniform(-a.brightness, a.brightness)
-                x = np.clip((x - x.mean()) * gain + x.mean() + shift, 0, 1)
                 yield x[..., None].astype(np.float32), np.eye(3, dtype=np.float32)[y]
 
     spec = (tf.TensorSpec((*patch, 1), tf.float32), tf.TensorSpec((*patch, 3), tf.float32))
@@ -147,7 +167,6 @@ def main() -> None:
     model = unet3d((None, None, None, 1), args.filters, args.levels)
     optimizer = keras.optimizers.Adam(args.learning_rate)
     model.compile(optimizer, ce_dice)
-    multiple = 2 ** (args.levels - 1)
 
     def probabilities(image: np.ndarray) -> np.ndarray:
         x, where = pad_to(image, tuple(-(-s // multiple) * multiple for s in image.shape))
@@ -158,20 +177,24 @@ def main() -> None:
     def evaluate(split: str) -> tuple[list, list]:
         return [s[3] for s in data[split]], [probabilities(s[2]) for s in data[split]]
 
-    print(f"3D U-Net, {model.count_params():,} parameters, {args.levels} levels, {args.filters} base filters, "
-          f"patch {patch}, batch {args.batch}, {args.precision}, {len(data['train'])} training subjects, "
-          f"{args.minutes:g} min on {os.cpu_count()} CPU cores", flush=True)
-    steps = len(data["train"]) // args.batch
-    start, epoch = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < args.minutes * 60:
-        optimizer.learning_rate.assign(args.learning_rate * (1 - elapsed / (args.minutes * 60)) ** 0.9)
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        epoch += 1
-        if epoch % args.every == 0:
-            print(f"epoch {epoch} ({time.perf_counter() - start:.0f} s) " + line("valid:", scores(*evaluate("valid"))),
-                  flush=True)
-    print(f"trained {epoch} epochs in {time.perf_counter() - start:.0f} s", flush=True)
-    results = {split: evaluate(split) for split in ("valid", "test")}
+    if args.load:
+        results = {split: ([s[3] for s in data[split]], load_probabilities(args.load, split, data[split]))
+                   for split in ("valid", "test")}
+    else:
+        print(f"3D U-Net, {model.count_params():,} parameters, {args.levels} levels, {args.filters} base filters, "
+              f"patch {patch}, batch {args.batch}, {args.precision}, {len(data['train'])} training subjects, "
+              f"{args.minutes:g} min on {os.cpu_count()} CPU cores", flush=True)
+        steps = len(data["train"]) // args.batch
+        start, epoch = time.perf_counter(), 0
+        while (elapsed := time.perf_counter() - start) < args.minutes * 60:
+            optimizer.learning_rate.assign(args.learning_rate * (1 - elapsed / (args.minutes * 60)) ** 0.9)
+            model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+            epoch += 1
+            if epoch % args.every == 0:
+                print(f"epoch {epoch} ({time.perf_counter() - start:.0f} s) "
+                      + line("valid:", scores(*evaluate("valid"))), flush=True)
+        print(f"trained {epoch} epochs in {time.perf_counter() - start:.0f} s", flush=True)
+        results = {split: evaluate(split) for split in ("valid", "test")}
     if args.compare:
         from hippo_utils.model_dir import load_model_dir
         from hippo_utils.predict import volume_probabilities
@@ -187,15 +210,38 @@ def main() -> None:
             print(line(f"2D, {split}:", rows2d))
             print(line(f"average of the two, {split}:",
                        scores(truths, [(p + q) / 2 for p, q in zip(probs, flat[split], strict=True)])))
-            wrong = np.isfinite(rows2d[:, 3]) & (rows2d[:, 3] != 0) & (rows3d[:, 3] != 0)
-            same = wrong & (rows2d[:, 3] == rows3d[:, 3])
-            print(f"  boundary: both models off in {int(wrong.sum())} subjects, on the same wrong slice in "
-                  f"{int(same.sum())}; correlation of the two offsets "
-                  f"{np.corrcoef(rows2d[:, 3], rows3d[:, 3])[0, 1]:.2f}")
-        if args.save:
+            print("  " + agreement(rows2d[:, 3], rows3d[:, 3], rng))
+        if args.save and not args.load:
             args.save.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(args.save / f"{split}_3d.npz", *probs)
+            named = {s[0]: p for s, p in zip(data[split], probs, strict=True)}
+            np.savez_compressed(args.save / f"{split}_3d.npz", **named)
 
+
+def load_probabilities(folder: Path, split: str, subjects: list) -> list[np.ndarray]:
+    path = folder / f"{split}_3d.npz"
+    if not path.exists():
+        raise SystemExit(f"{path}: not found; write it with --save {folder}")
+    saved = np.load(path)
+    missing = [s[0] for s in subjects if s[0] not in saved]
+    if missing:
+        raise SystemExit(f"{path}: no probabilities for {', '.join(missing[:3])}; saved from another derivation?")
+    return [saved[s[0]] for s in subjects]
+
+
+def agreement(first: np.ndarray, second: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> str:
+    """How often two models put the boundary on the same wrong slice, against chance: the
+    same count with the second model's offsets shuffled across subjects (``draws`` times)."""
+    ok = np.isfinite(first) & np.isfinite(second)
+    a, b = first[ok], second[ok]
+
+    def same(x, y):
+        return int(((x != 0) & (x == y)).sum())
+
+    both = int(((a != 0) & (b != 0)).sum())
+    chance = np.mean([same(a, rng.permutation(b)) for _ in range(draws)])
+    return (f"boundary: both models off in {both} of {len(a)} subjects, on the same wrong slice in {same(a, b)} "
+            f"(chance, the subjects paired at random: {chance:.1f}); correlation of the offsets over all "
+            f"{len(a)} subjects {np.corrcoef(a, b)[0, 1]:.2f}")
 
 if __name__ == "__main__":
     main()

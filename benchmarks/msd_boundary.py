@@ -9,6 +9,12 @@ each subject in a predictions folder (``NAME_labels.nii.gz``, as written by
 ``infer-volume`` and ``accuracy_msd.py``), this prints how far the predicted boundary is
 from the true one, and the class Dice the same whole mask would get if split at the true
 boundary (an upper bound for a better boundary alone).
+
+    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_boundary.py --shape-rule
+
+asks instead whether the boundary follows from the hippocampus's shape: over the training and
+validation subjects of the MSD derivation, a linear fit of the true boundary slice on the true
+mask's first and last axis-1 slice, its centroid and its widest slice, scored leave-one-out.
 """
 
 from __future__ import annotations
@@ -36,11 +42,18 @@ def first_anterior_slice(labels: np.ndarray) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("predictions", type=Path, help="folder of NAME_labels.nii.gz")
+    parser.add_argument("predictions", type=Path, nargs="?", help="folder of NAME_labels.nii.gz")
+    parser.add_argument("--shape-rule", action="store_true",
+                        help="how well the masks' shape alone places the boundary (no predictions needed)")
     parser.add_argument("--labels", type=Path, help="ground truth folder (default: "
                         "$HIPPO_REAL_DATA/msd-task04-hippocampus/labels)")
     args = parser.parse_args()
     labels_dir = args.labels or Path(os.environ.get("HIPPO_REAL_DATA", "")) / "msd-task04-hippocampus" / "labels"
+    if args.shape_rule:
+        shape_rule(labels_dir)
+        return
+    if args.predictions is None:
+        parser.error("give a predictions folder, or --shape-rule")
     preds = sorted(args.predictions.glob("*_labels.nii.gz"))
     if not preds:
         raise SystemExit(f"{args.predictions}: no *_labels.nii.gz predictions")
@@ -73,6 +86,34 @@ def main() -> None:
           f"mean {as_is.mean():.4f}")
     print(f"same masks split at the true slice: anterior {oracle[:, 0].mean():.4f}, "
           f"posterior {oracle[:, 1].mean():.4f}, mean {oracle.mean():.4f}")
+
+
+def shape_rule(labels_dir: Path) -> None:
+    """Leave-one-out error of a linear rule that places the boundary from the mask's shape."""
+    import json
+
+    from hippo_utils.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "msd_task04.config")
+    listing = json.loads((Path(cfg.derive.output_dir) / "dataset.json").read_text())["subjects"]
+    features, targets = [], []
+    for name in listing["train"] + listing["valid"]:
+        truth = np.asarray(nib.load(str(labels_dir / f"{name}.nii.gz")).dataobj).astype(int)
+        area = (truth > 0).sum((0, 2)).astype(float)
+        on = np.flatnonzero(area)
+        centroid = (area * np.arange(len(area))).sum() / area.sum()
+        features.append([1.0, on[0], on[-1], centroid, float(np.argmax(area))])
+        targets.append(first_anterior_slice(truth))
+    x, y = np.asarray(features), np.asarray(targets, float)
+    for columns, what in (([0, 1, 2], "first and last slice"), ([0, 1, 2, 3, 4], "+ centroid and widest slice")):
+        errors = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            w, *_ = np.linalg.lstsq(x[keep][:, columns], y[keep], rcond=None)
+            errors.append(x[i, columns] @ w - y[i])
+        errors = np.abs(np.asarray(errors))
+        print(f"{len(y)} subjects, boundary from the mask's {what}: mean |error| {errors.mean():.2f} slices, "
+              f"within half a slice in {np.mean(errors < 0.5):.0%}")
 
 
 if __name__ == "__main__":
