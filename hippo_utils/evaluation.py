@@ -94,7 +94,7 @@ def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
         volume, truth, pred = segment_against_truth(model, cfg, source, label_source)
         classes = list(range(1, cfg.model.num_classes))
         table.append({"subject": name, **metrics.labelled_volume_metrics(
-            truth, pred, volume.spacing, classes if len(classes) > 1 else [], "class")})
+            truth, pred, volume.spacing, classes if len(classes) > 1 else [], "class", volume.voxel_mm3)})
     return table
 
 

@@ -112,7 +112,8 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     if truth is not None:
         gt = load_labels(truth, like=volume)
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
-        result.metrics.update(labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label"))
+        result.metrics.update(labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label",
+                                                      volume.voxel_mm3))
     return result
 
 

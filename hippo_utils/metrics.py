@@ -229,25 +229,29 @@ def hd95(truth: np.ndarray, pred: np.ndarray, spacing) -> float:
     return float(np.percentile(np.concatenate([to_p[st], to_t[sp]]), 95))
 
 
-def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing) -> dict[str, float]:
+def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, voxel_mm3: float | None = None,
+                   ) -> dict[str, float]:
     """Dice, HD95 (mm), and absolute (mm^3) and relative volume difference of two masks.
 
-    The relative difference is (pred - truth) / truth; NaN when the truth is empty.
+    ``voxel_mm3``: one voxel's volume (a :class:`~hippo_utils.volumes.Volume`'s ``voxel_mm3``,
+    right for sheared axes too); the product of ``spacing`` when None. The relative
+    difference is (pred - truth) / truth; NaN when the truth is empty.
     """
-    voxel = float(np.prod(spacing))
+    voxel = float(np.prod(spacing)) if voxel_mm3 is None else float(voxel_mm3)
     vt, vp = float(np.count_nonzero(truth)) * voxel, float(np.count_nonzero(pred)) * voxel
     return {"dice": dice_score(truth, pred), "hd95_mm": hd95(truth, pred, spacing),
             "volume_true_mm3": vt, "volume_pred_mm3": vp, "volume_diff_mm3": vp - vt,
             "volume_diff_rel": (vp - vt) / vt if vt else float("nan")}
 
 
-def labelled_volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, values, prefix: str) -> dict[str, float]:
+def labelled_volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, values, prefix: str,
+                            voxel_mm3: float | None = None) -> dict[str, float]:
     """:func:`volume_metrics` of each label value in ``values`` (keys ``{prefix}{value}_dice``,
     ...) and of the whole hippocampus (any label; ``hippocampus_dice``, ...), rounded to 4 places."""
     row = {}
     for value in values:
-        for k, v in volume_metrics(truth == value, pred == value, spacing).items():
+        for k, v in volume_metrics(truth == value, pred == value, spacing, voxel_mm3).items():
             row[f"{prefix}{value}_{k}"] = round(v, 4)
-    for k, v in volume_metrics(truth > 0, pred > 0, spacing).items():
+    for k, v in volume_metrics(truth > 0, pred > 0, spacing, voxel_mm3).items():
         row[f"hippocampus_{k}"] = round(v, 4)
     return row

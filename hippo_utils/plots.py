@@ -378,17 +378,24 @@ def intensity_histograms(volumes: dict[str, np.ndarray], normalised: dict[str, n
 def history_plot(history: dict[str, list[float]], columns: Sequence[str], title: str = "") -> Figure:
     """Line plot of logged values per epoch (1-based on the x axis)."""
     fig = Figure(figsize=(5.5, 3.4))
-    ax = fig.subplots()
+    plot_history(fig.subplots(), history, columns, title)
+    return fig
+
+
+def plot_history(ax, history: dict[str, list[float]], columns: Sequence[str], title: str = "",
+                 small: bool = False) -> None:
+    """Draw ``columns`` of ``history`` per epoch on ``ax``: training solid, validation (``val_``)
+    dashed, the epochs 1-based and whole. ``small``: the type of a panel of several plots."""
     for col in columns:
         values = history.get(col, [])
         ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
                 linestyle="--" if col.startswith("val_") else "-", label=col)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch", fontsize=8 if small else None)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9 if small else None)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
+    if any(history.get(c) for c in columns):
+        ax.legend(fontsize=7 if small else 8)
 
 
 def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],

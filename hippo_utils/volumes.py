@@ -49,6 +49,12 @@ class Volume:
         return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
 
     @property
+    def voxel_mm3(self) -> float:
+        """Volume of one voxel in mm^3: |det| of the affine's 3x3 part, which is the product
+        of :attr:`spacing` when the axes are perpendicular, and less when they are sheared."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.data.shape)
 

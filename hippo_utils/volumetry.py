@@ -75,7 +75,7 @@ def volumetry_against_truth(measured: dict[str, dict[str, float]], truth: dict[s
 def volumetry(labels: np.ndarray, volume: Volume, cfg: Config) -> dict[str, float]:
     """Volume in mm^3 per label and in total; left, right and asymmetry index when the
     config names the left/right labels. AI = (L - R) / ((L + R) / 2)."""
-    voxel_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
+    voxel_mm3 = volume.voxel_mm3
     counts = np.bincount(labels.ravel(), minlength=256)
     row: dict[str, float] = {f"label_{v}_mm3": round(float(counts[v]) * voxel_mm3, 2)
                              for v in sorted(set(cfg.derive.label_map))}

@@ -94,21 +94,10 @@ def captioned(png: bytes, text: str, size: int = 14) -> bytes:
 
 
 def curves_png(history: dict[str, list[float]]) -> bytes:
-    """Loss and foreground Dice per epoch, training solid and validation dashed."""
-    from matplotlib.ticker import MaxNLocator
-
+    """Loss and foreground Dice per epoch, side by side (:func:`~hippo_utils.plots.plot_history`)."""
     fig = plots.Figure(figsize=(7, 3))
     for ax, (_, cols, title) in zip(fig.subplots(1, 2), CURVES, strict=True):
-        for col in cols:
-            values = history.get(col, [])
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
-                    linestyle="--" if col.startswith("val_") else "-", label=col)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if any(history.get(c) for c in cols):
-            ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        plots.plot_history(ax, history, cols, title, small=True)
     return plots.figure_png(fig)
 
 

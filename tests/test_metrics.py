@@ -106,3 +106,22 @@ def test_volumetry_against_truth_by_hand():
     assert a["AI"] == pytest.approx(round(1300 / 2650, 3)) and a["true_AI"] == pytest.approx(0.4)
     assert a["flag"] == a["true_flag"] == "right" and a["atrophy_made"] == "right"
     assert b["AI"] == pytest.approx(-0.067) and b["flag"] == "-" and b["true_flag"] == "-"
+
+
+def test_a_sheared_voxel_has_one_volume_in_volumetry_and_in_the_metrics():
+    """A voxel's volume is |det| of the affine (the column norms' product overstates a sheared
+    one): the volumetry table and the evaluation metrics must say the same mm^3."""
+    from hippo_utils.config import Config
+    from hippo_utils.metrics import labelled_volume_metrics
+    from hippo_utils.volumes import Volume
+    from hippo_utils.volumetry import volumetry
+
+    affine = np.array([[1.0, 0.5, 0.0, 0], [0.0, 1.0, 0.0, 0], [0.0, 0.0, 2.0, 0], [0, 0, 0, 1]])
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[1:4, 1:3, 2:5] = 1  # 18 voxels
+    volume = Volume(np.zeros(labels.shape, np.float32), affine)
+    assert volume.voxel_mm3 == pytest.approx(2.0)
+    assert np.prod(volume.spacing) == pytest.approx(np.sqrt(1.25) * 2.0)  # what it would have been
+    measured = volumetry(labels, volume, Config())["total_mm3"]
+    scored = labelled_volume_metrics(labels, labels, volume.spacing, [1], "label", volume.voxel_mm3)
+    assert measured == scored["hippocampus_volume_pred_mm3"] == pytest.approx(36.0)
