@@ -7,9 +7,11 @@ Trains ``--config`` for ``--epochs`` with ``[train] tensorboard = True`` (the mo
 temporary folder; the demo's data is derived into ``data/`` when missing, as training does), unless
 ``--logdir`` names logs already written. Then it serves the logs with TensorBoard on localhost,
 opens its Time Series view in a headless Chromium (Playwright; ``HIPPO_CHROMIUM`` or the
-system's), without smoothing and with the whole range of each curve, and writes two views one
-above the other to ``docs/figures/tensorboard.png``: the loss, foreground Dice and learning-rate
-cards, then the epoch previews.
+system's), without smoothing and with the whole range of each curve, and puts two views one
+above the other into notebook 03: the loss, foreground Dice and learning-rate cards, then the
+epoch previews. The picture is an attachment of the notebook's markdown cell (128 colours, about
+90 KB), not a file beside it: a relative link does not show on Colab, which opens the notebook
+alone. ``--out FILE`` also writes it to a file.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--logdir", type=Path, help="TensorBoard logs already written (nothing is trained)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "tensorboard.png")
+    parser.add_argument("--out", type=Path, help="also write the picture to this PNG file")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.logdir and not any(args.logdir.rglob("events.out.tfevents*")):
@@ -121,11 +123,36 @@ def main() -> None:
     shots[-1] = last[: busy[-1] + 12] if len(busy) else last
     wide = max(s.shape[1] for s in shots)
     shots = [np.pad(s, ((0, 0), (0, wide - s.shape[1]), (0, 0)), constant_values=255) for s in shots]
-    from hippo_utils.png import png_bytes
+    picture = Image.fromarray(np.concatenate(shots, axis=0))
+    attach(picture, NOTEBOOK)
+    print(f"attached to {NOTEBOOK}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(args.out)
+        print(f"wrote {args.out}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(png_bytes(np.concatenate(shots, axis=0)))
-    print(f"wrote {args.out}")
+
+NOTEBOOK = ROOT / "notebooks" / "03_training.ipynb"
+ATTACHMENT = "tensorboard.png"
+
+
+def attach(picture: Image.Image, notebook: Path = NOTEBOOK) -> None:
+    """Make ``picture`` the attachment ``tensorboard.png`` of the markdown cell of ``notebook``
+    that shows it (the cell whose text links ``attachment:tensorboard.png``)."""
+    import base64
+    import json
+
+    from hippo_utils.fsutil import atomic_write_bytes
+
+    data = io.BytesIO()
+    picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(data, "PNG", optimize=True)
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    link = f"attachment:{ATTACHMENT}"
+    cells = [c for c in nb["cells"] if c["cell_type"] == "markdown" and link in "".join(c["source"])]
+    if len(cells) != 1:
+        raise SystemExit(f"{notebook}: {len(cells)} markdown cells link attachment:{ATTACHMENT}; expected one")
+    cells[0]["attachments"] = {ATTACHMENT: {"image/png": base64.b64encode(data.getvalue()).decode("ascii")}}
+    atomic_write_bytes(notebook, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 if __name__ == "__main__":

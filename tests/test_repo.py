@@ -41,6 +41,26 @@ def test_notebooks_exist_in_order():
     assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, len(names) + 1)]
 
 
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_pictures_show_where_the_notebook_is_opened_alone(path):
+    """Colab opens a notebook without the repository beside it: a picture in its text must be an
+    attachment of the cell (or a web address), never a relative file path, and every attachment
+    linked must be there and be a PNG."""
+    import base64
+
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "".join(cell["source"])
+        targets = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text) + re.findall(r"<img[^>]+src=\"([^\"]+)\"", text)
+        for target in targets:
+            assert target.startswith(("attachment:", "https://")), \
+                f"{path.name}: picture {target!r} is a file path; attach it to its cell (docs/tensorboard_view.py)"
+            if target.startswith("attachment:"):
+                data = cell.get("attachments", {}).get(target.removeprefix("attachment:"), {}).get("image/png")
+                assert data and base64.b64decode(data).startswith(b"\x89PNG"), f"{path.name}: {target} is not attached"
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_opening_badge_guard_and_no_outputs(path):
     nb = json.loads(path.read_text())
