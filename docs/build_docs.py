@@ -121,10 +121,6 @@ def stage(pages: Path, config: Path | None, figures: Path = DOCS / "figures") ->
                                                     "benchmarks/RESULTS.md"))
     if figures.is_dir():
         shutil.copytree(figures, pages / "figures")
-    for drawn in sorted((DOCS / "figures").glob("*.png")):  # pictures other scripts drew (tensorboard_view.py)
-        if not (pages / "figures" / drawn.name).exists():
-            (pages / "figures").mkdir(exist_ok=True)
-            shutil.copy2(drawn, pages / "figures" / drawn.name)
     times = {}
     for path in notebooks():
         if config is None:

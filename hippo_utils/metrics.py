@@ -229,15 +229,14 @@ def hd95(truth: np.ndarray, pred: np.ndarray, spacing) -> float:
     return float(np.percentile(np.concatenate([to_p[st], to_t[sp]]), 95))
 
 
-def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, voxel_mm3: float | None = None,
-                   ) -> dict[str, float]:
+def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, voxel_mm3: float) -> dict[str, float]:
     """Dice, HD95 (mm), and absolute (mm^3) and relative volume difference of two masks.
 
-    ``voxel_mm3``: one voxel's volume (a :class:`~hippo_utils.volumes.Volume`'s ``voxel_mm3``,
-    right for sheared axes too); the product of ``spacing`` when None. The relative
-    difference is (pred - truth) / truth; NaN when the truth is empty.
+    ``spacing``: the voxel size along each axis, for the distances; ``voxel_mm3``: one voxel's
+    volume (a :class:`~hippo_utils.volumes.Volume`'s ``voxel_mm3``, right for sheared axes too).
+    The relative difference is (pred - truth) / truth; NaN when the truth is empty.
     """
-    voxel = float(np.prod(spacing)) if voxel_mm3 is None else float(voxel_mm3)
+    voxel = float(voxel_mm3)
     vt, vp = float(np.count_nonzero(truth)) * voxel, float(np.count_nonzero(pred)) * voxel
     return {"dice": dice_score(truth, pred), "hd95_mm": hd95(truth, pred, spacing),
             "volume_true_mm3": vt, "volume_pred_mm3": vp, "volume_diff_mm3": vp - vt,
@@ -245,7 +244,7 @@ def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, voxel_mm3: floa
 
 
 def labelled_volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, values, prefix: str,
-                            voxel_mm3: float | None = None) -> dict[str, float]:
+                            voxel_mm3: float) -> dict[str, float]:
     """:func:`volume_metrics` of each label value in ``values`` (keys ``{prefix}{value}_dice``,
     ...) and of the whole hippocampus (any label; ``hippocampus_dice``, ...), rounded to 4 places."""
     row = {}

@@ -41,7 +41,6 @@ def test_notebooks_exist_in_order():
     assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, len(names) + 1)]
 
 
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_pictures_show_where_the_notebook_is_opened_alone(path):
     """Colab opens a notebook without the repository beside it: a picture in its text must be an
@@ -60,6 +59,7 @@ def test_notebook_pictures_show_where_the_notebook_is_opened_alone(path):
             if target.startswith("attachment:"):
                 data = cell.get("attachments", {}).get(target.removeprefix("attachment:"), {}).get("image/png")
                 assert data and base64.b64decode(data).startswith(b"\x89PNG"), f"{path.name}: {target} is not attached"
+
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_opening_badge_guard_and_no_outputs(path):
