@@ -114,6 +114,7 @@ def stage(pages: Path, config: Path | None, figures: Path = DOCS / "figures") ->
     import nbformat
 
     if pages.exists():
+        _check_ours(pages, "docs-pages", "--work")
         shutil.rmtree(pages)
     (pages / "notebooks").mkdir(parents=True)
     (pages / "index.md").write_text(rewrite_links((ROOT / "README.md").read_text(), "README.md"))
@@ -135,6 +136,16 @@ def stage(pages: Path, config: Path | None, figures: Path = DOCS / "figures") ->
                 cell.source = rewrite_links(cell.source, f"notebooks/{path.name}")
         nbformat.write(nb, pages / "notebooks" / path.name)
     return times
+
+
+def _check_ours(folder: Path, kind: str, option: str) -> None:
+    """Refuse to empty ``folder`` unless an earlier build made it and it holds nothing else
+    (MkDocs empties its site folder whatever is in it)."""
+    from hippo_utils.ownership import protected_reason, why_not_replaceable
+
+    reason = protected_reason(folder, [("the repository", ROOT)]) or why_not_replaceable(folder, kind)
+    if reason:
+        raise SystemExit(f"{option} {folder}: {reason}; this build would empty it. Choose another {option}")
 
 
 def build(pages: Path, site: Path) -> None:
@@ -163,8 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config.is_file():
         parser.error(f"--config {args.config}: no such file")
     t0 = time.perf_counter()
+    from hippo_utils.ownership import mark_tree
+
+    _check_ours(args.site, "docs-site", "--site")  # before the notebooks run for minutes
     times = stage(args.work / "pages", None if args.no_execute else args.config.resolve(), args.figures)
+    mark_tree(args.work / "pages", "docs-pages")
     build(args.work / "pages", args.site)
+    mark_tree(args.site, "docs-site")
     total = time.perf_counter() - t0
     if times:
         print(f"notebooks: {sum(times.values()):.0f} s ({', '.join(f'{k[:2]} {v:.0f} s' for k, v in times.items())})")

@@ -18,7 +18,8 @@ from hippo_utils._version import __version__
 
 logger = logging.getLogger("hippo_utils")
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+# Bad input and the file system's refusals (a full disk, a read-only folder, an unreadable file)
+USER_ERRORS = (ValueError, OSError)
 
 
 def plain(exc: Exception) -> str:
@@ -219,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {m.group(1)} {m.group(2)}" if m else f"error: {str(exc).splitlines()[0]}",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-written was left in place", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from hippo_utils.locks import Terminated
+
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}; the work finished so far is recorded, and nothing half-written was left in place",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130

@@ -16,6 +16,7 @@ overrides are resolved against the current directory, as a shell user expects.
 from __future__ import annotations
 
 import ast
+import codecs
 import configparser
 import dataclasses
 import difflib
@@ -226,6 +227,26 @@ def config_base_dir(path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- loading
+def read_config_text(path: Path) -> str:
+    """The text of a config file: UTF-8, or UTF-8/UTF-16 with a byte-order mark (as Windows
+    editors save them), decoded as such.
+
+    Raises:
+        ValueError: any other encoding (it would be misread), naming the file and the line.
+    """
+    data = path.read_bytes()
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                       (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(codec)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file "
+                         "as UTF-8 (or UTF-16 with a byte-order mark)") from None
+
+
 def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> Config:
     """Read, type-check and validate a ``train_eval_infer.config`` file.
 
@@ -251,7 +272,7 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
     )
     parser.optionxform = str  # keys are case-sensitive, as in the original
     try:
-        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
+        parser.read_string(read_config_text(path), source=str(path))
     except configparser.Error as exc:
         raise ValueError(f"{path}: not a valid INI file: {exc}") from None
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from hippo_utils.config import Config
 from hippo_utils.labels import Labels
-from hippo_utils.png import DATASET_SUFFIXES, read_rgb
+from hippo_utils.png import DATASET_SUFFIXES, open_image, read_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +206,10 @@ def load_masks(paths: list[Path], cfg: Config) -> np.ndarray:
 
 def load_images(paths: list[Path], cfg: Config) -> np.ndarray:
     """Read images as a float32 (N, H, W, C) batch the model takes (0..255)."""
-    from PIL import Image
-
     mode = "RGB" if cfg.model.image_channels == 3 else "L"
     arrays = []
     for p in paths:
-        a = np.asarray(Image.open(p).convert(mode), np.float32)
+        a = np.asarray(open_image(p).convert(mode), np.float32)
         if a.ndim == 2:
             a = a[..., None]
         if cfg.image.color_order == "BGR" and a.shape[-1] == 3:

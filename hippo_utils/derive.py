@@ -29,11 +29,11 @@ import numpy as np
 
 from hippo_utils._version import __version__
 from hippo_utils.config import Config
-from hippo_utils.fsutil import atomic_dir, sha256_file
+from hippo_utils.fsutil import atomic_dir, check_replaceable, sha256_file
 from hippo_utils.labels import Labels
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
 from hippo_utils.locks import folder_lock
-from hippo_utils.png import png_bytes, read_grey, read_rgb
+from hippo_utils.png import png_bytes, read_grey_values, read_rgb
 from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
 from hippo_utils.tables import write_csv, write_json
 from hippo_utils.volumes import load_labels, load_volume
@@ -41,6 +41,7 @@ from hippo_utils.volumes import load_labels, load_volume
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
+DATASET_KIND = "derived-dataset"  # its record (hippo_utils.ownership): only such a folder is replaced
 MANIFEST_COLUMNS = (
     "subject", "split", "slice_index", "image", "mask", "source", "label_source", "has_label",
     "label_pixels", "spacing", "source_shape",
@@ -168,7 +169,7 @@ def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, 
 def _derive_slice_pair(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
                        labels: Labels) -> list[dict]:
     """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
-    image = read_grey(subject.image).astype(np.float32)
+    image = read_grey_values(subject.image)  # a 16-bit slice keeps its precision
     mask = read_rgb(subject.label)
     if mask.shape[:2] != image.shape:
         raise ValueError(f"{subject.label}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
@@ -252,7 +253,9 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
     Args:
         cfg: the configuration; [derive] source_dir and output_dir are used.
         force: replace an existing dataset made with other settings or sources (only
-            once the new one is complete). Without it such a dataset is never touched.
+            once the new one is complete). Without it such a dataset is never touched, and even
+            with it only a dataset this tool made that holds nothing else is replaced: never
+            the source, the current or home folder, a folder holding them or a model.
         progress: show a progress bar over subjects.
 
     Returns:
@@ -260,7 +263,8 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
 
     Raises:
         FileNotFoundError, ValueError: bad source folder or files, with the name.
-        FileExistsError: a dataset with different settings exists and ``force`` is off.
+        FileExistsError: a dataset with different settings exists and ``force`` is off, or
+            ``output_dir`` cannot be replaced (:class:`~hippo_utils.ownership.NotOurs`).
     """
     d = cfg.derive
     if d.source_dir is None:
@@ -285,16 +289,22 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
     d = cfg.derive
     out = d.output_dir
     meta_path = out / "dataset.json"
+    inputs = [("the source folder ([derive] source_dir)", d.source_dir), ("the config file", cfg.path)]
     if out.exists():
-        old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        try:
+            old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        except ValueError:
+            old = {}
         if old.get("fingerprint") == fp:
             logger.info("%s is up to date (fingerprint %s); nothing to do", out, fp)
             return DeriveResult(out, sources.layout, old["counts"], old["subjects"], True)
-        if not force:
-            what = "was made with other settings or sources" if old else "is not a derived dataset"
+        # --force never overrides this: only a dataset this tool made, holding nothing else, is replaced
+        check_replaceable(out, DATASET_KIND, inputs, "[derive] output_dir")
+        if not force and any(out.iterdir()):
             raise FileExistsError(
-                f"{out} already exists and {what}. Choose another [derive] output_dir, or "
-                "re-run with --force to replace it (the old one is kept until the new one is complete)"
+                f"{out} already exists and was made with other settings or sources. Choose another "
+                "[derive] output_dir, or re-run with --force to replace it (the old one is kept until "
+                "the new one is complete)"
             )
 
     subject_of = {s.name: (slice_subject(s.name) if sources.layout == "slices" else s.name)
@@ -306,7 +316,7 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
-    with atomic_dir(out, replace=True) as tmp:
+    with atomic_dir(out, DATASET_KIND, replace=True, inputs=inputs, what="[derive] output_dir") as tmp:
         for sp in (*SPLITS, "mini_test"):
             (tmp / sp / "images").mkdir(parents=True)
             (tmp / sp / "masks").mkdir(parents=True)

@@ -30,7 +30,9 @@ from hippo_utils.config import Config
 from hippo_utils.dataset import load_images, load_masks, split_dirs, split_pairs
 from hippo_utils.derive import split_volumes
 from hippo_utils.labels import Labels
+from hippo_utils.locks import folder_lock
 from hippo_utils.model_dir import load_model_dir
+from hippo_utils.ownership import claim
 from hippo_utils.png import read_grey, read_rgb
 from hippo_utils.postprocess import keep_largest
 from hippo_utils.predict import predict_batches, segment_volume
@@ -102,12 +104,25 @@ def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None =
              progress: bool = True) -> EvaluationResult:
     """Evaluate the model of ``model_dir`` (default ``[train] model_dir``) on the test split.
 
+    The results go to ``[train] eval_dir``, which is locked meanwhile and must be this model
+    folder's (training claims it): another model's evaluation would overwrite its files.
+
     Raises:
         FileNotFoundError: no trained model or no derived test split.
+        FileExistsError: ``eval_dir`` belongs to another model folder, or another process
+            is writing it.
     """
+    model_dir = Path(model_dir or cfg.train.model_dir)
     if model is None:
-        model, _ = load_model_dir(model_dir or cfg.train.model_dir)
+        model, _ = load_model_dir(model_dir)
     eval_dir = cfg.train.eval_dir
+    with folder_lock(eval_dir, "evaluate"):
+        claim(eval_dir, {"model_dir": str(model_dir.resolve())}, "[train] eval_dir")
+        return _evaluate(model, cfg, eval_dir, progress)
+
+
+def _evaluate(model, cfg: Config, eval_dir: Path, progress: bool) -> EvaluationResult:
+    """The body of :func:`evaluate`, run while it holds the evaluation folder's lock."""
     original, slices, per_slice = _slice_level(model, cfg)
     write_key_values(eval_dir / "evaluation.csv", original)
     write_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in slices],

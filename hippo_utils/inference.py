@@ -29,10 +29,11 @@ from hippo_utils.config import Config
 from hippo_utils.fsutil import atomic_write_bytes
 from hippo_utils.labels import Labels
 from hippo_utils.layouts import find_label_file
-from hippo_utils.locks import folder_lock
+from hippo_utils.locks import folder_lock, folder_locks
 from hippo_utils.metrics import labelled_volume_metrics
 from hippo_utils.model_dir import load_model_config, load_model_dir, read_provenance
-from hippo_utils.png import IMAGE_SUFFIXES, png_bytes, read_rgb
+from hippo_utils.ownership import check_may_write, check_outputs_apart, recorded_input, result_files
+from hippo_utils.png import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, open_image, png_bytes, read_grey_values, read_rgb
 from hippo_utils.postprocess import keep_largest
 from hippo_utils.predict import (
     Ensemble,
@@ -48,6 +49,7 @@ from hippo_utils.preprocess import classes_from_probs, image_geometry, model_bat
 from hippo_utils.tables import merge_rows, read_rows, write_json, write_table
 from hippo_utils.volumes import (
     Volume,
+    check_volume_file,
     is_volume_file,
     load_labels,
     load_volume,
@@ -98,8 +100,13 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     ``normalised``: the volume scaled for display, when the caller has it already."""
     labels_of = Labels.from_config(cfg)
     name = name or (strip_volume_suffix(volume.path.name) if volume.path else "volume")
+    gt = None
+    if truth is not None:  # refused before anything of this volume is written
+        gt = load_labels(truth, like=volume)
+        labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
+    source = str(volume.path.resolve()) if volume.path else None
     labels = labels_of.to_source(keep_largest(classes, cfg.infer.keep_largest_components), volume)
-    labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header)
+    labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header, input=source)
     row = volumetry(labels, volume, cfg)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
     result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png", row,
@@ -108,10 +115,8 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
         if normalised is None:
             normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
         picture = plots.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus")
-        atomic_write_bytes(result.qc_path, png_bytes(picture, compress_level=1))
-    if truth is not None:
-        gt = load_labels(truth, like=volume)
-        labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
+        atomic_write_bytes(result.qc_path, png_bytes(picture, compress_level=1), input=source)
+    if gt is not None:
         result.metrics.update(labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label",
                                                       volume.voxel_mm3))
     return result
@@ -130,12 +135,14 @@ def _yield_to_the_model() -> None:
 
 def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, names: dict[Path, str],
                    truths: dict[Path, Path | None], assume_voxel_size,
-                   progress: bool) -> tuple[list[VolumeResult], Exception | None]:
+                   progress: bool, record) -> tuple[list[VolumeResult], Exception | None]:
     """Segment ``files`` in a pipeline that keeps the model busy: one background thread
     writes the last volume's results and then loads and prepares the next volume while the
     model predicts this one. At most two volumes are held at a time (the one predicted,
-    and the one written or loaded). Returns the results of the volumes done, in order, and
-    the first error, which the caller raises once it has recorded them.
+    and the one written or loaded). Each volume is handed to ``record`` as soon as its files
+    are written (in the same thread, so in input order), so that a run stopped any way
+    (an error, Ctrl-C, SIGTERM, a full disk) has recorded every volume it finished. Returns
+    the results of the volumes done, in order, and the first error, which the caller raises.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -149,13 +156,16 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
 
     def finish(path: Path, prepared, probs: np.ndarray) -> VolumeResult:
         if ensemble:  # the members' probabilities are on the volume's grid already
-            return _write_volume(cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path],
-                                 truths[path], qc=True)
-        classes = classes_on_grid(prepared.geom, probs, ordered_classes(cfg))
-        return _write_volume(cfg, prepared.volume, classes, out_dir, names[path], truths[path], qc=True,
-                             normalised=prepared.normalised)
+            result = _write_volume(cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path],
+                                   truths[path], qc=True)
+        else:
+            classes = classes_on_grid(prepared.geom, probs, ordered_classes(cfg))
+            result = _write_volume(cfg, prepared.volume, classes, out_dir, names[path], truths[path], qc=True,
+                                   normalised=prepared.normalised)
+        record(result)
+        return result
 
-    done, error = [], None
+    done, error, loading = [], None, None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-io", initializer=_yield_to_the_model) as worker:
         try:
             loading = worker.submit(load, files[0]) if files else None
@@ -169,6 +179,10 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
                 del prepared, probs
         except Exception as exc:  # noqa: BLE001 (raised by the caller, once the finished volumes are recorded)
             error = exc  # loading or predicting volume len(done): later than any write that failed
+        except BaseException:  # Ctrl-C, SIGTERM: the volume being written is finished and recorded, no more
+            if loading is not None:
+                loading.cancel()
+            raise
         results, first_failure = [], None
         for path, future in zip(files, done, strict=False):
             try:
@@ -253,7 +267,11 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
 
     Raises:
         FolderLocked: another process is writing ``out_dir``.
-        ValueError: ``out_dir`` holds results of another model, or is a file.
+        ValueError: ``out_dir`` holds results of another model, is a file, or is (or holds)
+            an input, the labels or a model folder; a bad input or label file (all are
+            checked before anything is written).
+        NotOurs: a file at one of the output paths that the tool did not write (refused
+            before the batch starts; nothing of the user's is replaced).
     """
     for item in overrides:
         if not item.strip().startswith("infer."):
@@ -263,8 +281,13 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; give a folder (it is made when missing)")
     dirs = [Path(model_dir)] if isinstance(model_dir, (str, os.PathLike)) else [Path(d) for d in model_dir]
+    labels_dir = Path(labels_dir) if labels_dir else None
+    check_outputs_apart([("--out", out_dir)], [*(("the input", Path(i)) for i in inputs), ("--labels", labels_dir),
+                                               *(("the model folder", d) for d in dirs)])
     files = _volume_files(inputs)
     with folder_lock(out_dir, "infer-volume"):
+        for table in _TABLES + (_METRIC_TABLES if labels_dir is not None else ()):  # before they are read
+            check_may_write(out_dir / table)
         _check_same_models(out_dir, dirs)
         members = []
         for d in dirs:
@@ -275,38 +298,92 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         if len(members) > 1:
             model = Ensemble(tuple(members), tuple(map(str, dirs)))
             cfg = model.cfg
-        labels_dir = Path(labels_dir) if labels_dir else None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        old_rows = read_rows(out_dir / "volumetry.json", "input")
-        # results whose row an interrupted run never wrote: their names stay taken too
-        on_disk = {p.name[:-len("_labels.nii.gz")] for p in out_dir.glob("*_labels.nii.gz")}
-        names = output_names(files, {r["input"]: r["subject"] for r in old_rows}, reserved=on_disk)
         truths = _truths(files, labels_dir)
-        results, error = _segment_batch(model, cfg, files, out_dir, names, truths, assume_voxel_size, progress)
-        ids = {r.name: {"input": str(r.source.resolve()), "sha256": volume_sha256(r.source)} for r in results}
-        if results:  # the volumes done are recorded even when a later one failed
-            rows = [{"subject": r.name, **ids[r.name], **r.volumetry} for r in results]
-            write_table(merge_rows(old_rows, rows, "input"), out_dir / "volumetry.csv")
-            if labels_dir is not None:
-                rows = [{"subject": r.name, **ids[r.name], **r.metrics} for r in results]
-                write_table(merge_rows(read_rows(out_dir / "metrics.json", "input"), rows, "input"),
-                            out_dir / "metrics.csv", with_summary=True)
-            write_run_record(out_dir, dirs, ids)
+        _check_inputs(cfg, files, truths, assume_voxel_size)  # before anything is written
+        old_rows = read_rows(out_dir / "volumetry.json", "input")
+        names = output_names(files, {**_recorded_results(out_dir), **{r["input"]: r["subject"] for r in old_rows}},
+                             reserved=_results_on_disk(out_dir))
+        for name in names.values():  # nothing of the user's is replaced; refused before the batch starts
+            for suffix in ("_labels.nii.gz", "_qc.png"):
+                check_may_write(out_dir / f"{name}{suffix}")
+        book = _Records(out_dir, dirs, old_rows, labels_dir is not None)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results, error = _segment_batch(model, cfg, files, out_dir, names, truths, assume_voxel_size, progress,
+                                        book.add)
         if error is not None:
             raise error
     return results
 
 
+def _results_on_disk(out_dir: Path) -> set[str]:
+    """Output names whose label volume is in ``out_dir``."""
+    suffix = "_labels.nii.gz"
+    return {p.name[:-len(suffix)] for p in out_dir.glob(f"*{suffix}")} if out_dir.is_dir() else set()
+
+
+def _recorded_results(out_dir: Path) -> dict[str, str]:
+    """Input path -> output name, for the label volumes in ``out_dir`` whose record names their
+    input (also those of a run stopped before its tables were written)."""
+    suffix = "_labels.nii.gz"
+    found = {}
+    for name in sorted(_results_on_disk(out_dir)):
+        source = recorded_input(out_dir / f"{name}{suffix}")
+        if source is not None:
+            found.setdefault(source, name)
+    return found
+
+
+def _check_inputs(cfg: Config, files: Sequence[Path], truths: dict[Path, Path | None], assume_voxel_size) -> None:
+    """Every input's header, and every label file against it and the label map, before the
+    batch writes anything: a bad file late in a batch stops it before it starts."""
+    labels_of = Labels.from_config(cfg)
+    for path in files:
+        like = check_volume_file(path, assume_voxel_size)
+        if truths[path] is not None:
+            labels_of.to_classes(load_labels(truths[path], like=like), str(truths[path]))
+
+
+_TABLES = ("volumetry.csv", "volumetry.json", "run.json")
+_METRIC_TABLES = ("metrics.csv", "metrics.json")
+
+
+class _Records:
+    """The tables and run record of a batch, brought up to date after every finished volume."""
+
+    def __init__(self, out_dir: Path, dirs: Sequence[Path], old_rows: list[dict], with_metrics: bool):
+        self.out_dir, self.dirs, self.with_metrics = out_dir, dirs, with_metrics
+        self.rows, self.metric_rows, self.ids = list(old_rows), None, {}
+        if with_metrics:
+            self.metric_rows = read_rows(out_dir / "metrics.json", "input")
+
+    def add(self, result: VolumeResult) -> None:
+        ident = {"input": str(result.source.resolve()), "sha256": volume_sha256(result.source)}
+        self.ids[result.name] = ident
+        self.rows = merge_rows(self.rows, [{"subject": result.name, **ident, **result.volumetry}], "input")
+        write_table(self.rows, self.out_dir / "volumetry.csv")
+        if self.metric_rows is not None:
+            self.metric_rows = merge_rows(self.metric_rows, [{"subject": result.name, **ident, **result.metrics}],
+                                          "input")
+            write_table(self.metric_rows, self.out_dir / "metrics.csv", with_summary=True)
+        write_run_record(self.out_dir, self.dirs, self.ids)
+
+
 def _volume_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """The volume files that ``inputs`` name (files, or folders of them), each once."""
+    """The volume files that ``inputs`` name (files, or folders of them), each once; the
+    tool's own results are not inputs (a folder's are skipped, a file of them is refused)."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if is_volume_file(p))
+            ours = result_files(item)
+            found = sorted(p for p in item.iterdir() if is_volume_file(p) and p.name not in ours)
             if not found:
-                raise ValueError(f"{item}: no .nii, .nii.gz or .img volumes in this folder")
+                held = f" (only the {len(ours)} results hippo_utils wrote there)" if ours else ""
+                raise ValueError(f"{item}: no .nii, .nii.gz or .img volumes in this folder{held}")
             files.extend(found)
         elif item.exists():
+            if recorded_input(item) is not None:
+                raise ValueError(f"{item} is a result hippo_utils wrote, not a scan; give the scans it was "
+                                 "made from")
             files.append(item)
         else:
             raise FileNotFoundError(f"input not found: {item}")
@@ -363,8 +440,12 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
     """
     images_dir = Path(images_dir or cfg.infer.images_dir)
     output_dir = Path(output_dir or cfg.infer.output_dir)
-    with folder_lock(output_dir, "infer"):
-        return _infer_folder(model, cfg, images_dir, output_dir, progress)
+    masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
+    merged_dir = cfg.infer.merged_dir or output_dir / "merged"
+    check_outputs_apart([("[infer] output_dir", output_dir), ("[infer] merged_dir", merged_dir)],
+                        [("[infer] images_dir", images_dir), ("[infer] masks_dir", masks_dir)])
+    with folder_locks([(output_dir, "infer"), (merged_dir, "infer")]):
+        return _infer_folder(model, cfg, images_dir, output_dir, masks_dir, merged_dir, progress)
 
 
 def _folder_image(path: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -374,7 +455,10 @@ def _folder_image(path: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     gets the file's three channels in ``[image] color_order`` (a 2.5D model's neighbours among
     them, a grey image standing for its own neighbours), a one-channel model its grey.
     """
-    image = Image.open(path)
+    image = open_image(path)
+    if image.mode in HIGH_DEPTH_MODES:  # 16-bit or float grey: scaled as derivation scales its sources
+        grey = normalize_intensity(read_grey_values(path), cfg.derive.intensity_percentiles).astype(np.float32)
+        return (np.repeat(grey[..., None], 3, axis=2) if cfg.model.image_channels == 3 else grey), grey
     if cfg.model.image_channels != 3:
         grey = np.asarray(image.convert("L"), np.float32) / 255.0
         return grey, grey
@@ -384,15 +468,20 @@ def _folder_image(path: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     return (rgb[..., ::-1] if cfg.image.color_order == "BGR" else rgb), grey
 
 
-def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, progress: bool) -> FolderResult:
-    """The body of :func:`infer_folder`, run while it holds the output folder's lock."""
+def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, masks_dir: Path, merged_dir: Path,
+                  progress: bool) -> FolderResult:
+    """The body of :func:`infer_folder`, run while it holds the output folders' locks."""
     if not images_dir.is_dir():
         raise FileNotFoundError(f"[infer] images_dir not found: {images_dir}")
-    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    ours = result_files(images_dir)
+    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in ours
+                   and not p.name.startswith("."))
     if not paths:
         raise ValueError(f"{images_dir}: no .png or .jpg images to segment")
-    masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
-    merged_dir = cfg.infer.merged_dir or output_dir / "merged"
+    for path in paths:  # nothing of the user's is replaced; refused before any is written
+        check_may_write(output_dir / f"{path.stem}.png")
+        check_may_write(output_dir / "overlays" / f"{path.stem}.png")
+        check_may_write(merged_dir / f"{path.stem}.png")
     colours = Labels.from_config(cfg).colours
     arrays, greys = zip(*(_folder_image(p, cfg) for p in paths), strict=True)
     geoms = [image_geometry(g.shape, cfg.image_size) for g in greys]
@@ -403,8 +492,10 @@ def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, progre
     for path, grey, geom, prob in zip(paths, greys, geoms, probs, strict=True):
         pred = colours[classes_from_probs(geom, prob)]
         grey8 = np.rint(grey * 255).astype(np.uint8)
-        atomic_write_bytes(output_dir / f"{path.stem}.png", png_bytes(pred))
-        atomic_write_bytes(output_dir / "overlays" / f"{path.stem}.png", png_bytes(plots.overlay(grey8, pred)))
+        source = str(path.resolve())
+        atomic_write_bytes(output_dir / f"{path.stem}.png", png_bytes(pred), input=source)
+        atomic_write_bytes(output_dir / "overlays" / f"{path.stem}.png", png_bytes(plots.overlay(grey8, pred)),
+                           input=source)
         truth_path = next((masks_dir / f"{path.stem}{s}" for s in IMAGE_SUFFIXES
                            if (masks_dir / f"{path.stem}{s}").exists()), None)
         if truth_path is not None:
@@ -412,5 +503,5 @@ def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, progre
             truth = np.asarray(truth.resize(grey8.shape[::-1], Image.Resampling.NEAREST))
             strip = np.concatenate([np.repeat(grey8[..., None], 3, axis=2), plots.overlay(grey8, truth),
                                     plots.agreement(grey8, truth, pred)], axis=1)
-            atomic_write_bytes(merged_dir / f"{path.stem}.png", png_bytes(strip))
+            atomic_write_bytes(merged_dir / f"{path.stem}.png", png_bytes(strip), input=source)
     return FolderResult(output_dir, [p.stem for p in paths], merged_dir if masks_dir.is_dir() else None)

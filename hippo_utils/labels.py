@@ -68,8 +68,28 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[RGB, int], name: str, exact:
     is_grey = np.abs(rgb.astype(np.int16) - rgb[..., :1]).max() <= 16
     if is_grey and len(rgb_map) == 2:
         return (rgb[..., 0] > 127).astype(np.uint8) * int(classes[np.argmax(colours.sum(1))])
+    off = _off_the_map(rgb, colours)
+    if off is not None:
+        raise ValueError(f"{name}: mask colour {off} is neither an [mask] rgb_map colour {dict(rgb_map)} nor a "
+                         "blend of two of them (JPEG noise); it would be read as a class it is not. Add it to "
+                         "rgb_map or fix the mask")
     dist = ((rgb[..., None, :].astype(np.int32) - colours) ** 2).sum(-1)
     return classes[np.argmin(dist, axis=-1)]
+
+
+def _off_the_map(rgb: np.ndarray, colours: np.ndarray, tolerance: float = 60.0) -> tuple[int, int, int] | None:
+    """The colour of ``rgb`` farthest from every map colour and every blend of two (the line
+    between them, where JPEG and resizing put edge pixels) when it is over ``tolerance``; else None."""
+    found = np.unique(rgb.reshape(-1, 3), axis=0).astype(np.float64)
+    best = np.full(len(found), np.inf)
+    c = colours.astype(np.float64)
+    for i in range(len(c)):
+        for j in range(i, len(c)):
+            d = c[j] - c[i]
+            t = np.clip((found - c[i]) @ d / (d @ d), 0, 1) if d.any() else np.zeros(len(found))
+            best = np.minimum(best, np.linalg.norm(found - (c[i] + t[:, None] * d), axis=1))
+    worst = int(np.argmax(best))
+    return tuple(int(v) for v in found[worst]) if best[worst] > tolerance else None
 
 
 def palette(rgb_map: dict[RGB, int] | None = None, n: int = 256) -> np.ndarray:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hippo_utils.ownership import result_files
 from hippo_utils.png import IMAGE_SUFFIXES
 from hippo_utils.volumes import VOLUME_SUFFIXES, is_volume_file, strip_volume_suffix
 
@@ -52,8 +53,9 @@ class SourceSet:
 def _volumes_by_name(folder: Path, strip: str = "") -> dict[str, Path]:
     """Map subject name -> volume file in ``folder``, refusing duplicate names."""
     found: dict[str, Path] = {}
+    ours = result_files(folder)  # results of an earlier run are not subjects
     for path in sorted(folder.iterdir()):
-        if path.is_dir():
+        if path.is_dir() or path.name in ours:
             continue
         if not is_volume_file(path):
             if not path.name.lower().endswith(".hdr") and not path.name.startswith("."):
@@ -187,8 +189,9 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
             raise ValueError(f"{root}: not the slices layout: images/ and masks/ with 2D files needed")
 
         def by_name(folder: Path) -> dict[str, Path]:
+            ours = result_files(folder)  # a derived dataset's or an inference's own pictures
             return {p.stem: p for p in sorted(folder.iterdir())
-                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.name not in ours}
 
         labelled = _pair(by_name(dirs[0]), by_name(dirs[1]), str(dirs[0].parent), skip_unpaired)
     else:

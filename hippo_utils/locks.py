@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,36 @@ logger = logging.getLogger(__name__)
 
 class FolderLocked(FileExistsError):
     """Another live process is writing the folder."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was sent SIGTERM while it held a folder: raised like Ctrl-C, so that the
+    run records its finished work and removes its temporary files on the way out."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM raises :class:`Terminated`
+    instead of ending the process at once; the previous handler comes back afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # not allowed here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def lock_path(folder: str | os.PathLike[str]) -> Path:
@@ -92,7 +122,22 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "write") -> Iterator
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
                              "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}))
         fh.flush()
-        yield path
+        with terminate_as_interrupt():  # a SIGTERM then unwinds like Ctrl-C: work recorded, temporaries gone
+            yield path
     finally:
         path.unlink(missing_ok=True)  # still locked: no one else can be between these two lines
         fh.close()  # releases the flock
+
+
+@contextlib.contextmanager
+def folder_locks(folders: Iterable[tuple[str | os.PathLike[str] | None, str]]) -> Iterator[None]:
+    """Hold the locks of several folders, ``(folder, what)`` pairs, each once (a run's model
+    and evaluation folders may be one), in a fixed order so that two runs cannot deadlock."""
+    unique = {}
+    for folder, what in folders:
+        if folder is not None:
+            unique.setdefault(Path(folder).resolve(), (folder, what))
+    with contextlib.ExitStack() as stack:
+        for key in sorted(unique):
+            stack.enter_context(folder_lock(*unique[key]))
+        yield

@@ -32,6 +32,7 @@ from hippo_utils._version import __version__
 from hippo_utils.config import Config, load_config
 from hippo_utils.derive import read_dataset_meta
 from hippo_utils.fsutil import atomic_path, atomic_write_text
+from hippo_utils.ownership import forget_and_remove
 from hippo_utils.precision import resolve_precision
 from hippo_utils.tables import write_json
 
@@ -40,6 +41,8 @@ STATE_NAME = "state.json"
 HISTORY_NAME = "history.json"
 PROVENANCE_NAME = "provenance.json"
 LAST_NAME = "last.keras"
+# The files a run writes under these names (its epoch checkpoints add last.eNNN.keras)
+MODEL_FILES = ("best.weights.h5", "best.keras", LAST_NAME, STATE_NAME, HISTORY_NAME, CONFIG_NAME, PROVENANCE_NAME)
 # The epoch previews ([train] epoch_change_infer_dir), named as the original system named them.
 PREVIEW_PATTERN = re.compile(r"Epoch_(\d+)_(.+)\.png")
 
@@ -99,7 +102,7 @@ def commit_epoch(model_dir: Path, model, epoch: int, history: dict, state: dict,
     link_or_copy(model_dir / checkpoint, model_dir / LAST_NAME)
     for old in model_dir.glob("last.e*.keras"):
         if old.name != checkpoint:
-            old.unlink(missing_ok=True)
+            forget_and_remove(old)  # only the checkpoints this tool wrote
 
 
 def link_or_copy(src: Path, dest: Path) -> None:

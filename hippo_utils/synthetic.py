@@ -33,7 +33,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from hippo_utils.fsutil import atomic_dir
+from hippo_utils.fsutil import atomic_dir, check_replaceable
+from hippo_utils.locks import folder_lock
 from hippo_utils.tables import write_csv, write_json
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ ATROPHY_RANGE = (0.78, 0.90)
 # Version of the generator, stamped into synthetic.json: a folder made by another
 # version holds other subjects and is not reused.
 GENERATOR_VERSION = 2
+SYNTHETIC_KIND = "synthetic-set"  # its record (hippo_utils.ownership): only such a folder is replaced
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,8 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
         n_unlabelled: subjects under ``Test/`` without labels (the real set has 25).
         seed: the same seed gives byte-identical files.
         atrophy_fraction: share of subjects with one shrunken hippocampus.
-        overwrite: replace an existing ``dest`` (only once the new one is complete).
+        overwrite: replace an existing ``dest`` (only once the new one is complete), and
+            only when it is a synthetic set this tool made that holds nothing else.
         shape: grid size (x, y, z); y is the 2 mm coronal axis.
 
     Returns:
@@ -340,13 +343,16 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
     if n_labelled < 1 or n_unlabelled < 0:
         raise ValueError(f"need n_labelled >= 1 and n_unlabelled >= 0, got {n_labelled}, {n_unlabelled}")
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} already exists; choose another folder or pass overwrite")
+    check_replaceable(dest, SYNTHETIC_KIND, what="the synthetic set's folder")  # overwrite never overrides it
+    if dest.exists() and any(dest.iterdir()) and not overwrite:
+        raise FileExistsError(f"{dest} already exists; choose another folder, or replace this synthetic set "
+                              "with --force")
     rng = np.random.default_rng(seed)
     rows: list[SubjectTruth] = []
     from tqdm.auto import tqdm
 
-    with atomic_dir(dest, replace=overwrite) as tmp:
+    with folder_lock(dest, "synthesize"), \
+            atomic_dir(dest, SYNTHETIC_KIND, replace=True, what="the synthetic set's folder") as tmp:
         (tmp / "Train" / "Labels").mkdir(parents=True)
         (tmp / "Test").mkdir()
         total = n_labelled + n_unlabelled

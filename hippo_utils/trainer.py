@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hippo_utils.config import Config
-from hippo_utils.locks import folder_lock
+from hippo_utils.locks import folder_locks
 from hippo_utils.model import memory_estimate
 from hippo_utils.model_dir import (
     LAST_NAME,
+    MODEL_FILES,
     STATE_NAME,
     epochs_done,
     has_run,
@@ -30,7 +31,9 @@ from hippo_utils.model_dir import (
     write_config,
     write_provenance,
 )
+from hippo_utils.ownership import check_may_write, check_outputs_apart, claim
 from hippo_utils.precision import resolve_precision, visible_gpu_memory
+from hippo_utils.volumes import available_memory
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +117,35 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, watch=None,
         extra_callbacks: more Keras callbacks.
 
     Raises:
-        FileExistsError: ``model_dir`` already holds a run and ``resume`` is off, or another
-            process is training into it (:class:`~hippo_utils.locks.FolderLocked`).
+        FileExistsError: ``model_dir`` already holds a run and ``resume`` is off, another
+            process is writing one of the run's folders (:class:`~hippo_utils.locks.FolderLocked`),
+            or ``eval_dir`` or the previews' folder holds another run's outputs, or a file there
+            was not written by this tool (:class:`~hippo_utils.ownership.NotOurs`).
         FileNotFoundError / ValueError: missing dataset or bad settings, with the name.
     """
-    with folder_lock(cfg.train.model_dir, "train"):
+    outputs = run_folders(cfg)
+    check_outputs_apart(outputs, [("the dataset ([derive] output_dir)", cfg.derive.output_dir)])
+    with folder_locks((folder, "train") for _, folder in outputs):
         return _train(cfg, resume, progress, watch, extra_callbacks)
+
+
+def run_folders(cfg: Config) -> list[tuple[str, Path]]:
+    """The folders a training run writes, as the config names them: the model folder, the
+    evaluation folder, and the epoch previews' folder when they are written."""
+    t = cfg.train
+    folders = [("[train] model_dir", t.model_dir), ("[train] eval_dir", t.eval_dir)]
+    if t.epoch_change_infer:
+        folders.append(("[train] epoch_change_infer_dir", t.epoch_change_infer_dir))
+    return folders
+
+
+def claim_run_folders(cfg: Config) -> None:
+    """Mark the evaluation and preview folders as this model folder's; refuse them when they
+    hold another run's curves or previews (two runs would overwrite each other's)."""
+    owner = {"model_dir": str(cfg.train.model_dir.resolve())}
+    for what, folder in run_folders(cfg)[1:]:
+        if folder.resolve() != cfg.train.model_dir.resolve():
+            claim(folder, owner, what)
 
 
 def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Sequence) -> TrainResult:
@@ -145,6 +171,9 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     if resume and state is None:
         raise FileNotFoundError(f"{model_dir}: no run to resume (no {STATE_NAME}); "
                                 "train without --resume")
+    for name in MODEL_FILES:  # a file of the user's where an epoch would be committed: refused before training
+        check_may_write(model_dir / name)
+    claim_run_folders(cfg)  # before any work: another run's curves and previews are not overwritten
     set_seed(t.seed)
     train_ds = make_dataset(cfg, "train", repeat=True)  # one iterator for the whole run
     valid_ds = make_dataset(cfg, "valid")
@@ -166,10 +195,11 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
         model.summary(print_fn=logger.info)
     memory, too_big = memory_report(model, t.batch_size)
     logger.info("%s", memory)
+    if too_big and visible_gpu_memory() is None:  # on a CPU the system would kill the run: refuse it
+        raise ValueError(f"{cfg.path}: [train] batch_size = {t.batch_size} cannot fit: {too_big}")
     if too_big:
         logger.warning("%s", too_big)
     model_dir.mkdir(parents=True, exist_ok=True)
-    t.eval_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg)
     if watch is not None and hasattr(watch, "train_begin"):
         watch.train_begin(t.epochs, steps, initial_epoch)
@@ -225,12 +255,16 @@ def memory_report(model, batch_size: int, available: int | None = None) -> tuple
     and a warning when that is over the GPU's memory, with the batch that would fit (None otherwise).
 
     ``available``: that memory in bytes; when None, the total memory of the first GPU that
-    TensorFlow sees (``nvidia-smi``), none without a GPU. Total, not free memory, and one GPU:
-    with ``[train] distribute`` each GPU holds only its share of the batch, so the warning is
-    then cautious.
+    TensorFlow sees (``nvidia-smi``), or without a GPU the memory the system has free. Total,
+    not free GPU memory, and one GPU: with ``[train] distribute`` each GPU holds only its share
+    of the batch, so the warning is then cautious.
     """
     estimate = memory_estimate(model, batch_size)
-    available = visible_gpu_memory() if available is None else available
+    where = "the GPU's"
+    if available is None:
+        available = visible_gpu_memory()
+        if available is None:
+            available, where = available_memory(), "the free memory's"
     if not available or estimate.total <= available:
         return estimate.describe(), None
     mib = 2**20
@@ -239,10 +273,10 @@ def memory_report(model, batch_size: int, available: int | None = None) -> tuple
         fixed = estimate.parameters + estimate.training_state
         return estimate.describe(), (
             f"the weights, gradients and Adam state alone ({fixed // mib} MiB) "
-            f"leave no room in the GPU's {available // mib} MiB for one image's activations "
+            f"leave no room in {where} {available // mib} MiB for one image's activations "
             f"({estimate.activations_per_image // mib} MiB): use fewer [model] num_layers or base_filters")
     return estimate.describe(), (
-        f"about {estimate.total // mib} MiB of training memory at batch {batch_size}, more than the GPU's "
+        f"about {estimate.total // mib} MiB of training memory at batch {batch_size}, more than {where} "
         f"{available // mib} MiB: set [train] batch_size = {fits} or less")
 
 

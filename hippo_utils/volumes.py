@@ -126,6 +126,7 @@ def _load_image(path: Path) -> nib.spatialimages.SpatialImage:
         raise ValueError(f"{path}: cannot read this file as an Analyze or NIfTI volume "
                          f"({type(exc).__name__}: {exc})") from None
     _check_claims(img, path)  # before any voxel is read or memory allocated
+    _check_dtype(img, path)
     try:  # force the read now so that truncated or corrupt data fails here, with the name
         img.dataobj[(0,) * len(img.shape)] if img.shape else None
     except errors as exc:
@@ -139,7 +140,7 @@ def _gib(nbytes: float) -> str:
         if nbytes >= 2**20 else f"{int(nbytes)} bytes"
 
 
-def _available_memory() -> int | None:
+def available_memory() -> int | None:
     """Bytes of memory this machine can still give (MemAvailable), or None when unknown."""
     try:
         with open("/proc/meminfo") as fh:
@@ -190,10 +191,58 @@ def _check_claims(img, path: Path) -> None:
         raise ValueError(f"{path}: {claim}, but {Path(data_file).name} holds {_gib(max(held - offset, 0))} "
                          "of data: the header or the file is wrong (truncated download?)")
     needed = nbytes + count * 4  # the stored data and its float32 copy
-    free = _available_memory()
+    free = available_memory()
     if free is not None and needed > free:
         raise ValueError(f"{path}: {claim}; loading it needs {_gib(needed)} of memory and "
                          f"{_gib(free)} is free")
+
+
+def _check_dtype(img, path: Path) -> None:
+    """Refuse voxels that a float32 grey volume would misread: colour (RGB) voxels, complex
+    values (whose imaginary part a conversion drops), anything not a number."""
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        what = ("colour (RGB) voxels" if dtype.fields is not None else
+                "complex voxels (an MR phase/magnitude pair?)" if dtype.kind == "c" else "voxels that are not numbers")
+        raise ValueError(f"{path}: {what}, data type {dtype}; a grey-scale volume of integers or floats is "
+                         "needed. Convert it first (the magnitude, or one channel)")
+
+
+def _voxel_affine(img, path: Path, assume_spacing) -> tuple[np.ndarray, bool]:
+    """The file's voxel-to-mm affine, or with ``assume_spacing`` where it has no usable voxel
+    size, and whether it was assumed.
+
+    Raises:
+        ValueError: no usable voxel size and none to assume, naming the header fields.
+    """
+    affine = np.asarray(img.affine, dtype=np.float64)
+    problem = voxel_size_problem(img, path)
+    if problem is None:
+        return affine, False
+    if assume_spacing is None:
+        raise ValueError(f"{path}: {problem}, so its volumes in mm³ would be wrong. Fix the header, or "
+                         "pass --assume-voxel-size X,Y,Z (mm) to take that size (the results are then "
+                         "marked as assumed)")
+    return _assumed_affine(affine, assume_spacing), True
+
+
+def check_volume_file(path: str | os.PathLike[str],
+                      assume_spacing: tuple[float, float, float] | None = None) -> Volume:
+    """Check a volume file as :func:`load_volume` would, from its header alone (no voxel is
+    loaded but the first): a batch refuses bad inputs before it writes anything.
+
+    Returns:
+        A :class:`Volume` of the file's shape and affine whose data is a zero-sized stand-in
+        (:func:`load_labels` can check a label file against it).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_volume`.
+    """
+    path = Path(path)
+    img = _load_image(path)
+    shape = _shape_3d(tuple(int(s) for s in img.shape), path)
+    affine, assumed = _voxel_affine(img, path, assume_spacing)
+    return Volume(np.broadcast_to(np.zeros((), np.float32), shape), affine, path, None, assumed)
 
 
 def _raw_header(img, path: Path):
@@ -235,21 +284,25 @@ def _assumed_affine(affine: np.ndarray, spacing: tuple[float, float, float]) -> 
     return out
 
 
-def _as_3d(data: np.ndarray, path: Path | str) -> np.ndarray:
-    if data.ndim > 3:
-        extra = data.shape[3:]
-        if all(s == 1 for s in extra):
-            data = data.reshape(data.shape[:3])
+def _shape_3d(shape: tuple[int, ...], path: Path | str) -> tuple[int, int, int]:
+    """The 3D shape of a volume of ``shape`` (singleton axes past the third dropped)."""
+    if len(shape) > 3:
+        if all(s == 1 for s in shape[3:]):
+            shape = shape[:3]
         else:
             raise ValueError(
-                f"{path}: a 3D volume is needed, but this one has shape {data.shape} with a "
-                f"4th axis of {data.shape[3]} (a time series or several channels); extract one "
+                f"{path}: a 3D volume is needed, but this one has shape {shape} with a "
+                f"4th axis of {shape[3]} (a time series or several channels); extract one "
                 "3D volume first"
             )
-    if data.ndim != 3 or min(data.shape) < 2:
-        raise ValueError(f"{path}: a 3D volume is needed, but this one has shape {data.shape} "
+    if len(shape) != 3 or min(shape) < 2:
+        raise ValueError(f"{path}: a 3D volume is needed, but this one has shape {shape} "
                          "(a 2D image?)")
-    return data
+    return shape
+
+
+def _as_3d(data: np.ndarray, path: Path | str) -> np.ndarray:
+    return data.reshape(_shape_3d(data.shape, path))
 
 
 def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
@@ -295,14 +348,8 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
         header.set_data_shape(data.shape)
         if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             header = img.header.copy()
-        affine, assumed = np.asarray(img.affine, dtype=np.float64), False
-        problem = voxel_size_problem(img, path)
-        if problem and assume_spacing is None:
-            raise ValueError(f"{path}: {problem}, so its volumes in mm³ would be wrong. Fix the header, or "
-                             "pass --assume-voxel-size X,Y,Z (mm) to take that size (the results are then "
-                             "marked as assumed)")
-        if problem:
-            affine, assumed = _assumed_affine(affine, assume_spacing), True
+        affine, assumed = _voxel_affine(img, path, assume_spacing)
+        if assumed:
             header.set_qform(affine, code=1)
             header.set_sform(affine, code=1)
         vol = Volume(data, affine, path, header, assumed)
@@ -341,15 +388,16 @@ def load_labels(source: str | os.PathLike[str] | np.ndarray, like: Volume | None
                              f"{like.path or 'volume'} shape {like.shape}")
         if not isinstance(source, np.ndarray) and not np.allclose(vol.affine, like.affine, atol=atol):
             raise ValueError(
-                f"{name}: label affine differs from the image {like.path or 'volume'}; they "
-                f"are not on the same grid.\nimage affine:\n{like.affine}\nlabel affine:\n{vol.affine}"
+                f"{name}: label affine differs from the image {like.path or 'volume'}; they are not on the "
+                f"same grid (image {np.round(like.affine, 3).tolist()}, labels {np.round(vol.affine, 3).tolist()})"
             )
     return labels
 
 
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike[str],
-               header: nib.Nifti1Header | None = None) -> Path:
-    """Write ``data`` as NIfTI-1 atomically, keeping the affine (sform and qform) exactly."""
+               header: nib.Nifti1Header | None = None, input: str | None = None) -> Path:
+    """Write ``data`` as NIfTI-1 atomically, keeping the affine (sform and qform) exactly;
+    ``input``: the file it was made from, for the folder's record."""
     path = Path(path)
     hdr = header.copy() if header is not None else None
     img = nib.Nifti1Image(np.asarray(data), affine, header=hdr)
@@ -357,6 +405,6 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike[str
     img.header.set_sform(affine, code=1)
     img.header.set_qform(affine, code=1)
     img.header["scl_slope"], img.header["scl_inter"] = 1.0, 0.0
-    with atomic_path(path) as tmp:
+    with atomic_path(path, input) as tmp:
         nib.save(img, str(tmp))
     return path

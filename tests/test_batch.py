@@ -124,7 +124,7 @@ def test_headers_claiming_more_than_the_file_holds(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=claim + r"but huge\.nii\.gz holds 32 bytes of data"):
         load_volume(tmp_path / "huge.nii.gz")
     ok = write_nifti(tmp_path / "ok.nii.gz", toy_volume(0)[0])
-    monkeypatch.setattr("hippo_utils.volumes._available_memory", lambda: 1000)
+    monkeypatch.setattr("hippo_utils.volumes.available_memory", lambda: 1000)
     with pytest.raises(ValueError, match=r"ok\.nii\.gz: the header claims 20x24x18 voxels of float32 .*; loading "
                                          r"it needs \d+ bytes of memory and 1000 bytes is free"):
         load_volume(ok)

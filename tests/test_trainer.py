@@ -5,6 +5,7 @@ import pytest
 
 from hippo_utils import load_config
 from hippo_utils.model_dir import load_model_dir
+from hippo_utils.tables import write_json
 from hippo_utils.trainer import train
 
 
@@ -40,7 +41,7 @@ def test_training_writes_the_original_outputs(trained):
         for colour in ("#1f77b4", "#ff7f0e"):
             assert colour_mask(rgb, colour).sum() > 20, f"{name}.png: no line in {colour}"
     assert not np.array_equal(plots["train_metrics"], plots["train_losses"])
-    previews = sorted(p.name for p in t.epoch_change_infer_dir.iterdir())
+    previews = sorted(p.name for p in t.epoch_change_infer_dir.glob("*.png"))
     assert len(previews) == 4 and previews[0].startswith("Epoch_1_")
     history = json.loads((t.model_dir / "history.json").read_text())
     assert len(history["val_dice_fg"]) == 2 and history["loss"][1] < history["loss"][0]
@@ -150,7 +151,7 @@ def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
     assert state["reducer"] == {"wait": 0, "cooldown": 0, "best": pytest.approx(state["best"])}
     # as if the first epoch had been a plateau epoch after an unbeatable one
     state["reducer"].update(wait=1, best=2.0)
-    state_path.write_text(json.dumps(state))
+    write_json(state_path, state)  # as the tool writes it: a hand edit would be refused on resume
     result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
     base = tiny_config.model.learning_rate
     assert float(np.asarray(result.model.optimizer.learning_rate)) == pytest.approx(base * 0.5)
