@@ -305,12 +305,14 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
             value = _parse_literal(text, where, fields_[key], lenient_strings=False)
             raw[section][key] = _convert(value, fields_[key], where, base_dir)
 
+    overridden = set()
     for item in overrides:
         section, key, value = _parse_override(item, path)
         raw.setdefault(section, {})[key] = value
+        overridden.add((section, key))
     for note in notices:
         logger.info(note)
-    return _build(raw, path, frozenset(parser.sections()) | frozenset(raw), tuple(notices))
+    return _build(raw, path, frozenset(parser.sections()) | frozenset(raw), tuple(notices), frozenset(overridden))
 
 
 def _parse_override(item: str, path: Path) -> tuple[str, str, Any]:
@@ -331,11 +333,11 @@ def _parse_override(item: str, path: Path) -> tuple[str, str, Any]:
 
 
 def _build(raw: dict[str, dict[str, Any]], path: Path | None, present: frozenset[str],
-           notices: tuple[str, ...]) -> Config:
+           notices: tuple[str, ...], overridden: frozenset[tuple[str, str]] = frozenset()) -> Config:
     sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
     cfg = Config(**sections, path=path, sections_present=present, notices=notices)
     cfg = _fill_dataset_dirs(cfg)
-    validate(cfg)
+    validate(cfg, overridden)
     return cfg
 
 
@@ -366,12 +368,13 @@ def _fill_dataset_dirs(cfg: Config) -> Config:
 Invalid = typing.Callable[[str, str, str], typing.NoReturn]
 
 
-def _raiser(cfg: Config) -> Invalid:
-    """``err(section, key, message)``: raise a ValueError naming the file, section and key."""
+def _raiser(cfg: Config, overridden: frozenset[tuple[str, str]] = frozenset()) -> Invalid:
+    """``err(section, key, message)``: raise a ValueError naming the file, section and key
+    (``--set`` for a value given there, not in the file)."""
     src = cfg.path or "config"
 
     def err(section: str, key: str, msg: str) -> typing.NoReturn:
-        raise ValueError(f"{_Where(src, section, key)}: {msg}")
+        raise ValueError(f"{_Where('--set' if (section, key) in overridden else src, section, key)}: {msg}")
 
     return err
 
@@ -530,6 +533,16 @@ def _check_derive(cfg: Config, err: Invalid) -> None:
         err("derive", "split_by", f"{d.split_by!r} is not one of {', '.join(VALID_SPLIT_BY)}")
     if d.empty_slice_ratio < 0:
         err("derive", "empty_slice_ratio", f"must be zero or more, got {d.empty_slice_ratio}")
+    if d.crop not in ("none", "auto"):
+        err("derive", "crop", f'must be "none" (whole slices) or "auto" (a window learned from the training '
+            f'labels), got {d.crop!r}')
+    if not 0 <= d.crop_margin_mm <= 100:
+        err("derive", "crop_margin_mm", f"must be 0..100 mm, got {d.crop_margin_mm}")
+    if d.crop_box_mm is not None:
+        top, bottom, left, right = d.crop_box_mm
+        if not (top < bottom and left < right):
+            err("derive", "crop_box_mm", f"(top, bottom, left, right) in mm with top < bottom and left < right, "
+                f"got {d.crop_box_mm}")
     lo, hi = d.intensity_percentiles
     if not 0 <= lo < hi <= 100:
         err("derive", "intensity_percentiles", f"need 0 <= low < high <= 100, got {(lo, hi)}")
@@ -564,8 +577,9 @@ _CHECKS = (_check_model, _check_train, _check_augment, _check_infer, _check_imag
            _check_mask, _check_derive, _check_synthetic)
 
 
-def validate(cfg: Config) -> None:
-    """Check values that types alone cannot; raise a ValueError naming the file, section and key."""
-    err = _raiser(cfg)
+def validate(cfg: Config, overridden: frozenset[tuple[str, str]] = frozenset()) -> None:
+    """Check values that types alone cannot; raise a ValueError naming the file (or ``--set``),
+    section and key."""
+    err = _raiser(cfg, overridden)
     for check in _CHECKS:
         check(cfg, err)

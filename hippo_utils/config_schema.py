@@ -162,6 +162,15 @@ class DeriveSection:
     # distance in slices between those neighbours: 2 gives slices i-2, i, i+2 (a wider view
     # along the slicing axis for the same three channels)
     context_step: int = 1
+    # A window around the hippocampi instead of the whole slice, so that the model sees them at
+    # the scan's own resolution: "auto" learns it at derivation from the training subjects'
+    # labels (their extent from the head's centre, crop_margin_mm added on every side), "none"
+    # keeps whole slices. crop_box_mm is that window, (top, bottom, left, right) in mm from the
+    # head's centre in display orientation: derivation records it in dataset.json, training in
+    # the model folder's config (inference needs it); set it to fix a window by hand.
+    crop: str = "none"
+    crop_margin_mm: float = 10.0
+    crop_box_mm: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -105,14 +105,22 @@ def ensure_dataset(cfg: Config, data_dir: str | None = None) -> Path:
     """The derived dataset of ``cfg``, derived first if it is missing.
 
     Lets any notebook run on its own, or out of order: when notebook 01 has not run,
-    the data is chosen as there (your data, a download, or the synthetic set).
+    the data is chosen as there (your data, a download, or the synthetic set). A dataset
+    that is there is checked against ``cfg`` (from the source it was derived from): one
+    derived with other settings is refused, never used as if it were this config's.
+
+    Raises:
+        FileExistsError: the dataset there was derived with other settings or sources.
     """
     import dataclasses
 
-    from hippo_utils.derive import derive_dataset
+    from hippo_utils.derive import derive_dataset, read_dataset_meta
 
     out = cfg.derive.output_dir
     if (out / "dataset.json").is_file():
+        made_from = read_dataset_meta(out).get("source_dir") or cfg.derive.source_dir
+        derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=Path(made_from))),
+                       progress=False)  # up to date: nothing is written
         return out
     source = resolve_source(cfg, data_dir)
     logger.warning("%s", source.message)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,17 @@ from hippo_utils.labels import Labels
 from hippo_utils.layouts import SourceSet, Subject, find_subjects, slice_subject
 from hippo_utils.locks import folder_lock
 from hippo_utils.png import png_bytes, read_grey_values, read_rgb
-from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
+from hippo_utils.preprocess import (
+    crop_window,
+    display_stack,
+    head_centre,
+    image_geometry,
+    label_box_mm,
+    model_slices,
+    normalize_intensity,
+    plane_axes,
+    slice_geometry,
+)
 from hippo_utils.tables import write_csv, write_json
 from hippo_utils.volumes import load_labels, load_volume
 
@@ -46,7 +56,7 @@ MANIFEST_COLUMNS = (
     "subject", "split", "slice_index", "image", "mask", "source", "label_source", "has_label",
     "label_pixels", "spacing", "source_shape",
     "plane", "axis", "row_axis", "col_axis", "flip_rows", "flip_cols", "in_shape", "pixel_mm",
-    "resized", "pad", "out_size",
+    "resized", "pad", "out_size", "crop",
 )
 
 
@@ -109,6 +119,8 @@ def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> s
         settings["context_slices"] = d.context_slices
     if d.context_step != 1:
         settings["context_step"] = d.context_step
+    if d.crop != "none" or d.crop_box_mm is not None:
+        settings["crop"] = [d.crop, d.crop_margin_mm, d.crop_box_mm]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -141,12 +153,13 @@ def _write_pair(out: Path, split: str, stem: str, image8: np.ndarray, classes: n
 
 
 def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
-                    labels: Labels) -> list[dict]:
+                    labels: Labels, box: tuple[float, float, float, float] | None = None) -> list[dict]:
     d = cfg.derive
     volume = load_volume(subject.image)
     classes_src = labels.to_classes(load_labels(subject.label, like=volume), str(subject.label))
-    geom = slice_geometry(volume, d.plane, cfg.image_size)
-    norm = geom.orient(normalize_intensity(volume, d.intensity_percentiles))
+    normalised = normalize_intensity(volume, d.intensity_percentiles)
+    geom = slice_geometry(volume, d.plane, cfg.image_size, crop_mm=box, normalised=normalised)
+    norm = geom.orient(normalised)
     classes = geom.orient(classes_src)
     tissue = (norm > 0.1).reshape(norm.shape[0], -1).mean(axis=1) > 0.05
     rng = np.random.default_rng([d.seed, zlib.crc32(subject.name.encode())])
@@ -167,7 +180,7 @@ def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, 
 
 
 def _derive_slice_pair(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
-                       labels: Labels) -> list[dict]:
+                       labels: Labels, box: None = None) -> list[dict]:
     """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
     image = read_grey_values(subject.image)  # a 16-bit slice keeps its precision
     mask = read_rgb(subject.label)
@@ -185,6 +198,49 @@ def _derive_slice_pair(subject: Subject, split: Callable[[int], str], cfg: Confi
         **_write_pair(out, split(0), subject.name, model_slices(norm[None], geom)[0], cls, labels),
         "spacing": "1x1x1", "source_shape": f"{image.shape[0]}x{image.shape[1]}", **geom.as_row(),
     }]
+
+
+def learn_crop(cfg: Config, subjects: Sequence[Subject], labels: Labels) -> tuple[float, float, float, float]:
+    """[derive] crop = "auto": the window, in mm from each head's centre, that holds every
+    labelled voxel of ``subjects`` (the training split) with [derive] crop_margin_mm to spare.
+
+    Raises:
+        ValueError: none of them has a label.
+    """
+    d = cfg.derive
+    boxes = []
+    for subject in subjects:
+        volume = load_volume(subject.image)
+        classes = labels.to_classes(load_labels(subject.label, like=volume), str(subject.label))
+        axes = plane_axes(volume, d.plane)
+        centre = head_centre(display_stack(normalize_intensity(volume, d.intensity_percentiles), *axes))
+        box = label_box_mm(display_stack(classes, *axes), centre, (volume.spacing[axes[1]], volume.spacing[axes[2]]))
+        if box is not None:
+            boxes.append(box)
+    if not boxes:
+        raise ValueError(f"{cfg.path}: [derive] crop = \"auto\" learns its window from the training subjects' "
+                         "labels, and none of them has one; set crop = \"none\"")
+    window = crop_window(boxes, d.crop_margin_mm, cfg.image_size)
+    logger.info("crop window %s mm from the head's centre (top, bottom, left, right), from %d training subjects",
+                window, len(boxes))
+    return window
+
+
+def crop_box(cfg: Config) -> tuple[float, float, float, float] | None:
+    """The window the model sees ([derive] crop): ``crop_box_mm`` when set (a model folder's
+    config has it), else the one derivation learned (its dataset.json), None for whole slices.
+
+    Raises:
+        FileNotFoundError, ValueError: ``crop = "auto"`` and no derived dataset records a window.
+    """
+    d = cfg.derive
+    if d.crop_box_mm is not None or d.crop == "none":
+        return d.crop_box_mm
+    box = read_dataset_meta(d.output_dir).get("crop_box_mm")
+    if box is None:
+        raise ValueError(f"{d.output_dir / 'dataset.json'}: no crop window recorded, but [derive] crop = "
+                         "\"auto\"; derive the dataset again")
+    return tuple(float(v) for v in box)
 
 
 def _choose_mini_test(rows: list[dict], n: int) -> list[dict]:
@@ -270,6 +326,9 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
     if d.source_dir is None:
         raise ValueError(f"{cfg.path}: [derive] source_dir is not set; point it at the volumes")
     sources = find_subjects(d.source_dir, d.layout, d.skip_unpaired)
+    if (d.crop != "none" or d.crop_box_mm is not None) and sources.layout == "slices":
+        raise ValueError(f"{cfg.path}: [derive] crop needs volumes (it is placed from the head's centre), but "
+                         f"{d.source_dir} holds 2D slices (layout \"slices\"); set crop = \"none\"")
     if d.context_slices and sources.layout == "slices":
         raise ValueError(f"{cfg.path}: [derive] context_slices = {d.context_slices} needs volumes, but "
                          f"{d.source_dir} holds 2D slices (layout \"slices\"); set context_slices = 0")
@@ -313,6 +372,9 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
     split_of = {name: sp for sp, names in split.items() for name in names}
     derive_one = _derive_slice_pair if sources.layout == "slices" else _derive_subject
     labels = Labels.from_config(cfg)
+    box = d.crop_box_mm
+    if d.crop == "auto" and box is None:  # from the training subjects alone: nothing of the test set leaks in
+        box = learn_crop(cfg, [s for s in sources.labelled if split_of[subject_of[s.name]] == "train"], labels)
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
@@ -325,7 +387,7 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
             # The split of each slice (by its index): the subject's, or drawn slice by slice.
             split_for = (_slice_splitter(cfg, subject.name) if d.split_by == "slice"
                          else lambda _index, sp=split_of[subject_of[subject.name]]: sp)
-            rows.extend(derive_one(subject, split_for, cfg, tmp, labels))
+            rows.extend(derive_one(subject, split_for, cfg, tmp, labels, box))
         if d.split_by == "slice":
             logger.warning("[derive] split_by = \"slice\": test slices have neighbours in training; "
                            "the test scores will be inflated (for teaching only)")
@@ -343,6 +405,7 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
             "label_map": {str(k): v for k, v in d.label_map.items()},
             "rgb_map": [[list(c), v] for c, v in cfg.mask.rgb_map.items()],
             "sources_sha256": dict(sorted(checksums.items())),
+            "crop_box_mm": list(box) if box is not None else None,
             "config_text": cfg.to_ini(),
         }
         write_json(tmp / "dataset.json", meta)

@@ -31,7 +31,7 @@ from hippo_utils.dataset import load_images, load_masks, split_dirs, split_pairs
 from hippo_utils.derive import split_volumes
 from hippo_utils.labels import Labels
 from hippo_utils.locks import folder_lock
-from hippo_utils.model_dir import load_model_dir
+from hippo_utils.model_dir import check_same_dataset, load_model_dir
 from hippo_utils.ownership import claim
 from hippo_utils.png import read_grey, read_rgb
 from hippo_utils.postprocess import keep_largest
@@ -115,6 +115,7 @@ def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None =
     model_dir = Path(model_dir or cfg.train.model_dir)
     if model is None:
         model, _ = load_model_dir(model_dir)
+    check_same_dataset(model_dir, cfg.train.images_dir.parent.parent, "evaluate")  # else its test set may be seen
     eval_dir = cfg.train.eval_dir
     with folder_lock(eval_dir, "evaluate"):
         claim(eval_dir, {"model_dir": str(model_dir.resolve())}, "[train] eval_dir")

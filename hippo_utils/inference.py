@@ -170,6 +170,8 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
         try:
             loading = worker.submit(load, files[0]) if files else None
             for i, path in enumerate(tqdm(files, desc="volumes", unit="volume", disable=not progress)):
+                if any(f.done() and f.exception() is not None for f in done):
+                    break  # a volume could not be written (a full disk?): the next ones would fail alike
                 prepared = loading.result()
                 if i + 1 < len(files):  # queued after the last volume's writing: two volumes at most
                     loading = worker.submit(load, files[i + 1])
@@ -188,7 +190,8 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
             try:
                 results.append(future.result())
             except Exception as exc:  # noqa: BLE001 (the same)
-                logger.error("%s: %s", path, exc)
+                if first_failure is not None:  # the first is raised; the others are told here
+                    logger.warning("%s: %s", path, exc)
                 first_failure = first_failure or exc
     return results, first_failure or error  # the earliest failure, in input order
 
@@ -478,6 +481,12 @@ def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, masks_
                    and not p.name.startswith("."))
     if not paths:
         raise ValueError(f"{images_dir}: no .png or .jpg images to segment")
+    by_stem: dict[str, Path] = {}
+    for path in paths:  # results are named by the stem; case apart, as on macOS and Windows
+        other = by_stem.setdefault(path.stem.lower(), path)
+        if other is not path:
+            raise ValueError(f"{images_dir}: {other.name} and {path.name} would both be written as "
+                             f"{path.stem}.png; rename one")
     for path in paths:  # nothing of the user's is replaced; refused before any is written
         check_may_write(output_dir / f"{path.stem}.png")
         check_may_write(output_dir / "overlays" / f"{path.stem}.png")

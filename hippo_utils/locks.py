@@ -75,15 +75,19 @@ def _read_holder(fh) -> dict:
     fh.seek(0)
     text = fh.read()
     try:
-        return json.loads(text) if text.strip() else {}
+        holder = json.loads(text) if text.strip() else {}
     except ValueError:
-        return {"pid": "?", "command": text.strip()[:80]}
+        holder = None
+    return holder if isinstance(holder, dict) else {"pid": "?", "command": text.strip()[:80]}
 
 
 def _acquire(path: Path, folder: str | os.PathLike[str]):
     """The open, locked lock file; :class:`FolderLocked` when a live process holds it."""
     while True:
-        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
+        try:
+            fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
+        except OSError as exc:  # a read-only or full file system: named by the folder the user gave
+            raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -91,6 +95,11 @@ def _acquire(path: Path, folder: str | os.PathLike[str]):
             fh.close()
             raise FolderLocked(f"{folder} is in use: {_describe(holder)} is writing it. Wait for it to "
                                "finish, or choose another output folder") from None
+        holder = _read_holder(fh)
+        if holder and not (isinstance(holder.get("pid"), int) and "started" in holder):
+            fh.close()  # a file of someone else's that has the lock's name: left as it is
+            raise FileExistsError(f"{path} is in the way of {folder}'s lock and is not one: hippo_utils "
+                                  "would replace it. Move it away, or choose another output folder")
         try:
             if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
                 return fh

@@ -154,6 +154,25 @@ def read_provenance(model_dir: str | os.PathLike[str]) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def check_same_dataset(model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str], doing: str) -> None:
+    """Refuse to ``doing`` (evaluate, resume) the model of ``model_dir`` with a dataset other
+    than the one it was trained on: a test subject of one split may be a training subject of
+    another, and its scores would be inflated without a word.
+
+    Raises:
+        ValueError: the fingerprints differ, naming both folders.
+    """
+    then = ((read_provenance(model_dir) or {}).get("dataset") or {}).get("fingerprint")
+    try:
+        now = read_dataset_meta(dataset_dir).get("fingerprint")
+    except (OSError, ValueError):
+        return
+    if then and now and then != now:
+        raise ValueError(f"{model_dir} was trained on a dataset of fingerprint {then}, and {dataset_dir} is "
+                         f"{now} (other subjects, split or settings); {doing} it with the dataset it was "
+                         "trained on, or train a new model on this one")
+
+
 def made_by(model_dir: Path) -> str:
     """Which versions wrote a model folder, from its provenance.json, for error messages."""
     import keras
@@ -204,6 +223,8 @@ def load_model_config(model_dir: str | os.PathLike[str], overrides=()) -> Config
     try:
         return load_config(cfg_path, list(overrides))
     except ValueError as exc:
+        if str(exc).startswith("--set") or (read_provenance(model_dir) or {}).get("hippo_utils") == __version__:
+            raise  # the value given, or this version's own folder: the versions explain nothing
         raise ValueError(f"{exc} ({model_dir} was {made_by(model_dir)})") from None
 
 

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -29,8 +30,6 @@ from pathlib import Path
 RECORD_NAME = ".hippo_utils.json"
 TEMP_TAG = "hippo-tmp"  # in the names of temporary files: .NAME.hippo-tmp-PID-XXXX.suffix
 _KEEP_VERSIONS = 2
-# What file browsers leave in any folder they show: nobody's data, so no reason to keep a folder
-SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _lock = threading.Lock()  # one process's threads (a batch writes from a worker) share records
 
 
@@ -173,18 +172,22 @@ def forget_and_remove(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def claim(folder: str | os.PathLike[str], owner: dict, what: str) -> None:
+def claim(folder: str | os.PathLike[str], owner: dict, what: str, check_only: bool = False) -> None:
     """Mark ``folder`` as the output of ``owner`` (e.g. ``{"model_dir": ...}``), refusing one
     that already belongs to another.
 
     Args:
         what: how the user sets this folder, for the message (``[train] eval_dir``).
+        check_only: refuse as it would, but write nothing (a run that claims several folders
+            checks them all first, so that a refusal leaves none claimed).
 
     Raises:
         NotOurs: ``folder`` holds the outputs of another owner, or (claimed the first time)
             files the tool did not write.
     """
     folder = Path(folder)
+    if check_only and not folder.exists():
+        return
     folder.mkdir(parents=True, exist_ok=True)
     with _lock:
         record = read_record(folder) or _new_record()
@@ -201,7 +204,7 @@ def claim(folder: str | os.PathLike[str], owner: dict, what: str) -> None:
             mine = ", ".join(f"{k} {v}" for k, v in owner.items())
             raise NotOurs(f"{what} {folder} holds the outputs of another run ({theirs}); this run ({mine}) "
                           f"would overwrite them. Choose another {what}")
-        if before != owner:
+        if before != owner and not check_only:
             record["owner"] = owner
             _write_record(folder, record)
 
@@ -245,20 +248,21 @@ def why_not_replaceable(folder: str | os.PathLike[str], kind: str) -> str | None
     for sub, dirs, files in os.walk(folder):
         here = Path(sub)
         rel = here.relative_to(folder)
+        foreign.extend((rel / d).as_posix() + "/" for d in sorted(dirs) if (here / d).is_symlink())  # not walked
         record = read_record(here)
         if "state.json" in files or any(f.endswith(".keras") for f in files):
             models.append((rel / "state.json").as_posix() if "state.json" in files else rel.as_posix())
         if record is None or record.get("build") != root["build"]:
-            foreign.extend((rel / f).as_posix() for f in sorted(files) if f != RECORD_NAME and f not in SYSTEM_FILES)
+            foreign.extend((rel / f).as_posix() for f in sorted(files) if f != RECORD_NAME)
             dirs[:] = []  # a folder of someone else's: named once
             if not files:
                 foreign.append(rel.as_posix() + "/")
             continue
         for name in sorted(files):
-            if name == RECORD_NAME or TEMP_TAG in name or name in SYSTEM_FILES:
+            if name == RECORD_NAME or _stale_temp(here / name):
                 continue
             entry = record["files"].get(name)
-            if not isinstance(entry, dict):
+            if not isinstance(entry, dict) or (here / name).is_symlink():
                 foreign.append((rel / name).as_posix())
             elif not _matches(here / name, entry):
                 changed.append((rel / name).as_posix())
@@ -324,6 +328,17 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name.split('.')[0]}.{TEMP_TAG}-{os.getpid()}-"
 
 
+_TEMP_NAME = re.compile(rf"\.[^/]*\.{TEMP_TAG}-(\d+)-[^/]+")
+
+
+def _stale_temp(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of this tool (as named by :func:`temp_prefix`) whose
+    process no longer runs: a killed write's leftover, not anyone's data."""
+    m = _TEMP_NAME.fullmatch(path.name)
+    return (m is not None and int(m.group(1)) != os.getpid() and not alive(int(m.group(1)))
+            and path.is_file() and not path.is_symlink())
+
+
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files that killed runs left in ``folder`` (their process is gone)."""
     removed = []
@@ -331,8 +346,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         return removed
     for path in folder.glob(f".*{TEMP_TAG}-*"):
-        pid = path.name.split(f"{TEMP_TAG}-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)) and path.is_file():
+        if _stale_temp(path):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hippo_utils.config import Config
+from hippo_utils.derive import crop_box
 from hippo_utils.preprocess import (
     SliceGeometry,
     classes_from_probs,
@@ -108,8 +109,8 @@ class PreparedVolume:
 def prepare_volume(cfg: Config, volume: Volume) -> PreparedVolume:
     """Orient and normalise ``volume``'s slices along ``cfg``'s plane and build the model input."""
     d = cfg.derive
-    geom = slice_geometry(volume, d.plane, cfg.image_size)
     normalised = normalize_intensity(volume, d.intensity_percentiles)
+    geom = slice_geometry(volume, d.plane, cfg.image_size, crop_mm=crop_box(cfg), normalised=normalised)
     inputs = model_batch(model_slices(geom.orient(normalised), geom, d.context_slices, d.context_step),
                          cfg.model.image_channels)
     return PreparedVolume(volume, geom, inputs, normalised)

@@ -22,6 +22,7 @@ the same filter, one indicator per label, and take the label with the largest sh
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -54,10 +55,15 @@ class SliceGeometry:
     resized: tuple[int, int]  # (h, w) after resampling and scaling
     pad: tuple[int, int]  # (top, left) zero padding
     out_size: tuple[int, int]  # model image (height, width)
+    # (top, left, height, width) of the window of each oriented slice the model sees, in
+    # source voxels; it may reach past the slice (zeros there). None: the whole slice.
+    crop: tuple[int, int, int, int] | None = None
 
     def as_row(self) -> dict[str, str | int]:
-        """Flat manifest columns."""
+        """Flat manifest columns (``crop`` only when there is one, as manifests before it had none)."""
         d = asdict(self)
+        if d["crop"] is None:
+            del d["crop"]
         return {k: "x".join(f"{v:g}" for v in val) if isinstance(val, tuple) else val
                 for k, val in d.items()}
 
@@ -71,7 +77,7 @@ class SliceGeometry:
             col_axis=int(row["col_axis"]), flip_rows=row["flip_rows"] in ("True", "1", True),
             flip_cols=row["flip_cols"] in ("True", "1", True), in_shape=pair("in_shape", int),
             pixel_mm=pair("pixel_mm", float), resized=pair("resized", int), pad=pair("pad", int),
-            out_size=pair("out_size", int),
+            out_size=pair("out_size", int), crop=pair("crop", int) if row.get("crop") else None,
         )
 
     # -- whole volumes -------------------------------------------------------------
@@ -92,6 +98,7 @@ class SliceGeometry:
     # -- single slices ---------------------------------------------------------------
     def to_model(self, slice2d: np.ndarray, is_label: bool = False) -> np.ndarray:
         """One oriented (H, W) slice -> padded model-size image (float32 or uint8 labels)."""
+        slice2d = self.window(slice2d)
         h, w = self.resized
         if is_label:
             small = resize_labels(slice2d, (h, w))
@@ -112,12 +119,43 @@ class SliceGeometry:
         """
         top, left = self.pad
         h, w = self.resized
-        crop = image[top:top + h, left:left + w]
+        part = image[top:top + h, left:left + w]
+        shape = self.in_shape if self.crop is None else self.crop[2:]
         if is_label:
-            return resize_labels(crop, self.in_shape)
-        if crop.ndim == 2:
-            return _resize_float(crop, self.in_shape)
-        return np.stack([_resize_float(crop[..., c], self.in_shape) for c in range(crop.shape[-1])], axis=-1)
+            return self.unwindow(resize_labels(part, shape))
+        if part.ndim == 2:
+            return self.unwindow(_resize_float(part, shape))
+        back = np.stack([_resize_float(part[..., c], shape) for c in range(part.shape[-1])], axis=-1)
+        return self.unwindow(back, background=True)
+
+    # -- the crop window ---------------------------------------------------------------
+    def window(self, slice2d: np.ndarray) -> np.ndarray:
+        """The part of an oriented slice the model sees (zeros where the window leaves it)."""
+        if self.crop is None:
+            return slice2d
+        top, left, h, w = self.crop
+        out = np.zeros((h, w, *slice2d.shape[2:]), slice2d.dtype)
+        rows, cols = _overlap(top, h, slice2d.shape[0]), _overlap(left, w, slice2d.shape[1])
+        out[rows[0] - top:rows[1] - top, cols[0] - left:cols[1] - left] = slice2d[rows[0]:rows[1], cols[0]:cols[1]]
+        return out
+
+    def unwindow(self, part: np.ndarray, background: bool = False) -> np.ndarray:
+        """A window-size result -> the whole oriented slice; outside the window: class 0
+        (with ``background``, class probabilities that are 1 for class 0), or zeros."""
+        if self.crop is None:
+            return part
+        top, left, h, w = self.crop
+        out = np.zeros((*self.in_shape, *part.shape[2:]), part.dtype)
+        if background:
+            out[..., 0] = 1
+        rows, cols = _overlap(top, h, self.in_shape[0]), _overlap(left, w, self.in_shape[1])
+        out[rows[0]:rows[1], cols[0]:cols[1]] = part[rows[0] - top:rows[1] - top, cols[0] - left:cols[1] - left]
+        return out
+
+
+def _overlap(start: int, length: int, size: int) -> tuple[int, int]:
+    """The part of [start, start + length) inside [0, size)."""
+    return max(start, 0), max(min(start + length, size), max(start, 0))
 
 
 def _resize_float(image: np.ndarray, shape: tuple[int, int],
@@ -263,13 +301,84 @@ def display_directions(plane: str) -> dict[str, str] | None:
     return {"top": _OPPOSITE[row_dir], "bottom": row_dir, "left": _OPPOSITE[col_dir], "right": col_dir}
 
 
-def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int]) -> SliceGeometry:
-    """The geometry that maps ``volume``'s slices along ``plane`` to ``out_size`` images."""
+def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int],
+                   crop_mm: tuple[float, float, float, float] | None = None,
+                   normalised: np.ndarray | None = None) -> SliceGeometry:
+    """The geometry that maps ``volume``'s slices along ``plane`` to ``out_size`` images.
+
+    Args:
+        crop_mm: (top, bottom, left, right) of a window, in mm from the head's centre
+            (:func:`head_centre`) in display orientation, that the model sees instead of
+            the whole slice ([derive] crop): the same anatomy at the scan's own resolution.
+        normalised: the volume scaled to 0..1, when the caller has it (for the centre).
+
+    Raises:
+        ValueError: less than half of the window lies inside the scan's field of view (a
+            scan cropped already, or not a whole head), naming the file.
+    """
     axis, row_axis, col_axis, flip_rows, flip_cols = plane_axes(volume, plane)
     spacing = volume.spacing
-    return _fit(plane, axis, row_axis, col_axis, flip_rows, flip_cols,
-                (volume.shape[row_axis], volume.shape[col_axis]),
-                (spacing[row_axis], spacing[col_axis]), out_size)
+    in_shape = (volume.shape[row_axis], volume.shape[col_axis])
+    pixel_mm = (spacing[row_axis], spacing[col_axis])
+    if crop_mm is None:
+        return _fit(plane, axis, row_axis, col_axis, flip_rows, flip_cols, in_shape, pixel_mm, out_size)
+    if normalised is None:
+        normalised = normalize_intensity(volume)
+    oriented = display_stack(normalised, axis, row_axis, col_axis, flip_rows, flip_cols)
+    centre = head_centre(oriented)
+    top, bottom, left, right = crop_mm
+    r0, c0 = int(np.floor(centre[0] + top / pixel_mm[0])), int(np.floor(centre[1] + left / pixel_mm[1]))
+    r1, c1 = int(np.ceil(centre[0] + bottom / pixel_mm[0])), int(np.ceil(centre[1] + right / pixel_mm[1]))
+    crop = (r0, c0, r1 - r0, c1 - c0)
+    inside = (np.subtract(*_overlap(r0, r1 - r0, in_shape[0])[::-1]) *
+              np.subtract(*_overlap(c0, c1 - c0, in_shape[1])[::-1])) / float((r1 - r0) * (c1 - c0))
+    if inside < 0.5:
+        raise ValueError(
+            f"{volume.path or 'volume'}: only {inside:.0%} of the window the model was trained on "
+            f"({bottom - top:.0f} x {right - left:.0f} mm around the head's centre) lies inside this scan's "
+            f"{in_shape[0] * pixel_mm[0]:.0f} x {in_shape[1] * pixel_mm[1]:.0f} mm slices; the model needs "
+            "whole-head scans like its training set (or a model trained without [derive] crop)")
+    geom = _fit(plane, axis, row_axis, col_axis, flip_rows, flip_cols, crop[2:], pixel_mm, out_size)
+    return dataclasses.replace(geom, in_shape=in_shape, crop=crop)
+
+
+def head_centre(oriented01: np.ndarray, threshold: float = 0.1) -> tuple[float, float]:
+    """(row, col) of the centre of the head in display-oriented slices (N, H, W), scaled 0..1:
+    the middle of the range of rows and of columns that hold tissue (above ``threshold``) in
+    any slice; robust to a missing lobe or a shrunken hippocampus, which a mean is not."""
+    tissue = oriented01 > threshold
+    centre = []
+    for axes, size in (((0, 2), oriented01.shape[1]), ((0, 1), oriented01.shape[2])):
+        share = tissue.mean(axis=axes)  # rows (or columns) that stray bright voxels alone reach do not count
+        held = np.nonzero(share > 0.05 * share.max())[0] if share.max() > 0 else np.array([0, size - 1])
+        centre.append((held[0] + held[-1]) / 2)
+    return centre[0], centre[1]
+
+
+def label_box_mm(oriented_labels: np.ndarray, centre: tuple[float, float],
+                 pixel_mm: tuple[float, float]) -> tuple[float, float, float, float] | None:
+    """(top, bottom, left, right) in mm from ``centre`` of every labelled voxel of display-
+    oriented label slices (N, H, W), voxel edges included; None without labels."""
+    rows = np.nonzero(oriented_labels.any(axis=(0, 2)))[0]
+    cols = np.nonzero(oriented_labels.any(axis=(0, 1)))[0]
+    if not rows.size:
+        return None
+    return ((rows[0] - centre[0]) * pixel_mm[0], (rows[-1] + 1 - centre[0]) * pixel_mm[0],
+            (cols[0] - centre[1]) * pixel_mm[1], (cols[-1] + 1 - centre[1]) * pixel_mm[1])
+
+
+def crop_window(boxes: Sequence[tuple[float, float, float, float]], margin_mm: float,
+                out_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The window ([derive] crop = "auto") that holds every box with ``margin_mm`` to spare,
+    widened about its centre to the model image's aspect (square pixels, none wasted)."""
+    b = np.asarray(boxes, np.float64)
+    top, bottom = b[:, 0].min() - margin_mm, b[:, 1].max() + margin_mm
+    left, right = b[:, 2].min() - margin_mm, b[:, 3].max() + margin_mm
+    h, w = bottom - top, right - left
+    mm_per_px = max(h / out_size[0], w / out_size[1])
+    dh, dw = (out_size[0] * mm_per_px - h) / 2, (out_size[1] * mm_per_px - w) / 2
+    return (round(float(top - dh), 2), round(float(bottom + dh), 2), round(float(left - dw), 2),
+            round(float(right + dw), 2))
 
 
 def image_geometry(shape: tuple[int, int], out_size: tuple[int, int],

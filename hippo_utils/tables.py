@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,8 +43,10 @@ def write_table(rows: Sequence[Mapping], csv_path: str | os.PathLike[str], with_
     table = [dict(r) for r in rows]
     if with_summary:
         numeric = [c for c in cols if all(isinstance(r.get(c), (int, float)) for r in rows)]
-        for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
-            table.append({cols[0]: stat, **{c: round(float(fn([r[c] for r in rows])), 4) for c in numeric}})
+        with warnings.catch_warnings():  # a column of NaN alone (an empty prediction's HD95) has a NaN mean
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
+                table.append({cols[0]: stat, **{c: round(float(fn([r[c] for r in rows])), 4) for c in numeric}})
     write_csv(table, csv_path, cols)
     write_json(csv_path.with_suffix(".json"), table)
 

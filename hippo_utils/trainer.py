@@ -17,15 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hippo_utils.config import Config
+from hippo_utils.derive import crop_box
 from hippo_utils.locks import folder_locks
 from hippo_utils.model import memory_estimate
 from hippo_utils.model_dir import (
     LAST_NAME,
     MODEL_FILES,
     STATE_NAME,
+    check_same_dataset,
     epochs_done,
     has_run,
     load_checkpoint,
+    load_model_config,
     read_history,
     read_state,
     write_config,
@@ -129,6 +132,22 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, watch=None,
         return _train(cfg, resume, progress, watch, extra_callbacks)
 
 
+def _check_resume(cfg: Config) -> None:
+    """A resumed run goes on with the model and the dataset it began with: other [model]
+    settings would be written into its config while the old network trains on (the folder
+    could no longer be loaded), another dataset would mix splits."""
+    model_dir = cfg.train.model_dir
+    saved = load_model_config(model_dir)
+    before, now = dataclasses.asdict(saved.model), dataclasses.asdict(cfg.model)
+    changed = [f"[model] {k} = {now[k]!r} (was {before.get(k)!r})" for k in now
+               if k != "show_summary" and before.get(k) != now[k]]
+    if changed:
+        raise ValueError(f"{model_dir}: --resume with other settings than the run began with: "
+                         f"{'; '.join(changed)}. Resume with the run's own settings (only [train] ones such as "
+                         "epochs may change), or train into a new [train] model_dir")
+    check_same_dataset(model_dir, cfg.train.images_dir.parent.parent, "resume")
+
+
 def run_folders(cfg: Config) -> list[tuple[str, Path]]:
     """The folders a training run writes, as the config names them: the model folder, the
     evaluation folder, and the epoch previews' folder when they are written."""
@@ -143,9 +162,10 @@ def claim_run_folders(cfg: Config) -> None:
     """Mark the evaluation and preview folders as this model folder's; refuse them when they
     hold another run's curves or previews (two runs would overwrite each other's)."""
     owner = {"model_dir": str(cfg.train.model_dir.resolve())}
-    for what, folder in run_folders(cfg)[1:]:
-        if folder.resolve() != cfg.train.model_dir.resolve():
-            claim(folder, owner, what)
+    folders = [(what, f) for what, f in run_folders(cfg)[1:] if f.resolve() != cfg.train.model_dir.resolve()]
+    for check_only in (True, False):  # all checked before any is claimed
+        for what, folder in folders:
+            claim(folder, owner, what, check_only=check_only)
 
 
 def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Sequence) -> TrainResult:
@@ -171,6 +191,8 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     if resume and state is None:
         raise FileNotFoundError(f"{model_dir}: no run to resume (no {STATE_NAME}); "
                                 "train without --resume")
+    if state is not None:
+        _check_resume(cfg)
     for name in MODEL_FILES:  # a file of the user's where an epoch would be committed: refused before training
         check_may_write(model_dir / name)
     claim_run_folders(cfg)  # before any work: another run's curves and previews are not overwritten
@@ -200,7 +222,8 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     if too_big:
         logger.warning("%s", too_big)
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_config(cfg)
+    # the model folder's config names the crop window, which inference needs without the dataset
+    write_config(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, crop_box_mm=crop_box(cfg))))
     if watch is not None and hasattr(watch, "train_begin"):
         watch.train_begin(t.epochs, steps, initial_epoch)
     if watch is not None and hasattr(watch, "notice"):

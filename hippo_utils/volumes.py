@@ -22,7 +22,12 @@ import numpy as np
 
 from hippo_utils.fsutil import atomic_path, sha256_file
 
+logger = logging.getLogger(__name__)
+
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".img", ".hdr")
+# The voxel sizes of any MRI scan, mm: a header outside them is broken (and would make pictures
+# and volumes of absurd sizes)
+VOXEL_MM = (0.01, 50.0)
 
 
 @dataclass
@@ -168,7 +173,7 @@ def _stored_bytes(filename: str, needed: int) -> int:
     count = 0
     try:
         with gzip.open(filename, "rb") as fh:
-            while count < needed and (block := fh.read(1 << 22)):
+            while count < needed and (block := fh.read(1 << 16)):  # small: a truncated end loses little
                 count += len(block)
     except (OSError, EOFError, zlib.error):
         pass  # a truncated stream holds what it held so far
@@ -195,6 +200,27 @@ def _check_claims(img, path: Path) -> None:
     if free is not None and needed > free:
         raise ValueError(f"{path}: {claim}; loading it needs {_gib(needed)} of memory and "
                          f"{_gib(free)} is free")
+
+
+def _as_float32(img, path: Path) -> np.ndarray:
+    """The voxels as float32 without losing their contrast: values far from zero with small
+    differences (float64 around 1e6, int32 around 2**25), which float32's 24-bit mantissa
+    would merge, are first shifted by their minimum in float64 (intensity normalisation takes
+    no notice of an offset)."""
+    dtype = img.get_data_dtype()
+    wide = dtype.itemsize >= 4 and dtype.kind in "iu" or dtype.itemsize >= 8 and dtype.kind == "f"
+    inter = getattr(img.dataobj, "inter", 0.0)  # scl_inter: an offset added to every voxel
+    offset = inter is not None and np.isfinite(float(inter)) and float(inter) != 0.0
+    if not (wide or offset):
+        return np.asarray(img.dataobj, dtype=np.float32)
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    finite = data[np.isfinite(data)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        if hi > lo and max(abs(lo), abs(hi)) * 2.0**-24 > (hi - lo) * 1e-4:
+            logger.info("%s: values %g..%g shifted by %g so that float32 keeps their differences", path, lo, hi, lo)
+            data -= lo
+    return data.astype(np.float32)
 
 
 def _check_dtype(img, path: Path) -> None:
@@ -267,6 +293,10 @@ def voxel_size_problem(img, path: Path) -> str | None:
         return f"{fields}: the voxel-to-mm affine is not invertible"
     if codes[1] == 0 and not all(np.isfinite(v) and v != 0 for v in pixdim):  # qform and base affine use pixdim
         return f"{fields}: no voxel size"
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not np.all((spacing >= VOXEL_MM[0]) & (spacing <= VOXEL_MM[1])):
+        return (f"{fields}: voxels of {' x '.join(f'{v:g}' for v in spacing)} mm are no scan's "
+                f"({VOXEL_MM[0]:g} to {VOXEL_MM[1]:g} mm)")
     return None
 
 
@@ -339,7 +369,7 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
         path = Path(source)
         img = _load_image(path)
         try:
-            data = np.asarray(img.dataobj, dtype=np.float32)
+            data = _as_float32(img, path)
         except (EOFError, OSError, zlib.error, ValueError) as exc:
             raise ValueError(f"{path}: the voxel data is truncated or corrupt "
                              f"({type(exc).__name__}: {exc})") from None

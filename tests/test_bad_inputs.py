@@ -276,6 +276,15 @@ CASES = [
      "test_unreadable_images_and_configs_get_one_line"),
     ("a batch size that cannot fit in memory", "test_no_loss.py",
      "test_a_batch_that_cannot_fit_in_memory_is_refused_before_training"),
+    ("--force on a folder with look-alike temporaries, system files or links", "test_no_loss.py",
+     "test_a_folder_with_look_alike_temporaries_system_files_or_links_is_not_replaced"),
+    ("a user's file named like a lock", "test_no_loss.py", "test_a_file_in_the_way_of_a_lock_is_kept"),
+    ("--resume or evaluate with other [model] settings or another dataset", "test_no_loss.py",
+     "test_resuming_or_evaluating_with_other_settings_or_data_is_refused"),
+    ("a refused training leaves no folder claimed", "test_no_loss.py", "test_a_refused_training_claims_nothing"),
+    ("images whose results would share a name; absurd voxel sizes", "test_no_loss.py",
+     "test_images_that_would_share_a_result_and_broken_voxel_sizes_are_refused"),
+    ("float64 or int32 values far from zero", "test_no_loss.py", "test_values_far_from_zero_keep_their_contrast"),
 ]
 
 

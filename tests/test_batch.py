@@ -16,6 +16,7 @@ import pytest
 
 from hippo_utils.inference import infer_volumes, output_names
 from hippo_utils.locks import FolderLocked, folder_lock, lock_path
+from hippo_utils.tables import write_json
 from hippo_utils.volumes import Volume, load_volume
 from hippo_utils.volumetry import plausibility_flags, volumetry
 
@@ -69,7 +70,7 @@ def test_results_of_another_model_or_a_file_as_out_are_refused(tiny_model_dir, t
     infer_volumes(tiny_model_dir.train.model_dir, [x], out, progress=False)
     record = json.loads((out / "run.json").read_text())
     record["model_dir"] = "/elsewhere/models"
-    (out / "run.json").write_text(json.dumps(record))
+    write_json(out / "run.json", record)  # as another model's run would have left it
     with pytest.raises(ValueError, match=r"holds the results of /elsewhere/models.*would mix"):
         infer_volumes(tiny_model_dir.train.model_dir, [x], out, progress=False)
     (tmp_path / "afile").write_text("")
@@ -271,7 +272,7 @@ def test_scored_inputs_sharing_a_name_and_old_tables_are_refused(tiny_model_dir,
                       progress=False)
     old = tmp_path / "old"
     old.mkdir()
-    (old / "volumetry.json").write_text(json.dumps([{"subject": "scan", "total_mm3": 3000.0}]))
+    write_json(old / "volumetry.json", [{"subject": "scan", "total_mm3": 3000.0}])  # an older version's table
     with pytest.raises(ValueError, match=r"volumetry\.json: a table from an older version.*Use another folder"):
         infer_volumes(tiny_model_dir.train.model_dir, [a], old, progress=False)
 

@@ -397,3 +397,95 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tiny_confi
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"[train] batch_size = {batch} cannot fit" in err and "set [train] batch_size = " in err, err
     assert not (tmp_path / "models" / "state.json").exists()
+
+
+def test_a_folder_with_look_alike_temporaries_system_files_or_links_is_not_replaced(tmp_path, capsys):
+    dest = tmp_path / "syn"
+    args = ("synthesize", dest, "--labelled", "1", "--unlabelled", "0")
+    assert _cli(capsys, *args)[0] == 0
+    elsewhere = _user_folder(tmp_path / "elsewhere")
+    for name, make in (("Train/notes.hippo-tmp-draft.txt", lambda p: p.write_text("mine")),
+                       ("Thumbs.db", lambda p: p.write_bytes(b"x")),
+                       ("Train/linkdir", lambda p: p.symlink_to(elsewhere, target_is_directory=True))):
+        make(dest / name)
+        code, err = _cli(capsys, *args, "--force")
+        assert code == 2 and name in err, err
+        assert (dest / name).exists() or (dest / name).is_symlink()
+        (dest / name).unlink()
+    assert _snapshot(elsewhere) == {"notes/scan_log.csv": _snapshot(elsewhere)["notes/scan_log.csv"],
+                                    "thesis.tex": _snapshot(elsewhere)["thesis.tex"]}
+
+
+def test_a_file_in_the_way_of_a_lock_is_kept(tiny_model_dir, tmp_path, capsys):
+    _scans(tmp_path / "scans", 1)
+    (tmp_path / ".out.lock").write_text("the user's own file")
+    code, err = _cli(capsys, "infer-volume", tiny_model_dir.train.model_dir, tmp_path / "scans",
+                     "--out", tmp_path / "out")
+    assert code == 2 and ".out.lock is in the way of" in err, err
+    assert (tmp_path / ".out.lock").read_text() == "the user's own file"
+
+
+def test_resuming_or_evaluating_with_other_settings_or_data_is_refused(tiny_config, tmp_path, capsys):
+    import dataclasses
+
+    from hippo_utils.derive import derive_dataset
+    from hippo_utils.evaluation import evaluate
+    from hippo_utils.trainer import train
+
+    run = [f"train.model_dir={tmp_path / 'models'}", f"train.eval_dir={tmp_path / 'eval'}",
+           f"train.epoch_change_infer_dir={tmp_path / 'previews'}", "train.epochs=1"]
+    train(load_config(tiny_config.path, run), progress=False)
+    saved = (tmp_path / "models" / "train_eval_infer.config").read_text()
+    with pytest.raises(ValueError, match=r"--resume with other settings than the run began with: \[model\] "
+                                         r"base_filters = 16 \(was 4\)"):
+        train(load_config(tiny_config.path, [*run, "train.epochs=2", "model.base_filters=16"]), resume=True,
+              progress=False)
+    assert (tmp_path / "models" / "train_eval_infer.config").read_text() == saved
+    other = load_config(tiny_config.path, [*run, "train.epochs=2", f"derive.output_dir={tmp_path / 'other'}",
+                                           "derive.seed=9"])
+    derive_dataset(other, progress=False)
+    with pytest.raises(ValueError, match=r"was trained on a dataset of fingerprint \w+, and .*other is \w+ "
+                                         r".*resume it"):
+        train(other, resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"evaluate it with the dataset it was trained on"):
+        evaluate(dataclasses.replace(other), progress=False)
+    assert (tmp_path / "models" / "train_eval_infer.config").read_text() == saved
+
+
+def test_a_refused_training_claims_nothing(tiny_model_dir, tmp_path):
+    from hippo_utils.trainer import train
+
+    cfg = load_config(tiny_model_dir.path, [f"train.model_dir={tmp_path / 'models'}",
+                                            f"train.eval_dir={tmp_path / 'eval'}",
+                                            f"train.epoch_change_infer_dir={tiny_model_dir.train.epoch_change_infer_dir}"])
+    with pytest.raises(FileExistsError, match="holds the outputs of another run"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_images_that_would_share_a_result_and_broken_voxel_sizes_are_refused(tiny_model_dir, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    src = sorted((tiny_model_dir.derive.output_dir / "mini_test" / "images").glob("*.png"))[0]
+    shutil.copy(src, images / "x.png")
+    from PIL import Image
+
+    Image.open(src).convert("RGB").save(images / "x.jpg")
+    code, err = _cli(capsys, "infer", tiny_model_dir.path, "--set", f"infer.images_dir={images}",
+                     "--set", f"infer.output_dir={tmp_path / 'out'}", "--model-dir", tiny_model_dir.train.model_dir)
+    assert code == 2 and "x.jpg and x.png would both be written as x.png" in err, err
+    write_nifti(tmp_path / "vols" / "huge.nii.gz", toy_volume(0)[0], np.diag([1e6, 1, 1, 1]))
+    code, err = _cli(capsys, "infer-volume", tiny_model_dir.train.model_dir, tmp_path / "vols", "--out", tmp_path / "o")
+    assert code == 2 and len(err.splitlines()) == 1 and "are no scan's (0.01 to 50 mm)" in err, err
+    assert not list((tmp_path / "o").glob("*_labels.nii.gz")) if (tmp_path / "o").exists() else True
+
+
+@pytest.mark.parametrize(("dtype", "offset"), [(np.float64, 1e6), (np.int32, 2**25)])
+def test_values_far_from_zero_keep_their_contrast(tmp_path, dtype, offset):
+    from hippo_utils.preprocess import normalize_intensity
+    from hippo_utils.volumes import load_volume
+
+    base = np.random.default_rng(0).integers(0, 256, (20, 24, 18))
+    stored = (offset + (base / 1000 if dtype == np.float64 else base)).astype(dtype)  # float32 would merge them
+    volume = load_volume(write_nifti(tmp_path / "far.nii.gz", stored))
+    np.testing.assert_allclose(normalize_intensity(volume), normalize_intensity(base.astype(np.float32)), atol=1e-5)
