@@ -52,6 +52,9 @@ def _write_record(folder: Path, record: dict) -> None:
     """The record, atomically (written directly: :mod:`hippo_utils.fsutil` writes through this module)."""
     fd, tmp = tempfile.mkstemp(prefix=f"{RECORD_NAME}.{TEMP_TAG}-{os.getpid()}-", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the record is as readable as the folder's files
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=0, sort_keys=True)
         os.replace(tmp, folder / RECORD_NAME)
