@@ -118,8 +118,10 @@ def ensure_dataset(cfg: Config, data_dir: str | None = None) -> Path:
 
     out = cfg.derive.output_dir
     if (out / "dataset.json").is_file():
-        made_from = read_dataset_meta(out).get("source_dir") or cfg.derive.source_dir
-        derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=Path(made_from))),
+        made_from = Path(read_dataset_meta(out).get("source_dir") or cfg.derive.source_dir)
+        layout = cfg.derive.layout if made_from == cfg.derive.source_dir else "auto"  # as it was derived
+        derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=made_from,
+                                                                           layout=layout)),
                        progress=False)  # up to date: nothing is written
         return out
     source = resolve_source(cfg, data_dir)

@@ -405,3 +405,22 @@ def test_a_changed_image_is_seen_when_its_label_file_has_the_same_name(tmp_path)
     write_nifti(msd / "imagesTr" / "case_00.nii.gz", img * 1.5)  # the image changes, its labels do not
     with pytest.raises(FileExistsError, match=r"was made with other settings or sources"):
         derive_dataset(cfg, progress=False)
+
+
+def test_ensure_dataset_checks_what_is_there_against_the_config(tmp_path, monkeypatch):
+    from hippo_utils.data import ensure_dataset
+
+    root = tmp_path / "mine"
+    for i in range(4):
+        img, lab = toy_volume(i)
+        write_nifti(root / "images" / f"s{i}.nii.gz", img)
+        write_nifti(root / "labels" / f"s{i}.nii.gz", lab)
+    monkeypatch.setenv("HIPPO_DATA_DIR", str(root))  # the user's data, in another layout than the config's
+    path = write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "hfh"), "layout": "hfh",
+                                                "output_dir": str(tmp_path / "out"), "plane": "axis1"}, size=32)
+    cfg = load_config(path)
+    out = ensure_dataset(cfg)
+    meta = (out / "dataset.json").read_bytes()
+    assert ensure_dataset(cfg) == out and (out / "dataset.json").read_bytes() == meta  # again: nothing to do
+    with pytest.raises(FileExistsError, match="made with other settings"):  # never used as if it were this one
+        ensure_dataset(load_config(path, ["derive.seed=9"]))
