@@ -153,7 +153,11 @@ def sample_grid(dataset_dir: str | os.PathLike[str], rows: Sequence[dict], n: in
     if not pool:
         pool = [r for r in rows if int(r["has_label"])]
     pick = [pool[i] for i in np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)] if pool else []
-    fig = Figure(figsize=(2.2 * max(len(pick), 1), 4.6))
+    aspect = 1.0  # height / width of the model images (a crop window may be wider than tall)
+    if pick:
+        with Image.open(root / pick[0]["image"]) as first:
+            aspect = first.height / first.width
+    fig = Figure(figsize=(2.2 * max(len(pick), 1), 4.4 * aspect + 0.6))
     axes = fig.subplots(2, max(len(pick), 1), squeeze=False)
     for i, r in enumerate(pick):
         img = np.asarray(Image.open(root / r["image"]).convert("L"))
