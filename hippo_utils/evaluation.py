@@ -115,7 +115,7 @@ def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None =
     model_dir = Path(model_dir or cfg.train.model_dir)
     if model is None:
         model, _ = load_model_dir(model_dir)
-    check_same_dataset(model_dir, cfg.train.images_dir.parent.parent, "evaluate")  # else its test set may be seen
+    check_same_dataset(model_dir, cfg, "evaluate")  # else its test set may be seen
     eval_dir = cfg.train.eval_dir
     with folder_lock(eval_dir, "evaluate"):
         claim(eval_dir, {"model_dir": str(model_dir.resolve())}, "[train] eval_dir")

@@ -38,7 +38,7 @@ def atomic_path(path: str | os.PathLike[str], input: str | None = None) -> Itera
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the result is an ordinary file
+    os.chmod(tmp_path, 0o666 & ~ownership.umask())  # mkstemp makes 0600; the result is an ordinary file
     try:
         yield tmp_path
         ownership.check_may_write(path)  # nothing of the user's appeared there meanwhile
@@ -90,7 +90,7 @@ def atomic_dir(path: str | os.PathLike[str], kind: str, replace: bool = False,
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
+    os.chmod(tmp, 0o777 & ~ownership.umask())  # mkdtemp makes 0700; the result is an ordinary folder
     try:
         yield tmp
         ownership.mark_tree(tmp, kind)
@@ -139,12 +139,6 @@ def remove_stale_builds(path: str | os.PathLike[str]) -> list[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     return removed
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

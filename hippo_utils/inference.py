@@ -61,6 +61,9 @@ from hippo_utils.volumetry import plausibility_flags, volumetry
 
 logger = logging.getLogger(__name__)
 
+# A volume's results in an output folder: NAME_labels.nii.gz and NAME_qc.png
+LABELS_SUFFIX, QC_SUFFIX = "_labels.nii.gz", "_qc.png"
+
 
 @dataclass
 class VolumeResult:
@@ -106,10 +109,10 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
     source = str(volume.path.resolve()) if volume.path else None
     labels = labels_of.to_source(keep_largest(classes, cfg.infer.keep_largest_components), volume)
-    labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}_labels.nii.gz", volume.header, input=source)
+    labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}{LABELS_SUFFIX}", volume.header, input=source)
     row = volumetry(labels, volume, cfg)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
-    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}_qc.png", row,
+    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}{QC_SUFFIX}", row,
                           assumed_voxel_size=volume.assumed_spacing)
     if qc:
         if normalised is None:
@@ -307,7 +310,7 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         names = output_names(files, {**_recorded_results(out_dir), **{r["input"]: r["subject"] for r in old_rows}},
                              reserved=_results_on_disk(out_dir))
         for name in names.values():  # nothing of the user's is replaced; refused before the batch starts
-            for suffix in ("_labels.nii.gz", "_qc.png"):
+            for suffix in (LABELS_SUFFIX, QC_SUFFIX):
                 check_may_write(out_dir / f"{name}{suffix}")
         book = _Records(out_dir, dirs, old_rows, labels_dir is not None)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -320,17 +323,17 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
 
 def _results_on_disk(out_dir: Path) -> set[str]:
     """Output names whose label volume is in ``out_dir``."""
-    suffix = "_labels.nii.gz"
-    return {p.name[:-len(suffix)] for p in out_dir.glob(f"*{suffix}")} if out_dir.is_dir() else set()
+    if not out_dir.is_dir():
+        return set()
+    return {p.name[:-len(LABELS_SUFFIX)] for p in out_dir.glob(f"*{LABELS_SUFFIX}")}
 
 
 def _recorded_results(out_dir: Path) -> dict[str, str]:
     """Input path -> output name, for the label volumes in ``out_dir`` whose record names their
     input (also those of a run stopped before its tables were written)."""
-    suffix = "_labels.nii.gz"
     found = {}
     for name in sorted(_results_on_disk(out_dir)):
-        source = recorded_input(out_dir / f"{name}{suffix}")
+        source = recorded_input(out_dir / f"{name}{LABELS_SUFFIX}")
         if source is not None:
             found.setdefault(source, name)
     return found
@@ -354,10 +357,9 @@ class _Records:
     """The tables and run record of a batch, brought up to date after every finished volume."""
 
     def __init__(self, out_dir: Path, dirs: Sequence[Path], old_rows: list[dict], with_metrics: bool):
-        self.out_dir, self.dirs, self.with_metrics = out_dir, dirs, with_metrics
-        self.rows, self.metric_rows, self.ids = list(old_rows), None, {}
-        if with_metrics:
-            self.metric_rows = read_rows(out_dir / "metrics.json", "input")
+        self.out_dir, self.dirs = out_dir, dirs
+        self.rows, self.ids = list(old_rows), {}
+        self.metric_rows = read_rows(out_dir / "metrics.json", "input") if with_metrics else None
 
     def add(self, result: VolumeResult) -> None:
         ident = {"input": str(result.source.resolve()), "sha256": volume_sha256(result.source)}

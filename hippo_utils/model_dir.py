@@ -138,7 +138,7 @@ def write_provenance(cfg: Config, precision=None) -> Path:
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(), "config": text,
         **({"precision": precision.as_record()} if precision is not None else {}),
     }
-    dataset_dir = cfg.train.images_dir.parent.parent
+    dataset_dir = _dataset_dir(cfg)
     if (dataset_dir / "dataset.json").is_file():
         dataset = read_dataset_meta(dataset_dir)
         record["dataset"] = {"dir": str(dataset_dir), "fingerprint": dataset.get("fingerprint"),
@@ -154,15 +154,21 @@ def read_provenance(model_dir: str | os.PathLike[str]) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def check_same_dataset(model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str], doing: str) -> None:
-    """Refuse to ``doing`` (evaluate, resume) the model of ``model_dir`` with a dataset other
-    than the one it was trained on: a test subject of one split may be a training subject of
-    another, and its scores would be inflated without a word.
+def _dataset_dir(cfg: Config) -> Path:
+    """The derived dataset a config trains on: the folder above its ``[train] images_dir``."""
+    return cfg.train.images_dir.parent.parent
+
+
+def check_same_dataset(model_dir: str | os.PathLike[str], cfg: Config, doing: str) -> None:
+    """Refuse to ``doing`` (evaluate, resume) the model of ``model_dir`` with the dataset of
+    ``cfg`` when it is another than the one the model was trained on: a test subject of one
+    split may be a training subject of another, and its scores would be inflated without a word.
 
     Raises:
         ValueError: the fingerprints differ, naming both folders.
     """
     then = ((read_provenance(model_dir) or {}).get("dataset") or {}).get("fingerprint")
+    dataset_dir = _dataset_dir(cfg)
     try:
         now = read_dataset_meta(dataset_dir).get("fingerprint")
     except (OSError, ValueError):

@@ -52,9 +52,7 @@ def _write_record(folder: Path, record: dict) -> None:
     """The record, atomically (written directly: :mod:`hippo_utils.fsutil` writes through this module)."""
     fd, tmp = tempfile.mkstemp(prefix=f"{RECORD_NAME}.{TEMP_TAG}-{os.getpid()}-", dir=folder)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the record is as readable as the folder's files
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the record is as readable as the folder's files
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=0, sort_keys=True)
         os.replace(tmp, folder / RECORD_NAME)
@@ -68,6 +66,13 @@ def _new_record(kind: str | None = None, build: str | None = None) -> dict:
 
     return {"made_by": "hippo_utils", "version": __version__, "kind": kind, "build": build, "owner": None,
             "files": {}}
+
+
+def umask() -> int:
+    """This process's umask (reading it means setting it; it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sha256(path: Path, chunk: int = 1 << 20) -> str:

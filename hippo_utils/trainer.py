@@ -145,7 +145,7 @@ def _check_resume(cfg: Config) -> None:
         raise ValueError(f"{model_dir}: --resume with other settings than the run began with: "
                          f"{'; '.join(changed)}. Resume with the run's own settings (only [train] ones such as "
                          "epochs may change), or train into a new [train] model_dir")
-    check_same_dataset(model_dir, cfg.train.images_dir.parent.parent, "resume")
+    check_same_dataset(model_dir, cfg, "resume")
 
 
 def run_folders(cfg: Config) -> list[tuple[str, Path]]:
@@ -215,9 +215,11 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
             compile_model(model, cfg)
     if cfg.model.show_summary:
         model.summary(print_fn=logger.info)
-    memory, too_big = memory_report(model, t.batch_size)
+    gpu_memory = visible_gpu_memory()
+    memory, too_big = memory_report(model, t.batch_size, gpu_memory or available_memory(),
+                                    where="the GPU's" if gpu_memory else "the free memory's")
     logger.info("%s", memory)
-    if too_big and visible_gpu_memory() is None:  # on a CPU the system would kill the run: refuse it
+    if too_big and not gpu_memory:  # on a CPU the system would kill the run: refuse it
         raise ValueError(f"{cfg.path}: [train] batch_size = {t.batch_size} cannot fit: {too_big}")
     if too_big:
         logger.warning("%s", too_big)
@@ -273,21 +275,19 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     return TrainResult(model_dir, history, final["best"], final["epoch"], model)
 
 
-def memory_report(model, batch_size: int, available: int | None = None) -> tuple[str, str | None]:
+def memory_report(model, batch_size: int, available: int | None = None,
+                  where: str = "the GPU's") -> tuple[str, str | None]:
     """The model's training memory at ``batch_size`` in words (:func:`~hippo_utils.model.memory_estimate`),
     and a warning when that is over the GPU's memory, with the batch that would fit (None otherwise).
 
     ``available``: that memory in bytes; when None, the total memory of the first GPU that
-    TensorFlow sees (``nvidia-smi``), or without a GPU the memory the system has free. Total,
-    not free GPU memory, and one GPU: with ``[train] distribute`` each GPU holds only its share
-    of the batch, so the warning is then cautious.
+    TensorFlow sees (``nvidia-smi``), none without a GPU. Total, not free GPU memory, and one
+    GPU: with ``[train] distribute`` each GPU holds only its share of the batch, so the warning
+    is then cautious. ``where``: whose memory it is, for the message (training passes the free
+    memory of a machine without a GPU).
     """
     estimate = memory_estimate(model, batch_size)
-    where = "the GPU's"
-    if available is None:
-        available = visible_gpu_memory()
-        if available is None:
-            available, where = available_memory(), "the free memory's"
+    available = visible_gpu_memory() if available is None else available
     if not available or estimate.total <= available:
         return estimate.describe(), None
     mib = 2**20
