@@ -31,14 +31,20 @@ def colour_keys(colours: np.ndarray) -> np.ndarray:
 
 def map_labels(labels: np.ndarray, label_map: dict[int, int], name: str) -> np.ndarray:
     """Source label values -> class indices; unknown values are an error naming the file."""
+    unknown_mark = 255  # a value no class has: one look-up, and a max, find the unknown values
+    lut = np.full(256, unknown_mark, np.uint8)
+    lut[0] = 0
+    for src, cls in label_map.items():
+        lut[src] = cls
+    if labels.dtype == np.uint8 and unknown_mark not in label_map.values():
+        classes = lut[labels]
+        if classes.max(initial=0) != unknown_mark:
+            return classes
     present = set(np.unique(labels).tolist()) - {0}
     unknown = sorted(present - set(label_map))
     if unknown:
         raise ValueError(f"{name}: label values {unknown} are not in [derive] label_map "
                          f"{label_map}; map them (e.g. {{{unknown[0]}: 1}}) or fix the file")
-    lut = np.zeros(256, np.uint8)
-    for src, cls in label_map.items():
-        lut[src] = cls
     return lut[labels]
 
 
