@@ -19,6 +19,7 @@ from a complete checkpoint that matches ``state.json`` and ``history.json``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import platform
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from hippo_utils._version import __version__
@@ -86,13 +88,16 @@ def read_history(model_dir: str | os.PathLike[str], epochs: int | None = None) -
 
 
 def commit_epoch(model_dir: Path, model, epoch: int, history: dict, state: dict, improved: bool,
-                 weights_only: bool) -> None:
+                 weights_only: bool,
+                 best_weights: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
     """Write epoch ``epoch`` (0-based) into ``model_dir``: the best model when ``improved``,
     the epoch's checkpoint, the history, then ``state.json`` (the commit), then ``last.keras``;
-    older epoch checkpoints go last."""
+    older epoch checkpoints go last. ``best_weights``: a context in which ``model`` holds the
+    weights the best model keeps (the averaged ones with [model] ema_momentum); the epoch's
+    checkpoint keeps the training state as it is, so that a resumed run goes on from it."""
     if improved:
         best = model_dir / ("best.weights.h5" if weights_only else "best.keras")
-        with atomic_path(best) as tmp:
+        with best_weights(), atomic_path(best) as tmp:
             (model.save_weights if weights_only else model.save)(str(tmp))
     checkpoint = f"last.e{epoch + 1:03d}.keras"
     with atomic_path(model_dir / checkpoint) as tmp:

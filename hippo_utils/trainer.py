@@ -56,10 +56,11 @@ def cosine_learning_rate(epoch: int, lr: float = 0.0, *, base: float, epochs: in
     return base * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs - 1) / epochs))
 
 
-def compile_model(model, cfg: Config, **options) -> None:
-    """Adam with [model] learning_rate and clipvalue, the configured loss, and metrics:
+def compile_model(model, cfg: Config, optimizer=None, **options) -> None:
+    """Adam with [model] learning_rate, clipvalue and ema_momentum, the configured loss, and metrics:
     foreground Dice always, plus those of [model] metrics; XLA as [train] jit_compile says.
-    ``options`` go to ``model.compile`` and win over the config."""
+    ``optimizer``: one to keep instead (a resumed run's, with its state). ``options`` go to
+    ``model.compile`` and win over the config."""
     import keras
 
     from hippo_utils.metrics import ForegroundDice, dice_coef_multiclass, get_loss
@@ -73,9 +74,12 @@ def compile_model(model, cfg: Config, **options) -> None:
     metrics = [ForegroundDice(m.num_classes)]
     if "dice_coef_multiclass" in m.metrics:
         metrics.append(dice_coef_multiclass)
-    opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
-    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
-        opt = keras.optimizers.LossScaleOptimizer(opt)  # float16 gradients would underflow unscaled
+    opt = optimizer
+    if opt is None:
+        averaging = {"use_ema": True, "ema_momentum": m.ema_momentum} if m.ema_momentum else {}
+        opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue, **averaging)
+        if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
+            opt = keras.optimizers.LossScaleOptimizer(opt)  # float16 gradients would underflow unscaled
     options.setdefault("jit_compile", cfg.train.jit_compile)
     model.compile(optimizer=opt, loss=get_loss(m.loss, m.dice_weight), metrics=metrics,
                   steps_per_execution=cfg.train.steps_per_execution, **options)
@@ -209,6 +213,8 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
         if state is not None:
             checkpoint = model_dir / state.get("checkpoint", LAST_NAME)
             model = load_checkpoint(checkpoint, model_dir)
+            # the loss as configured: a saved ce_dice loads back with its default dice_weight
+            compile_model(model, cfg, optimizer=model.optimizer)
             logger.info("resuming %s after epoch %d (best %s = %s)", model_dir, initial_epoch, t.monitor, best)
         else:
             model = build_flexunet(cfg.model, seed=t.seed, dtype_policy=precision.policy)
@@ -255,6 +261,8 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     if t.lr_schedule == "cosine":  # a function of the epoch alone, so a resumed run follows it too
         callbacks.append(keras.callbacks.LearningRateScheduler(
             functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
+    if cfg.model.ema_momentum:  # validation scores the averaged weights, which the best checkpoint keeps
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights())
     callbacks.append(cb.EpochCheckpoint(cfg, history, best, early, reducer))
     if t.tensorboard:
         board, board_listeners = cb.tensorboard_callbacks(cfg)

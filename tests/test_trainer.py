@@ -202,3 +202,51 @@ def test_a_watcher_is_told_the_run_and_a_finished_run_is_shown(tiny_config, tmp_
     again = Recorder()  # a complete run: no training, but the panel still shows its end state
     train(cfg, resume=True, watch=again)
     assert again.events == [("train_begin", 2, steps, 2), ("show_previews", 1, 2), ("train_end", 2)]
+
+
+def _run_sets(run) -> list[str]:
+    return [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
+            f"train.epoch_change_infer_dir={run / 'previews'}"]
+
+
+def test_resume_trains_on_the_configured_loss(tiny_config, tmp_path):
+    """A saved ce_dice model loads back with the loss's default dice_weight: a resumed run must
+    be compiled with the config's (it went on with Dice at weight 1 where the demo has 0.1)."""
+    from keras import ops
+
+    from hippo_utils.metrics import ce_dice_loss
+
+    sets = ['model.loss="ce_dice"', "model.dice_weight=0.1", "train.epochs=1", *_run_sets(tmp_path)]
+    train(load_config(tiny_config.path, sets), progress=False)
+    result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
+    rng = np.random.default_rng(0)
+    y_true = np.eye(2, dtype=np.float32)[rng.integers(0, 2, (2, 8, 8))]
+    y_pred = np.stack([p := rng.uniform(0.1, 0.9, (2, 8, 8)).astype(np.float32), 1 - p], -1)
+    resumed = float(ops.convert_to_numpy(result.model.loss(y_true, y_pred)))
+    assert resumed == pytest.approx(float(ce_dice_loss(y_true, y_pred, 0.1)), rel=1e-5)
+    assert resumed != pytest.approx(float(ce_dice_loss(y_true, y_pred, 1.0)), rel=1e-3)
+
+
+def test_weight_averaging_keeps_the_average_as_best_and_the_training_state_in_last(tiny_config, tmp_path):
+    """[model] ema_momentum: validation and the best checkpoint use Adam's moving average of the
+    weights, the epoch's checkpoint keeps the weights being trained (and the average in its
+    optimizer), so that a resumed run goes on from where it stopped."""
+    import keras
+
+    from hippo_utils.model_dir import load_checkpoint
+
+    sets = ["model.ema_momentum=0.9", "train.epochs=1", *_run_sets(tmp_path)]
+    cfg = load_config(tiny_config.path, sets)
+    train(cfg, progress=False)
+    last = load_checkpoint(cfg.train.model_dir / "last.keras", cfg.train.model_dir)
+    assert last.optimizer.use_ema and int(last.optimizer.iterations) > 0
+    averages = [keras.ops.convert_to_numpy(v) for v in last.optimizer._model_variables_moving_average]
+    own = [keras.ops.convert_to_numpy(v) for v in last.trainable_weights]
+    assert any(not np.allclose(a, w) for a, w in zip(averages, own, strict=True))  # they have drifted apart
+    best, _ = load_model_dir(cfg.train.model_dir)  # one epoch: the best is its average
+    for a, w in zip(averages, [keras.ops.convert_to_numpy(v) for v in best.trainable_weights], strict=True):
+        np.testing.assert_array_equal(a, w)
+    keras.backend.clear_session()
+    result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
+    assert result.epochs_done == 2
+    assert int(result.model.optimizer.iterations) == 2 * int(last.optimizer.iterations)
