@@ -42,7 +42,8 @@ def write_history_files(history: dict[str, list[float]], cfg: Config) -> None:
     for name, cols in (("train_metrics", metric_cols), ("train_losses", ["loss", "val_loss"])):
         cols = [c for c in cols if c in history]
         write_history_csv(eval_dir / f"{name}.csv", history, cols)
-        plots.save_figure(plots.history_plot(history, cols, name.replace("_", " ")), eval_dir / f"{name}.png")
+        plots.save_figure(plots.history_plot(history, cols, name.replace("_", " ")), eval_dir / f"{name}.png",
+                          tight=False)
 
 
 @contextlib.contextmanager
@@ -177,7 +178,7 @@ class EpochPreviews(keras.callbacks.Callback):
         if self.images is None:
             return
         with averaged_weights(self.model):  # the weights validation scored
-            probs = self.model.predict(self.images, batch_size=len(self.images), verbose=0)
+            probs = self.model.predict_on_batch(self.images)  # one batch: no predict loop to set up
         preds = self.colours[np.argmax(probs, axis=-1)]
         if self.write_files:
             for name, pred in zip(self.names, preds, strict=True):

@@ -380,8 +380,10 @@ def intensity_histograms(volumes: dict[str, np.ndarray], normalised: dict[str, n
 
 
 def history_plot(history: dict[str, list[float]], columns: Sequence[str], title: str = "") -> Figure:
-    """Line plot of logged values per epoch (1-based on the x axis)."""
+    """Line plot of logged values per epoch (1-based on the x axis). Its margins are fixed, so
+    that it saves without a "tight" second drawing (training writes it after every epoch)."""
     fig = Figure(figsize=(5.5, 3.4))
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.14, top=0.91)
     plot_history(fig.subplots(), history, columns, title)
     return fig
 
