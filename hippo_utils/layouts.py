@@ -71,8 +71,37 @@ def _volumes_by_name(folder: Path, strip: str = "") -> dict[str, Path]:
     return found
 
 
+NNUNET_CHANNEL = re.compile(r"^(.+)_(\d{4})$")  # nnU-Net's images: NAME_0000.nii.gz beside labels NAME.nii.gz
+
+
+def _strip_channel(images: dict[str, Path], labels: dict[str, Path]) -> dict[str, Path]:
+    """Images named the nnU-Net way (``NAME_0000``, one file per channel) under their subject's
+    name, when every image carries such a suffix and the labels do not.
+
+    Raises:
+        ValueError: a subject has more channels than ``_0000`` (this tool reads one T1w image).
+    """
+    split = {name: NNUNET_CHANNEL.match(name) for name in images}
+    if not images or not all(split.values()) or set(images) & set(labels):
+        return images
+    channels: dict[str, dict[str, Path]] = {}
+    for name, match in split.items():
+        channels.setdefault(match[1], {})[match[2]] = images[name]
+    if not all("0000" in found for found in channels.values()):
+        return images  # names that merely end in four digits
+    several = sorted(subject for subject, found in channels.items() if len(found) > 1)
+    if several:
+        found = channels[several[0]]
+        raise ValueError(f"{found['0000'].parent}: {several[0]} has the channels {', '.join(sorted(found))} "
+                         f"({len(several)} subjects have several): only single-channel images (NAME_0000, "
+                         "a T1w scan) are supported; keep the _0000 files only")
+    stripped = {subject: found["0000"] for subject, found in channels.items()}
+    return stripped if not labels or set(stripped) & set(labels) else images
+
+
 def _pair(images: dict[str, Path], labels: dict[str, Path], where: str,
           skip_unpaired: bool) -> list[Subject]:
+    images = _strip_channel(images, labels)
     missing_label = sorted(set(images) - set(labels))
     missing_image = sorted(set(labels) - set(images))
     if (missing_label or missing_image) and not skip_unpaired:
@@ -177,7 +206,7 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
                          skip_unpaired)
         tests = _find_dir(root, "imagesTs")
         if tests is not None:
-            unlabelled = _volumes_by_name(tests)
+            unlabelled = _strip_channel(_volumes_by_name(tests), {})
     elif layout == "pairs":
         if not (root / "images").is_dir() or not (root / "labels").is_dir():
             raise ValueError(f"{root}: not the pairs layout: images/ and labels/ are both needed")

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -198,6 +199,33 @@ def test_pairs_and_msd_layouts(tmp_path):
     pictures = sorted(p.relative_to(a) for p in a.rglob("*.png"))
     assert pictures and pictures == sorted(p.relative_to(b) for p in b.rglob("*.png"))
     assert all((a / p).read_bytes() == (b / p).read_bytes() for p in pictures)
+
+
+def test_nnunet_channel_suffix_pairs(tmp_path):
+    """nnU-Net's raw datasets name images NAME_0000 (the channel) beside labels NAME: they pair,
+    under the subject's name, in the msd (with imagesTs) and pairs layouts; a second channel is
+    refused by name; names that merely end in four digits are left alone."""
+    names = ["hippocampus_001", "hippocampus_004"]
+    root = tmp_path / "Dataset004_Hippocampus"
+    for i, name in enumerate(names):
+        img, lab = toy_volume(i)
+        write_nifti(root / "imagesTr" / f"{name}_0000.nii.gz", img)
+        write_nifti(root / "labelsTr" / f"{name}.nii.gz", lab)
+    write_nifti(root / "imagesTs" / "hippocampus_002_0000.nii.gz", toy_volume(5)[0])
+    src = find_subjects(root)
+    assert [s.name for s in src.labelled] == names and src.labelled[0].image.name == "hippocampus_001_0000.nii.gz"
+    assert [s.name for s in src.unlabelled] == ["hippocampus_002"]
+    pairs = tmp_path / "pairs"
+    for name in names:
+        for sub, suffix in (("images", "_0000"), ("labels", "")):
+            (pairs / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / f"{sub}Tr" / f"{name}{suffix}.nii.gz", pairs / sub / f"{name}{suffix}.nii.gz")
+    assert [s.name for s in find_subjects(pairs, "pairs").labelled] == names
+    dates = _pairs_tree(tmp_path / "dates", ["scan_2019", "scan_2020"])  # not channels: kept as they are
+    assert [s.name for s in find_subjects(dates).labelled] == ["scan_2019", "scan_2020"]
+    shutil.copy(root / "imagesTr" / "hippocampus_001_0000.nii.gz", root / "imagesTr" / "hippocampus_001_0001.nii.gz")
+    with pytest.raises(ValueError, match=r"imagesTr: hippocampus_001 has the channels 0000, 0001.*single-channel"):
+        find_subjects(root)
 
 
 def test_pairing_is_by_name_not_listing_order(tmp_path):
