@@ -2,18 +2,21 @@
 second process, and is taken over (with a notice) when its holder was killed.
 
 The lock is the file ``.NAME.lock`` beside the folder ``NAME`` (the folder itself may not
-exist yet, or be replaced whole, as derivation does). It is held with ``flock``, which
-the system releases when the holder dies however it dies; the file's text names the
-holder (pid, host, start time, command) for the messages. The holder removes the file when
-it is done; a killed holder leaves it, and the next process takes it over. A process that
-locked a file just removed (a race) notices that the path no longer leads to its file and
-tries again, so that two processes never hold two different files.
+exist yet, or be replaced whole, as derivation does). It is held with the system's own file
+lock (``flock`` on Linux and macOS, ``LockFileEx`` on Windows, through :mod:`filelock`), which
+the system releases when the holder dies however it dies; the file's text names the holder
+(pid, host, start time, command) for the messages, after a first byte that Windows keeps
+locked. The holder removes the file when it is done; a killed holder leaves it, and the next
+process takes it over. A process that locked a file just removed (a race) notices that the
+path no longer leads to its file and tries again, so that two processes never hold two
+different files. Where the file system has no locks at all, the holder record alone decides:
+a record of a process that still runs on this machine keeps the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import json
 import logging
 import os
@@ -22,6 +25,8 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import filelock
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +78,46 @@ def _describe(holder: dict) -> str:
 
 def _read_holder(fh) -> dict:
     fh.seek(0)
-    text = fh.read()
+    try:
+        text = fh.read()
+    except OSError:  # Windows: the holder keeps the first byte locked
+        fh.seek(1)
+        text = fh.read()
     try:
         holder = json.loads(text) if text.strip() else {}
     except ValueError:
         holder = None
     return holder if isinstance(holder, dict) else {"pid": "?", "command": text.strip()[:80]}
+
+
+NO_LOCKS = {errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOLCK}
+
+
+def _try_lock(fh) -> bool | None:
+    """Lock the open file without waiting: True; False when another process holds it; None
+    where there are no file locks (no ``fcntl``, or a file system without them)."""
+    try:
+        return filelock.lock_descriptor(fh.fileno(), blocking=False)
+    except OSError as exc:
+        if exc.errno in NO_LOCKS:
+            return None
+        raise
+
+
+def _runs(holder: dict) -> bool:
+    """Whether the process of a holder record may still run (without file locks to tell)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return isinstance(pid, int)  # another machine's: it cannot be asked, so it is kept
+    if os.name == "nt":
+        return True  # Windows has file locks; os.kill there would end the process, not ask it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def _acquire(path: Path, folder: str | os.PathLike[str]):
@@ -88,14 +127,13 @@ def _acquire(path: Path, folder: str | os.PathLike[str]):
             fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
         except OSError as exc:  # a read-only or full file system: named by the folder the user gave
             raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fh)
-            fh.close()
-            raise FolderLocked(f"{folder} is in use: {_describe(holder)} is writing it. Wait for it to "
-                               "finish, or choose another output folder") from None
+        locked = _try_lock(fh)
         holder = _read_holder(fh)
+        if locked is False or (locked is None and holder and _runs(holder)):
+            fh.close()
+            where = f"; if it no longer runs, remove {path}" if locked is None else ""
+            raise FolderLocked(f"{folder} is in use: {_describe(holder)} is writing it. Wait for it to "
+                               f"finish, or choose another output folder{where}") from None
         if holder and not (isinstance(holder.get("pid"), int) and "started" in holder):
             fh.close()  # a file of someone else's that has the lock's name: left as it is
             raise FileExistsError(f"{path} is in the way of {folder}'s lock and is not one: hippo_utils "
@@ -106,6 +144,20 @@ def _acquire(path: Path, folder: str | os.PathLike[str]):
         except FileNotFoundError:
             pass
         fh.close()  # the holder removed this file as we locked it: lock the new one
+
+
+def _release(path: Path, fh) -> None:
+    """Remove the lock file, then let the lock go: while it is still locked, no one else can
+    be between the two. Windows cannot remove an open file: there the record is emptied first."""
+    try:
+        path.unlink(missing_ok=True)
+    except PermissionError:
+        fh.seek(0)
+        fh.truncate()
+        fh.close()
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    fh.close()  # releases the lock
 
 
 @contextlib.contextmanager
@@ -128,14 +180,14 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "write") -> Iterator
             logger.warning("%s: taking over the lock left by %s, which no longer runs", folder, _describe(stale))
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                             "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}))
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                  "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}
+        fh.write(" " + json.dumps(record))  # the first byte is the one Windows locks
         fh.flush()
         with terminate_as_interrupt():  # a SIGTERM then unwinds like Ctrl-C: work recorded, temporaries gone
             yield path
     finally:
-        path.unlink(missing_ok=True)  # still locked: no one else can be between these two lines
-        fh.close()  # releases the flock
+        _release(path, fh)
 
 
 @contextlib.contextmanager

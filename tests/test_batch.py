@@ -140,11 +140,45 @@ HOLD = textwrap.dedent("""
 """)
 
 
-def _holder(folder):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=REPO)
+NO_FCNTL = "import sys; sys.modules['fcntl'] = None  # `import fcntl` fails, as on Windows\n"
+
+
+def _holder(folder, prelude=""):
+    proc = subprocess.Popen([sys.executable, "-c", prelude + HOLD, str(folder)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+def test_locks_without_fcntl_keep_one_writer(tmp_path):
+    """Where Python has no fcntl (Windows, whose LockFileEx filelock uses instead; here a system
+    with no file locks at all) the locks still import and work: the holder record decides."""
+    check = NO_FCNTL + textwrap.dedent("""
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+        from hippo_utils.locks import FolderLocked, folder_lock
+        try:
+            with folder_lock(sys.argv[1]):
+                print("got it")
+        except FolderLocked as exc:
+            print("refused:", exc)
+    """)
+
+    def attempt(folder):
+        done = subprocess.run([sys.executable, "-c", check, str(folder)], capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    folder = tmp_path / "models"
+    proc = _holder(folder, NO_FCNTL)
+    out = attempt(folder)
+    assert f"refused: {folder} is in use: process {proc.pid} on " in out and "hold" in out, out
+    assert f"if it no longer runs, remove {lock_path(folder)}" in out
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = attempt(folder)  # its record names a process that no longer runs
+    assert f"taking over the lock left by process {proc.pid}" in out and out.rstrip().endswith("got it"), out
+    assert not lock_path(folder).exists()
 
 
 def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(tmp_path, caplog, tiny_config):
@@ -295,3 +329,27 @@ def test_a_truncated_gzip_is_caught_before_reading_and_analyze_hashes_cover_the_
     raw[80:84] = struct.pack("<f", 0.5)  # another voxel size, the same voxels
     (tmp_path / "s.hdr").write_bytes(raw)
     assert volume_sha256(tmp_path / "s.img") != before
+
+
+def test_memory_priority_and_cpu_probes_without_proc_or_posix_calls(monkeypatch, tmp_path):
+    """Without /proc (macOS, Windows), os.sysconf or os.setpriority (Windows) the probes say
+    "unknown" and loading, the memory check and the I/O thread go on as before."""
+    import builtins
+
+    from hippo_utils import inference, precision, volumes
+
+    real_open = builtins.open
+
+    def no_proc(file, *args, **kwargs):
+        if str(file).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.delattr(os, "sysconf")
+    monkeypatch.delattr(os, "setpriority")
+    assert volumes.available_memory() is None and precision.cpu_flags() == set()
+    assert precision.cpu_bfloat16_flags() == set()  # "auto" then keeps float32 on a CPU
+    inference._yield_to_the_model()  # no error: it runs at normal priority
+    path = write_nifti(tmp_path / "x.nii.gz", toy_volume(0)[0])
+    assert load_volume(path).data.shape == toy_volume(0)[0].shape  # the memory check is skipped, not failed
