@@ -7,8 +7,8 @@ importing the package is cheap and has no side effects, because each verb's modu
 The modules form layers, and a module imports only from its own layer or the ones below
 (``tests/test_layers.py`` checks it):
 
-1. foundations: ``_version``, ``ownership``, ``fsutil``, ``locks``, ``backend``, ``png``, ``tables``,
-   ``config_schema``, ``config``;
+1. foundations: ``_version``, ``ownership``, ``fsutil``, ``locks``, ``download``, ``backend``, ``png``,
+   ``tables``, ``config_schema``, ``config``;
 2. geometry and labels: ``volumes``, ``postprocess``, ``labels``, ``preprocess``;
 3. data and model: ``synthetic``, ``layouts``, ``derive``, ``data``, ``dataset``,
    ``metrics``, ``volumetry``, ``model``, ``precision``, ``model_dir``, ``plots``;

@@ -19,7 +19,7 @@ from hippo_utils._version import __version__
 logger = logging.getLogger("hippo_utils")
 
 # Bad input and the file system's refusals (a full disk, a read-only folder, an unreadable file)
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, ModuleNotFoundError)  # a missing optional module: pip install it
 
 
 def plain(exc: Exception) -> str:
@@ -47,12 +47,20 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    from hippo_utils.data import ensure_synthetic
+    import dataclasses
+
+    from hippo_utils.data import chosen_source, ensure_synthetic, resolve_source
     from hippo_utils.derive import derive_dataset
 
     cfg = _config(args)
     cfg.require("derive", "derive")
-    if args.synthetic_if_missing and cfg.derive.source_dir and not cfg.derive.source_dir.exists():
+    if chosen_source(args.data) is not None:  # --data or HIPPO_DATA names the source
+        source = resolve_source(cfg, args.data)
+        print(source.message)
+        if source.path != cfg.derive.source_dir:
+            cfg = dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=source.path,
+                                                                      layout="auto"))
+    elif args.synthetic_if_missing and cfg.derive.source_dir and not cfg.derive.source_dir.exists():
         print(f"{cfg.derive.source_dir} is missing: making the synthetic HFH-like set there")
         ensure_synthetic(cfg)
     result = derive_dataset(cfg, force=args.force, progress=not args.quiet)
@@ -165,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _config_command(sub, "derive", "derive the 2D image/mask dataset from volumes ([derive])", cmd_derive)
     p.add_argument("--force", action="store_true",
                    help="replace an existing dataset made with other settings")
+    p.add_argument("--data", metavar="SOURCE",
+                   help="the data to derive from: synthetic, msd-task04 (downloaded once, checksum verified), "
+                        "kaggle-hfh (kagglehub) or a folder (default: $HIPPO_DATA, else [derive] source_dir)")
     p.add_argument("--synthetic-if-missing", action="store_true",
                    help="make the synthetic set at [derive] source_dir when it does not exist")
 

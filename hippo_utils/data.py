@@ -1,12 +1,24 @@
-"""Choosing the source data: the user's real data first, then a download, then the
-embedded synthetic set, and saying plainly which one is used."""
+"""Choosing the source data, as the learner says, and saying plainly which one is used.
+
+``HIPPO_DATA`` (or the ``data`` argument, or ``derive --data``) names it:
+
+    (unset)      the config's [derive] source_dir: the data there, or, for an HFH-like config
+                 whose folder does not exist yet, the synthetic set made there (offline)
+    synthetic    the synthetic HFH-like set at [derive] source_dir, made if missing
+    msd-task04   the Medical Segmentation Decathlon's Task04 hippocampus crops, downloaded once
+                 into the cache with a verified checksum (:mod:`hippo_utils.download`)
+    kaggle-hfh   the Kaggle HFH data, through ``kagglehub`` (``pip install kagglehub``)
+    a folder     your data, in any layout :func:`~hippo_utils.layouts.find_subjects` reads
+
+Nothing switches silently: a source that is asked for and cannot be had is an error that says
+why, never replaced by another. ``HIPPO_DATA_DIR`` (a folder) is the older name of ``HIPPO_DATA``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,21 +29,92 @@ from hippo_utils.synthetic import GENERATOR_VERSION, synthesize
 logger = logging.getLogger(__name__)
 
 KAGGLE_DATASET = "andrewmvd/hippocampus-segmentation-in-mri-images"
+NAMED_SOURCES = ("synthetic", "msd-task04", "kaggle-hfh")
 
 
 @dataclass(frozen=True)
 class DataSource:
     path: Path
-    kind: str  # "user", "config", "kaggle" or "synthetic"
+    kind: str  # "user", "config", "synthetic", "msd-task04" or "kaggle-hfh"
     message: str
 
 
-def _online(host: str = "www.kaggle.com", timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+def chosen_source(data: str | None = None) -> str | None:
+    """The source asked for: ``data``, else ``$HIPPO_DATA``, else ``$HIPPO_DATA_DIR``; None: the config's."""
+    for value in (data, os.environ.get("HIPPO_DATA"), os.environ.get("HIPPO_DATA_DIR")):
+        if value:
+            return value
+    return None
+
+
+def _makes_synthetic(cfg: Config) -> bool:
+    """Whether [derive] source_dir is the synthetic set's place: made by ``synthesize``, or not
+    there yet for a config that reads the HFH layout the generator writes."""
+    folder = cfg.derive.source_dir
+    if folder is None or (folder / "synthetic.json").is_file():
         return True
-    except OSError:
-        return False
+    return not folder.exists() and "$" not in str(folder) and cfg.derive.layout in ("hfh", "auto")
+
+
+def _kaggle_hfh() -> Path:
+    try:
+        import kagglehub  # optional: pip install kagglehub (Colab has it)
+    except ImportError:
+        raise ModuleNotFoundError("HIPPO_DATA=kaggle-hfh needs kagglehub: pip install kagglehub (and a Kaggle "
+                                  "account's API token), or download the data yourself and set HIPPO_DATA to "
+                                  "its folder") from None
+    try:
+        return Path(kagglehub.dataset_download(KAGGLE_DATASET))
+    except Exception as exc:  # noqa: BLE001 (kagglehub raises many kinds; all mean "not downloaded")
+        raise ConnectionError(f"HIPPO_DATA=kaggle-hfh: kagglehub could not download {KAGGLE_DATASET} "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                              "download it yourself and set HIPPO_DATA to its folder") from None
+
+
+def resolve_source(cfg: Config, data: str | None = None, allow_download: bool = True) -> DataSource:
+    """The volumes to derive from: the source named by ``data`` (default ``$HIPPO_DATA``; see
+    the module docstring), else the config's own.
+
+    Raises:
+        ValueError / FileNotFoundError: the named source, or the config's folder, is unusable;
+            it is never silently replaced by another.
+        ConnectionError / ModuleNotFoundError: a download was asked for and cannot be made
+            (offline, ``allow_download`` off, kagglehub missing).
+    """
+    choice = chosen_source(data)
+    if choice in ("msd-task04", "kaggle-hfh"):
+        if not allow_download:
+            raise ConnectionError(f"HIPPO_DATA={choice}: downloads are off here; set HIPPO_DATA to a folder")
+        if choice == "kaggle-hfh":
+            path = _kaggle_hfh()
+            return DataSource(path, choice, f"Using the real Kaggle HFH data in {path} (kagglehub).")
+        from hippo_utils.download import MSD_TASK04, fetch
+
+        path = fetch(MSD_TASK04)
+        return DataSource(path, choice, f"Using the real MSD Task04 hippocampus crops in {path} "
+                                        f"({MSD_TASK04.citation}).")
+    if choice == "synthetic" or (choice is None and _makes_synthetic(cfg)):
+        if choice == "synthetic" and not _makes_synthetic(cfg):
+            raise ValueError(f"HIPPO_DATA=synthetic: {cfg.path} reads [derive] source_dir = {cfg.derive.source_dir}, "
+                             "which is not the synthetic set's place; the synthetic set is HFH-like and goes with "
+                             "the HFH configs (demo, ci, hfh_512)")
+        path = ensure_synthetic(cfg)
+        return DataSource(path, "synthetic", f"Using the SYNTHETIC HFH-like set in {path}: made by hippo_utils, "
+                                             "not real patients (HIPPO_DATA names another source).")
+    if choice is not None:  # a folder
+        path = Path(choice).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"HIPPO_DATA={choice}: no such folder; name a folder of your data, or one of "
+                                    f"{', '.join(NAMED_SOURCES)}")
+        layout = detect_layout(path)
+        return DataSource(path, "user", f"Using your data in {path} ({layout} layout).")
+    configured = cfg.derive.source_dir
+    if not configured.is_dir():
+        hint = " (an environment variable in it is not set)" if "$" in str(configured) else ""
+        raise FileNotFoundError(f"{cfg.path}: [derive] source_dir = {configured} is not a folder{hint}; set "
+                                f"HIPPO_DATA to a folder of data, or to one of {', '.join(NAMED_SOURCES)}")
+    layout = detect_layout(configured)  # an unknown layout is an error naming the folder
+    return DataSource(configured, "config", f"Using [derive] source_dir {configured} ({layout} layout).")
 
 
 def ensure_synthetic(cfg: Config, dest: str | os.PathLike[str] | None = None) -> Path:
@@ -61,53 +144,14 @@ def ensure_synthetic(cfg: Config, dest: str | os.PathLike[str] | None = None) ->
     return dest
 
 
-def resolve_source(cfg: Config, data_dir: str | None = None, allow_download: bool = True) -> DataSource:
-    """Pick the volumes to derive from.
-
-    Order: ``data_dir`` (default: the ``HIPPO_DATA_DIR`` environment variable) when it
-    holds a known layout; else [derive] source_dir when it is a folder of real data (not
-    one the generator made); else a kagglehub download when kagglehub is installed and
-    the network answers; else the synthetic set at [derive] source_dir (made if missing).
-
-    Raises:
-        ValueError / FileNotFoundError: ``data_dir`` is given but unusable (it is never
-            silently replaced by synthetic data).
-    """
-    data_dir = data_dir if data_dir is not None else os.environ.get("HIPPO_DATA_DIR") or None
-    if data_dir:
-        path = Path(data_dir)
-        if not path.is_dir():
-            raise FileNotFoundError(f"HIPPO_DATA_DIR={data_dir}: folder not found")
-        layout = detect_layout(path)
-        return DataSource(path, "user", f"Using your data in {path} ({layout} layout).")
-    configured = cfg.derive.source_dir
-    if configured is not None and configured.is_dir() and not (configured / "synthetic.json").is_file():
-        layout = detect_layout(configured)  # an unknown layout is an error naming the folder
-        return DataSource(configured, "config", f"Using [derive] source_dir {configured} ({layout} layout).")
-    if allow_download:
-        try:
-            import kagglehub  # optional: pip install kagglehub
-        except ImportError:
-            kagglehub = None
-        if kagglehub is not None and _online():
-            try:
-                path = Path(kagglehub.dataset_download(KAGGLE_DATASET))
-                return DataSource(path, "kaggle", f"Downloaded the Kaggle HFH data to {path}.")
-            except Exception as exc:  # any download failure falls back; it is reported
-                logger.warning("kagglehub download failed (%s); using synthetic data", exc)
-    path = ensure_synthetic(cfg)
-    return DataSource(path, "synthetic",
-                      f"No real data found (HIPPO_DATA_DIR is unset, no download): using the "
-                      f"SYNTHETIC HFH-like set in {path}. It is made by hippo_utils, not real patients.")
-
-
-def ensure_dataset(cfg: Config, data_dir: str | None = None) -> Path:
+def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
     """The derived dataset of ``cfg``, derived first if it is missing.
 
     Lets any notebook run on its own, or out of order: when notebook 01 has not run,
-    the data is chosen as there (your data, a download, or the synthetic set). A dataset
-    that is there is checked against ``cfg`` (from the source it was derived from): one
-    derived with other settings is refused, never used as if it were this config's.
+    the data is chosen as there (``data``, default ``$HIPPO_DATA``, else the config's). A
+    dataset that is there is checked against ``cfg`` (from the source it was derived from):
+    one derived with other settings, or from another source than the one ``HIPPO_DATA``
+    names now, is refused, never used as if it were this config's.
 
     Raises:
         FileExistsError: the dataset there was derived with other settings or sources.
@@ -119,12 +163,18 @@ def ensure_dataset(cfg: Config, data_dir: str | None = None) -> Path:
     out = cfg.derive.output_dir
     if (out / "dataset.json").is_file():
         made_from = Path(read_dataset_meta(out).get("source_dir") or cfg.derive.source_dir)
+        if chosen_source(data) is not None:
+            named = resolve_source(cfg, data)
+            if named.path.resolve() != made_from.resolve():
+                raise FileExistsError(f"{out} was derived from {made_from}, but HIPPO_DATA names {named.path}: "
+                                      "derive into another [derive] output_dir (--set derive.output_dir=...), "
+                                      "or unset HIPPO_DATA to go on with this dataset; nothing was changed")
         layout = cfg.derive.layout if made_from == cfg.derive.source_dir else "auto"  # as it was derived
         derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=made_from,
                                                                            layout=layout)),
                        progress=False)  # up to date: nothing is written
         return out
-    source = resolve_source(cfg, data_dir)
+    source = resolve_source(cfg, data)
     logger.warning("%s", source.message)
     layout = cfg.derive.layout if source.path == cfg.derive.source_dir else "auto"
     derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(

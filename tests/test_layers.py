@@ -10,7 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hippo_utils"
 
 LAYERS = {
-    1: {"_version", "ownership", "fsutil", "locks", "backend", "png", "tables", "config_schema", "config"},
+    1: {"_version", "ownership", "fsutil", "locks", "download", "backend", "png", "tables", "config_schema",
+        "config"},
     2: {"volumes", "postprocess", "labels", "preprocess"},
     3: {"synthetic", "layouts", "derive", "data", "dataset", "metrics", "volumetry", "model", "precision", "model_dir",
         "plots"},

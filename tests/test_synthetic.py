@@ -118,5 +118,5 @@ def test_a_configured_real_folder_is_used_not_replaced(tmp_path):
     write_nifti(src / "images" / "s1.nii.gz", img)
     write_nifti(src / "labels" / "s1.nii.gz", lab)
     cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(src), "layout": "pairs"}))
-    found = resolve_source(cfg, data_dir="", allow_download=False)
+    found = resolve_source(cfg, allow_download=False)
     assert found.path == src and found.kind == "config"

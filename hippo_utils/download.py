@@ -1,0 +1,168 @@
+"""Public data sets fetched on request: the archive is downloaded into a cache folder (resumed
+where a download stopped), checked against its published checksum, and extracted under a
+temporary name that is renamed into place only when complete.
+
+    HIPPO_DATA=msd-task04   the Medical Segmentation Decathlon's Task04_Hippocampus (27 MB):
+                            260 real T1w crops, 208 of them labelled (CC-BY-SA 4.0)
+
+The cache is ``$HIPPO_CACHE``, else ``$XDG_CACHE_HOME/hippo_utils``, else
+``~/.cache/hippo_utils``. Nothing is fetched unless asked for: offline, the error says so
+in one line and where to put a copy downloaded by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from hippo_utils.fsutil import atomic_dir
+from hippo_utils.locks import folder_lock
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """A published archive: where it is, its checksum, and the folder it unpacks to."""
+
+    name: str
+    url: str
+    md5: str  # the checksum its publishers give (the Decathlon's, as MONAI checks it)
+    folder: str  # the top folder inside the archive
+    citation: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+MSD_TASK04 = Archive(
+    name="msd-task04", url="https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar",
+    md5="9d24dba78a72977dbd1d2e110310f31b", folder="Task04_Hippocampus",
+    citation="Antonelli et al., The Medical Segmentation Decathlon, Nature Communications 13, 4128 (2022); "
+             "CC-BY-SA 4.0")
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: ``$HIPPO_CACHE``, ``$XDG_CACHE_HOME/hippo_utils`` or ``~/.cache/hippo_utils``."""
+    if os.environ.get("HIPPO_CACHE"):
+        return Path(os.environ["HIPPO_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hippo_utils"
+
+
+def md5_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(archive: Archive | None = None, cache: str | os.PathLike[str] | None = None,
+          progress: bool = True, timeout: float = 30.0) -> Path:
+    """The archive's folder in the cache (default: :data:`MSD_TASK04`), downloaded, verified
+    and extracted first if needed.
+
+    Raises:
+        ConnectionError: the archive cannot be downloaded (offline, or the server refuses),
+            with the URL and where to put a copy downloaded by hand.
+        ValueError: its checksum is not the published one (the bad download is removed).
+    """
+    archive = archive or MSD_TASK04
+    cache = Path(cache) if cache is not None else cache_dir()
+    dest = cache / archive.folder
+    if dest.is_dir():
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    with folder_lock(dest, f"download {archive.name}"):
+        if dest.is_dir():  # another process finished it while this one waited for the lock
+            return dest
+        tar_path = cache / archive.filename
+        if not tar_path.is_file():
+            _download(archive, tar_path, progress, timeout)
+        got = md5_file(tar_path)
+        if got != archive.md5:
+            tar_path.unlink()
+            raise ValueError(f"{archive.url}: the download's MD5 is {got}, not the published {archive.md5}; "
+                             "it was removed: download it again (a proxy or a broken connection can change a file)")
+        with atomic_dir(dest, "download", what=f"the {archive.name} cache folder") as tmp:
+            _extract(tar_path, archive.folder, tmp)
+        logger.info("%s: extracted into %s (%s)", archive.filename, dest, archive.citation)
+    return dest
+
+
+def _download(archive: Archive, tar_path: Path, progress: bool, timeout: float) -> None:
+    """Download to ``NAME.part`` beside ``tar_path``, continuing a part left by an earlier
+    attempt where the server allows (an HTTP Range request), then rename it into place."""
+    from tqdm.auto import tqdm
+
+    part = tar_path.with_name(tar_path.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(archive.url, headers={"Range": f"bytes={have}-"} if have else {})
+    hand = f"or download it yourself and put {archive.filename} in {tar_path.parent}"
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (a fixed https URL)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part is whole already, or not of this file: start again
+            part.unlink()
+            return _download(archive, tar_path, progress, timeout)
+        raise ConnectionError(f"cannot download {archive.url}: HTTP {exc.code} {exc.reason}; {hand}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"cannot download {archive.url} ({reason}): are you offline? Try again online, "
+                              f"{hand}") from None
+    with response:
+        resumed = have and response.status == 206
+        if have and not resumed:
+            logger.info("%s: the server does not resume downloads; starting again", archive.url)
+        total = response.length + (have if resumed else 0) if response.length is not None else None
+        logger.info("downloading %s%s", archive.url, f" (resuming after {have} bytes)" if resumed else "")
+        with open(part, "ab" if resumed else "wb") as out, \
+                tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
+                     desc=archive.filename, disable=not progress) as bar:
+            try:
+                while block := response.read(1 << 16):
+                    out.write(block)
+                    bar.update(len(block))
+            except OSError as exc:  # the part stays: the next attempt continues it
+                raise ConnectionError(f"the download of {archive.url} broke off after {out.tell()} bytes ({exc}); "
+                                      "run again to continue it") from None
+    if total is not None and part.stat().st_size != total:
+        raise ConnectionError(f"the download of {archive.url} ended after {part.stat().st_size} of {total} bytes; "
+                              "run again to continue it")
+    os.replace(part, tar_path)
+
+
+def _extract(tar_path: Path, folder: str, dest: Path) -> None:
+    """Extract the members under ``folder/`` into ``dest``: regular files and folders only,
+    none outside it (a link, device or absolute path in an archive is refused)."""
+    prefix = folder.rstrip("/") + "/"
+    with tarfile.open(tar_path) as tar:
+        members = []
+        for member in tar.getmembers():
+            name = member.name[2:] if member.name.startswith("./") else member.name
+            if not (name.startswith(prefix) or name == folder):
+                continue
+            rel = Path(name[len(prefix):]) if name != folder else Path()
+            if rel.is_absolute() or ".." in rel.parts or not (member.isfile() or member.isdir()):
+                raise ValueError(f"{tar_path}: {member.name} is not a plain file inside {folder}/; "
+                                 "the archive is not the published one")
+            members.append((member, rel))
+        if not any(m.isfile() for m, _ in members):
+            raise ValueError(f"{tar_path}: no files under {folder}/; the archive is not the published one")
+        for member, rel in members:
+            target = dest / rel
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)

@@ -1,0 +1,274 @@
+"""The data source a learner names (HIPPO_DATA): the synthetic set, the MSD Task04 download
+(tested against a loopback HTTP server serving an archive built here in the Decathlon's
+layout), the Kaggle data through kagglehub (a stand-in module that nests the data as
+kagglehub does), or a folder; and never a silent switch from one to another."""
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import json
+import shutil
+import sys
+import tarfile
+import threading
+import types
+from pathlib import Path
+
+import pytest
+
+from hippo_utils import download, load_config
+from hippo_utils.data import ensure_dataset, resolve_source
+from hippo_utils.layouts import find_subjects
+
+from helpers import toy_volume, write_config, write_nifti
+
+MSD_NAMES = [f"hippocampus_{i:03d}" for i in (1, 3, 4, 6, 7, 8)]
+
+
+@pytest.fixture(autouse=True)
+def _no_source_chosen(monkeypatch, tmp_path):
+    for name in ("HIPPO_DATA", "HIPPO_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HIPPO_CACHE", str(tmp_path / "cache"))
+
+
+def _msd_archive(tmp_path: Path, extra: tarfile.TarInfo | None = None) -> bytes:
+    """A Task04_Hippocampus.tar as the Decathlon packs it: imagesTr, labelsTr, imagesTs,
+    dataset.json, and macOS '._' companions."""
+    tree = tmp_path / "build" / "Task04_Hippocampus"
+    for i, name in enumerate(MSD_NAMES):
+        img, lab = toy_volume(i)
+        write_nifti(tree / "imagesTr" / f"{name}.nii.gz", img)
+        write_nifti(tree / "labelsTr" / f"{name}.nii.gz", lab)
+        (tree / "imagesTr" / f"._{name}.nii.gz").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
+    write_nifti(tree / "imagesTs" / "hippocampus_002.nii.gz", toy_volume(9)[0])
+    (tree / "dataset.json").write_text(json.dumps({"name": "Hippocampus", "numTraining": len(MSD_NAMES)}))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(tree, arcname="Task04_Hippocampus")
+        if extra is not None:
+            tar.addfile(extra)
+    shutil.rmtree(tmp_path / "build")
+    return buf.getvalue()
+
+
+class _Server:
+    """Serves one file over loopback HTTP, with Range requests; can break off after N bytes."""
+
+    def __init__(self, body: bytes):
+        self.body, self.ranges, self.break_after = body, [], None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the http.server name)
+                start = 0
+                if "Range" in self.headers:
+                    server.ranges.append(self.headers["Range"])
+                    start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(server.body) - 1}/{len(server.body)}")
+                else:
+                    self.send_response(200)
+                data = server.body[start:]
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if server.break_after is not None:
+                    self.wfile.write(data[: server.break_after])
+                    server.break_after = None
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the connection drops mid-file
+                    return
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/Task04_Hippocampus.tar"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def msd_server(tmp_path, monkeypatch):
+    body = _msd_archive(tmp_path)
+    server = _Server(body)
+    monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
+        download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
+    yield server
+    server.close()
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def test_msd_task04_download_is_verified_extracted_and_reused(msd_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPPO_DATA", "msd-task04")
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": "${HIPPO_REAL_DATA}/none", "layout": "pairs",
+                                                            "output_dir": str(tmp_path / "derived"), "plane": "axis1",
+                                                            "label_map": {1: 1, 2: 1}}, size=32))
+    source = resolve_source(cfg)
+    cache = tmp_path / "cache"
+    assert source.kind == "msd-task04" and source.path == cache / "Task04_Hippocampus"
+    assert "real MSD Task04" in source.message and "CC-BY-SA" in source.message
+    found = find_subjects(source.path)
+    assert found.layout == "msd" and [s.name for s in found.labelled] == MSD_NAMES
+    assert [s.name for s in found.unlabelled] == ["hippocampus_002"]
+    assert _leftovers(cache) == ["Task04_Hippocampus", "Task04_Hippocampus.tar"]  # no .part, lock or temporary
+    msd_server.close()  # the second time nothing is fetched
+    assert resolve_source(cfg).path == source.path
+    out = ensure_dataset(cfg)  # the notebooks derive from it as from any source
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["source_dir"] == str(source.path) and meta["layout"] == "msd"
+
+
+def test_a_broken_download_resumes_where_it_stopped(msd_server, tmp_path):
+    msd_server.break_after = len(msd_server.body) // 3
+    with pytest.raises(ConnectionError, match=r"Task04_Hippocampus.tar .*(broke off|ended) after .*run again"):
+        download.fetch(progress=False)
+    cache = tmp_path / "cache"
+    part = cache / "Task04_Hippocampus.tar.part"
+    assert part.is_file() and 0 < part.stat().st_size < len(msd_server.body)
+    assert not (cache / "Task04_Hippocampus").exists()
+    have = part.stat().st_size
+    assert download.fetch(progress=False) == cache / "Task04_Hippocampus"
+    assert msd_server.ranges == [f"bytes={have}-"]  # only the rest was asked for
+    assert (cache / "Task04_Hippocampus.tar").read_bytes() == msd_server.body
+
+
+def test_a_checksum_mismatch_leaves_nothing(msd_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(download.MSD_TASK04, md5="0" * 32))
+    with pytest.raises(ValueError, match=r"MD5 is [0-9a-f]{32}, not the published 0{32}; it was removed"):
+        download.fetch(progress=False)
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_an_archive_with_a_link_is_refused_and_nothing_half_extracted(tmp_path, monkeypatch):
+    link = tarfile.TarInfo("Task04_Hippocampus/imagesTr/evil.nii.gz")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    body = _msd_archive(tmp_path, extra=link)
+    server = _Server(body)
+    try:
+        monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
+            download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
+        with pytest.raises(ValueError, match=r"evil\.nii\.gz is not a plain file inside Task04_Hippocampus/"):
+            download.fetch(progress=False)
+    finally:
+        server.close()
+    assert _leftovers(tmp_path / "cache") == ["Task04_Hippocampus.tar"]  # the verified archive; no folder
+
+
+def test_offline_is_one_clear_line(tmp_path, monkeypatch):
+    from helpers import free_port
+
+    monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
+        download.MSD_TASK04, url=f"http://127.0.0.1:{free_port()}/Task04_Hippocampus.tar"))
+    monkeypatch.setenv("HIPPO_DATA", "msd-task04")
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "none")}))
+    with pytest.raises(ConnectionError) as err:
+        resolve_source(cfg)
+    message = str(err.value)
+    assert "\n" not in message and "are you offline?" in message
+    assert f"put Task04_Hippocampus.tar in {tmp_path / 'cache'}" in message
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def _kagglehub(monkeypatch, tmp_path, synthetic_hfh, fail=None):
+    """A stand-in for kagglehub: the data under datasets/OWNER/NAME/versions/N, as kagglehub
+    caches it, with the Kaggle zip's own top folder inside."""
+    calls = []
+
+    def dataset_download(handle):
+        calls.append(handle)
+        if fail:
+            raise fail
+        root = tmp_path / "kagglehub" / "datasets" / handle / "versions" / "2"
+        if not root.exists():
+            shutil.copytree(synthetic_hfh, root / "HFH")
+            (root / "HFH" / "synthetic.json").unlink()  # as the real data: not made by the generator
+        return str(root)
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=dataset_download))
+    return calls
+
+
+def test_kagglehub_is_used_when_named_and_never_otherwise(monkeypatch, tmp_path, synthetic_hfh):
+    calls = _kagglehub(monkeypatch, tmp_path, synthetic_hfh)
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "synthetic"),
+                                                            "layout": "hfh", "output_dir": str(tmp_path / "derived")},
+                                   size=32, extra="[synthetic]\nn_labelled = 4\nn_unlabelled = 1"))
+    unnamed = resolve_source(cfg)  # kagglehub installed (as on Colab), nothing named: the synthetic set
+    assert unnamed.kind == "synthetic" and unnamed.path == tmp_path / "synthetic" and calls == []
+    assert "SYNTHETIC" in unnamed.message
+    monkeypatch.setenv("HIPPO_DATA", "kaggle-hfh")
+    named = resolve_source(cfg)
+    assert named.kind == "kaggle-hfh" and calls == ["andrewmvd/hippocampus-segmentation-in-mri-images"]
+    assert named.path.parts[-2:] == ("versions", "2")
+    found = find_subjects(named.path)
+    assert found.layout == "hfh" and len(found.labelled) == 4 and len(found.unlabelled) == 1
+    monkeypatch.setenv("HIPPO_DATA", "synthetic")
+    out = ensure_dataset(cfg)
+    before = (out / "dataset.json").read_bytes()
+    monkeypatch.setenv("HIPPO_DATA", "kaggle-hfh")  # a dataset of the synthetic set is not taken for the Kaggle data's
+    with pytest.raises(FileExistsError, match=r"was derived from .*synthetic, but HIPPO_DATA names .*versions/2"):
+        ensure_dataset(cfg)
+    assert (out / "dataset.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("fail, error, match", [
+    (None, ModuleNotFoundError, r"needs kagglehub: pip install kagglehub"),
+    (OSError("Name or service not known"), ConnectionError, r"could not download .*OSError: Name or service"),
+])
+def test_kagglehub_missing_or_offline_is_an_error(monkeypatch, tmp_path, synthetic_hfh, fail, error, match):
+    if fail is None:
+        monkeypatch.setitem(sys.modules, "kagglehub", None)  # not installed
+    else:
+        _kagglehub(monkeypatch, tmp_path, synthetic_hfh, fail=fail)
+    monkeypatch.setenv("HIPPO_DATA", "kaggle-hfh")
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "synthetic")}))
+    with pytest.raises(error, match=match):
+        resolve_source(cfg)
+    assert not (tmp_path / "synthetic").exists()  # no synthetic set made in its place
+
+
+def test_a_named_folder_or_a_wrong_name(monkeypatch, tmp_path, synthetic_hfh):
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "synthetic")}))
+    monkeypatch.setenv("HIPPO_DATA", str(synthetic_hfh))
+    found = resolve_source(cfg)
+    assert found.kind == "user" and found.path == synthetic_hfh and "hfh layout" in found.message
+    monkeypatch.setenv("HIPPO_DATA", "msd_task04")  # a typo of a source's name
+    with pytest.raises(FileNotFoundError, match=r"HIPPO_DATA=msd_task04: no such folder.*synthetic, msd-task04, "
+                                                r"kaggle-hfh"):
+        resolve_source(cfg)
+    real = load_config(write_config(tmp_path / "r.config", {"source_dir": str(synthetic_hfh.parent),
+                                                             "layout": "pairs"}))
+    monkeypatch.setenv("HIPPO_DATA", "synthetic")
+    with pytest.raises(ValueError, match=r"HIPPO_DATA=synthetic: .* is not the synthetic set's place"):
+        resolve_source(real)
+    monkeypatch.delenv("HIPPO_DATA")
+    unset = load_config(write_config(tmp_path / "u.config", {"source_dir": "${HIPPO_NOT_SET}/msd", "layout": "pairs"}))
+    with pytest.raises(FileNotFoundError, match=r"is not a folder \(an environment variable in it is not set\); "
+                                                r"set HIPPO_DATA"):
+        resolve_source(unset)
+
+
+def test_the_cli_derives_from_the_named_source(msd_server, tmp_path, capsys):
+    from hippo_utils.cli import main
+
+    config = write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "none"), "layout": "pairs",
+                                                   "output_dir": str(tmp_path / "derived"), "plane": "axis1",
+                                                   "label_map": {1: 1, 2: 1}}, size=32)
+    assert main(["--quiet", "derive", str(config), "--data", "msd-task04"]) == 0
+    out = capsys.readouterr().out
+    assert "Using the real MSD Task04 hippocampus crops in" in out and "derived:" in out and "(msd layout)" in out
+    msd_server.close()
+    (tmp_path / "cache" / "Task04_Hippocampus.tar").unlink()
+    shutil.rmtree(tmp_path / "cache" / "Task04_Hippocampus")
+    assert main(["--quiet", "derive", str(config), "--data", "msd-task04"]) == 2  # offline now
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot download ") and "are you offline?" in err and err.count("\n") == 1
