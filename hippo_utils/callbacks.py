@@ -7,10 +7,9 @@ Importing this module imports Keras; the trainer imports it when a run starts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -44,28 +43,6 @@ def write_history_files(history: dict[str, list[float]], cfg: Config) -> None:
         write_history_csv(eval_dir / f"{name}.csv", history, cols)
         plots.save_figure(plots.history_plot(history, cols, name.replace("_", " ")), eval_dir / f"{name}.png",
                           tight=False)
-
-
-@contextlib.contextmanager
-def averaged_weights(model) -> Iterator[None]:
-    """Inside, ``model`` holds its optimizer's moving average of the weights ([model]
-    ema_momentum, as Keras's SwapEMAWeights puts it there for validation); after, its own
-    weights again. Without averaging, nothing changes."""
-    optimizer = getattr(model, "optimizer", None)
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
-    averages = getattr(optimizer, "_model_variables_moving_average", None)
-    if not getattr(optimizer, "use_ema", False) or not averages:
-        yield
-        return
-    variables = optimizer._trainable_variables
-    own = [keras.ops.convert_to_numpy(v) for v in variables]
-    for var, average in zip(variables, averages, strict=True):
-        var.assign(average)
-    try:
-        yield
-    finally:
-        for var, value in zip(variables, own, strict=True):
-            var.assign(value)
 
 
 # ---------------------------------------------------------------- resumable counters
@@ -112,9 +89,9 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
 # -------------------------------------------------------------------- the epoch commit
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Each epoch, into the model folder: the best (averaged, with [model] ema_momentum) and
-    last checkpoints, history.json and state.json (:func:`~hippo_utils.model_dir.commit_epoch`);
-    then the CSVs and plots of the history into ``eval_dir``."""
+    """Each epoch, into the model folder: the best and last checkpoints, history.json and
+    state.json (:func:`~hippo_utils.model_dir.commit_epoch`); then the CSVs and plots of
+    the history into ``eval_dir``."""
 
     def __init__(self, cfg: Config, history: dict[str, list[float]], best: float | None,
                  early_stopping: ResumableEarlyStopping | None = None,
@@ -150,7 +127,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if self.reducer is not None:
             state["reducer"] = self.reducer.resume_state()
         commit_epoch(self.cfg.train.model_dir, self.model, epoch, self.history, state, improved,
-                     self.cfg.train.save_weights_only, best_weights=lambda: averaged_weights(self.model))
+                     self.cfg.train.save_weights_only)
         write_history_files(self.history, self.cfg)
 
 
@@ -177,8 +154,7 @@ class EpochPreviews(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.images is None:
             return
-        with averaged_weights(self.model):  # the weights validation scored
-            probs = self.model.predict_on_batch(self.images)  # one batch: no predict loop to set up
+        probs = self.model.predict_on_batch(self.images)  # one batch: no predict loop to set up
         preds = self.colours[np.argmax(probs, axis=-1)]
         if self.write_files:
             for name, pred in zip(self.names, preds, strict=True):

@@ -418,9 +418,6 @@ def _check_model(cfg: Config, err: Invalid) -> None:
         err("model", "clipvalue", f"must be positive or None, got {m.clipvalue}")
     if m.dice_weight < 0:
         err("model", "dice_weight", f"must be zero or more, got {m.dice_weight}")
-    if m.ema_momentum is not None and not 0 < m.ema_momentum < 1:
-        err("model", "ema_momentum", f"must be between 0 and 1 (e.g. 0.99), or None for no averaging, "
-                                     f"got {m.ema_momentum}")
 
 
 def _check_train(cfg: Config, err: Invalid) -> None:

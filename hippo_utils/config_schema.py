@@ -39,11 +39,6 @@ class ModelSection:
     # (about 0.43), and its outputs are not calibrated (Bertels et al. 2021). Less weight lets
     # the cross-entropy, which is calibrated, place the boundary.
     dice_weight: float = 1.0
-    # Polyak averaging (new here): Adam also keeps an exponential moving average of the weights,
-    # with this momentum per step (e.g. 0.99: about the last 100 steps). Validation, the best
-    # checkpoint, the previews and inference use the average, which moves less from one step,
-    # seed or machine to the next than the weights of the last step do. None: off.
-    ema_momentum: float | None = None
     metrics: tuple[str, ...] = ("dice_coef_multiclass",)
     show_summary: bool = False
 

@@ -19,7 +19,6 @@ from a complete checkpoint that matches ``state.json`` and ``history.json``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +26,6 @@ import platform
 import re
 import shutil
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 from hippo_utils._version import __version__
@@ -88,16 +86,13 @@ def read_history(model_dir: str | os.PathLike[str], epochs: int | None = None) -
 
 
 def commit_epoch(model_dir: Path, model, epoch: int, history: dict, state: dict, improved: bool,
-                 weights_only: bool,
-                 best_weights: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
+                 weights_only: bool) -> None:
     """Write epoch ``epoch`` (0-based) into ``model_dir``: the best model when ``improved``,
     the epoch's checkpoint, the history, then ``state.json`` (the commit), then ``last.keras``;
-    older epoch checkpoints go last. ``best_weights``: a context in which ``model`` holds the
-    weights the best model keeps (the averaged ones with [model] ema_momentum); the epoch's
-    checkpoint keeps the training state as it is, so that a resumed run goes on from it."""
+    older epoch checkpoints go last."""
     if improved:
         best = model_dir / ("best.weights.h5" if weights_only else "best.keras")
-        with best_weights(), atomic_path(best) as tmp:
+        with atomic_path(best) as tmp:
             (model.save_weights if weights_only else model.save)(str(tmp))
     checkpoint = f"last.e{epoch + 1:03d}.keras"
     with atomic_path(model_dir / checkpoint) as tmp:

@@ -57,7 +57,7 @@ def cosine_learning_rate(epoch: int, lr: float = 0.0, *, base: float, epochs: in
 
 
 def compile_model(model, cfg: Config, optimizer=None, **options) -> None:
-    """Adam with [model] learning_rate, clipvalue and ema_momentum, the configured loss, and metrics:
+    """Adam with [model] learning_rate and clipvalue, the configured loss, and metrics:
     foreground Dice always, plus those of [model] metrics; XLA as [train] jit_compile says.
     ``optimizer``: one to keep instead (a resumed run's, with its state). ``options`` go to
     ``model.compile`` and win over the config."""
@@ -76,8 +76,7 @@ def compile_model(model, cfg: Config, optimizer=None, **options) -> None:
         metrics.append(dice_coef_multiclass)
     opt = optimizer
     if opt is None:
-        averaging = {"use_ema": True, "ema_momentum": m.ema_momentum} if m.ema_momentum else {}
-        opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue, **averaging)
+        opt = keras.optimizers.Adam(learning_rate=m.learning_rate, clipvalue=m.clipvalue)
         if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
             opt = keras.optimizers.LossScaleOptimizer(opt)  # float16 gradients would underflow unscaled
     options.setdefault("jit_compile", cfg.train.jit_compile)
@@ -261,8 +260,6 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     if t.lr_schedule == "cosine":  # a function of the epoch alone, so a resumed run follows it too
         callbacks.append(keras.callbacks.LearningRateScheduler(
             functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
-    if cfg.model.ema_momentum:  # validation scores the averaged weights, which the best checkpoint keeps
-        callbacks.insert(0, keras.callbacks.SwapEMAWeights())
     callbacks.append(cb.EpochCheckpoint(cfg, history, best, early, reducer))
     if t.tensorboard:
         board, board_listeners = cb.tensorboard_callbacks(cfg)

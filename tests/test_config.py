@@ -94,7 +94,6 @@ def test_values_are_never_evaluated(tmp_path):
     ("[derive]\nlabel_map = {1: 5}\n", "classes run 0..1"),
     ("[derive]\nsplit_by = \"slices\"\n", "split_by: 'slices' is not one of subject, slice"),
     ("[model]\ndice_weight = -1\n", "dice_weight: must be zero or more"),
-    ("[model]\nema_momentum = 1\n", "ema_momentum: must be between 0 and 1"),
     ("[mask]\nrgb_map = {(0,0,0):0, (300,0,0):1}\n", "outside 0..255"),
     ("[train]\nlr_schedule = \"step\"\n", 'lr_schedule.*"plateau" or "cosine"'),
     ("[train]\nlr_schedule = \"cosine\"\n", "set learning_rate_reducer = False too"),

@@ -225,28 +225,3 @@ def test_resume_trains_on_the_configured_loss(tiny_config, tmp_path):
     resumed = float(ops.convert_to_numpy(result.model.loss(y_true, y_pred)))
     assert resumed == pytest.approx(float(ce_dice_loss(y_true, y_pred, 0.1)), rel=1e-5)
     assert resumed != pytest.approx(float(ce_dice_loss(y_true, y_pred, 1.0)), rel=1e-3)
-
-
-def test_weight_averaging_keeps_the_average_as_best_and_the_training_state_in_last(tiny_config, tmp_path):
-    """[model] ema_momentum: validation and the best checkpoint use Adam's moving average of the
-    weights, the epoch's checkpoint keeps the weights being trained (and the average in its
-    optimizer), so that a resumed run goes on from where it stopped."""
-    import keras
-
-    from hippo_utils.model_dir import load_checkpoint
-
-    sets = ["model.ema_momentum=0.9", "train.epochs=1", *_run_sets(tmp_path)]
-    cfg = load_config(tiny_config.path, sets)
-    train(cfg, progress=False)
-    last = load_checkpoint(cfg.train.model_dir / "last.keras", cfg.train.model_dir)
-    assert last.optimizer.use_ema and int(last.optimizer.iterations) > 0
-    averages = [keras.ops.convert_to_numpy(v) for v in last.optimizer._model_variables_moving_average]
-    own = [keras.ops.convert_to_numpy(v) for v in last.trainable_weights]
-    assert any(not np.allclose(a, w) for a, w in zip(averages, own, strict=True))  # they have drifted apart
-    best, _ = load_model_dir(cfg.train.model_dir)  # one epoch: the best is its average
-    for a, w in zip(averages, [keras.ops.convert_to_numpy(v) for v in best.trainable_weights], strict=True):
-        np.testing.assert_array_equal(a, w)
-    keras.backend.clear_session()
-    result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
-    assert result.epochs_done == 2
-    assert int(result.model.optimizer.iterations) == 2 * int(last.optimizer.iterations)
