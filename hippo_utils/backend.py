@@ -88,10 +88,13 @@ def describe_device(tf=None) -> str:
                 names.append(gpu.name)
         return f"device: GPU ({', '.join(names)})"
     expected = gpu_expected()
+    if expected and os.name == "nt":  # TensorFlow has no GPU build for native Windows
+        return (f"device: CPU ({cpu_cores()} cores; TensorFlow uses an NVIDIA GPU on Windows only inside "
+                "WSL2)")
     if expected:
         return (f"device: CPU ({cpu_cores()} cores). WARNING: {expected} says this machine has an NVIDIA GPU, "
-                "but TensorFlow sees none: the CUDA lines above say why (on Linux, pip install "
-                "'tensorflow[and-cuda]'; on Colab, Runtime > Change runtime type)")
+                "but TensorFlow sees none: the CUDA lines above say why (pip install 'tensorflow[and-cuda]'; "
+                "on Colab, Runtime > Change runtime type)")
     return f"device: CPU ({cpu_cores()} cores; no GPU)"
 
 
@@ -121,7 +124,7 @@ def import_tensorflow():
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
-            missing_gpu = gpus == [] and gpu_expected() is not None
+            missing_gpu = not gpus and gpu_expected() is not None  # also when the import itself failed
             rest = without_chatter(caught.read().decode("utf-8", errors="replace"), keep_cuda=missing_gpu)
             if rest:
                 sys.stderr.write(rest)

@@ -49,17 +49,20 @@ def chosen_source(data: str | None = None) -> str | None:
 
 def _makes_synthetic(cfg: Config) -> bool:
     """Whether [derive] source_dir is the synthetic set's place: made by ``synthesize``, or not
-    there yet for a config that reads the HFH layout the generator writes."""
+    there yet for a config that says how to make it (a [synthetic] section, as the demo and CI
+    configs have; hfh_512's folder is for the real Kaggle data)."""
     folder = cfg.derive.source_dir
     if folder is None or (folder / "synthetic.json").is_file():
         return True
-    return not folder.exists() and "$" not in str(folder) and cfg.derive.layout in ("hfh", "auto")
+    return not folder.exists() and "synthetic" in cfg.sections_present
 
 
 def _kaggle_hfh() -> Path:
     try:
         import kagglehub  # optional: pip install kagglehub (Colab has it)
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "kagglehub":
+            raise  # kagglehub is there but broken: its own error says why
         raise ModuleNotFoundError("HIPPO_DATA=kaggle-hfh needs kagglehub: pip install kagglehub (and a Kaggle "
                                   "account's API token), or download the data yourself and set HIPPO_DATA to "
                                   "its folder") from None
@@ -100,7 +103,7 @@ def resolve_source(cfg: Config, data: str | None = None, allow_download: bool = 
                              "the HFH configs (demo, ci, hfh_512)")
         path = ensure_synthetic(cfg)
         return DataSource(path, "synthetic", f"Using the SYNTHETIC HFH-like set in {path}: made by hippo_utils, "
-                                             "not real patients (HIPPO_DATA names another source).")
+                                             "not real patients (set HIPPO_DATA to use another source).")
     if choice is not None:  # a folder
         path = Path(choice).expanduser()
         if not path.is_dir():
@@ -109,7 +112,7 @@ def resolve_source(cfg: Config, data: str | None = None, allow_download: bool = 
         layout = detect_layout(path)
         return DataSource(path, "user", f"Using your data in {path} ({layout} layout).")
     configured = cfg.derive.source_dir
-    if not configured.is_dir():
+    if configured is None or not configured.is_dir():
         hint = " (an environment variable in it is not set)" if "$" in str(configured) else ""
         raise FileNotFoundError(f"{cfg.path}: [derive] source_dir = {configured} is not a folder{hint}; set "
                                 f"HIPPO_DATA to a folder of data, or to one of {', '.join(NAMED_SOURCES)}")
@@ -144,6 +147,20 @@ def ensure_synthetic(cfg: Config, dest: str | os.PathLike[str] | None = None) ->
     return dest
 
 
+def _named_path(cfg: Config, choice: str | None) -> Path | None:
+    """Where the named source lies, found without making or fetching it (None: nothing named,
+    or kaggle-hfh, whose folder only kagglehub knows: a path under its handle is taken as it)."""
+    if choice is None or choice == "kaggle-hfh":
+        return None
+    if choice == "synthetic":
+        return cfg.derive.source_dir
+    if choice == "msd-task04":
+        from hippo_utils.download import MSD_TASK04, cache_dir
+
+        return cache_dir() / MSD_TASK04.folder
+    return Path(choice).expanduser()
+
+
 def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
     """The derived dataset of ``cfg``, derived first if it is missing.
 
@@ -163,12 +180,13 @@ def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
     out = cfg.derive.output_dir
     if (out / "dataset.json").is_file():
         made_from = Path(read_dataset_meta(out).get("source_dir") or cfg.derive.source_dir)
-        if chosen_source(data) is not None:
-            named = resolve_source(cfg, data)
-            if named.path.resolve() != made_from.resolve():
-                raise FileExistsError(f"{out} was derived from {made_from}, but HIPPO_DATA names {named.path}: "
-                                      "derive into another [derive] output_dir (--set derive.output_dir=...), "
-                                      "or unset HIPPO_DATA to go on with this dataset; nothing was changed")
+        choice = chosen_source(data)
+        named = _named_path(cfg, choice)
+        kaggle_elsewhere = choice == "kaggle-hfh" and KAGGLE_DATASET not in made_from.as_posix()
+        if kaggle_elsewhere or (named is not None and named.resolve() != made_from.resolve()):
+            raise FileExistsError(f"{out} was derived from {made_from}, but HIPPO_DATA names {named or choice}: "
+                                  "derive into another [derive] output_dir (--set derive.output_dir=...), "
+                                  "or unset HIPPO_DATA to go on with this dataset; nothing was changed")
         layout = cfg.derive.layout if made_from == cfg.derive.source_dir else "auto"  # as it was derived
         derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=made_from,
                                                                            layout=layout)),

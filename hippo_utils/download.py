@@ -3,7 +3,8 @@ where a download stopped), checked against its published checksum, and extracted
 temporary name that is renamed into place only when complete.
 
     HIPPO_DATA=msd-task04   the Medical Segmentation Decathlon's Task04_Hippocampus (27 MB):
-                            260 real T1w crops, 208 of them labelled (CC-BY-SA 4.0)
+                            260 labelled real T1w crops (imagesTr/, labelsTr/) and 130
+                            unlabelled ones (imagesTs/); CC-BY-SA 4.0
 
 The cache is ``$HIPPO_CACHE``, else ``$XDG_CACHE_HOME/hippo_utils``, else
 ``~/.cache/hippo_utils``. Nothing is fetched unless asked for: offline, the error says so
@@ -14,16 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import logging
 import os
+import re
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from hippo_utils.fsutil import atomic_dir
-from hippo_utils.locks import folder_lock
+from hippo_utils.locks import FolderLocked, folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -67,36 +71,54 @@ def md5_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fetch(archive: Archive | None = None, cache: str | os.PathLike[str] | None = None,
-          progress: bool = True, timeout: float = 30.0) -> Path:
+          progress: bool = True, timeout: float = 30.0, wait: float = 1800.0) -> Path:
     """The archive's folder in the cache (default: :data:`MSD_TASK04`), downloaded, verified
-    and extracted first if needed.
+    and extracted first if needed. Another process fetching it (a second notebook) is waited
+    for, up to ``wait`` seconds.
 
     Raises:
         ConnectionError: the archive cannot be downloaded (offline, or the server refuses),
             with the URL and where to put a copy downloaded by hand.
-        ValueError: its checksum is not the published one (the bad download is removed).
+        ValueError: its checksum is not the published one (a download is removed; a copy put
+            there by hand is renamed ``.bad`` and named).
+        FolderLocked: another process still fetches it after ``wait`` seconds.
     """
     archive = archive or MSD_TASK04
     cache = Path(cache) if cache is not None else cache_dir()
     dest = cache / archive.folder
-    if dest.is_dir():
-        return dest
     cache.mkdir(parents=True, exist_ok=True)
-    with folder_lock(dest, f"download {archive.name}"):
-        if dest.is_dir():  # another process finished it while this one waited for the lock
-            return dest
-        tar_path = cache / archive.filename
-        if not tar_path.is_file():
-            _download(archive, tar_path, progress, timeout)
-        got = md5_file(tar_path)
-        if got != archive.md5:
-            tar_path.unlink()
-            raise ValueError(f"{archive.url}: the download's MD5 is {got}, not the published {archive.md5}; "
-                             "it was removed: download it again (a proxy or a broken connection can change a file)")
-        with atomic_dir(dest, "download", what=f"the {archive.name} cache folder") as tmp:
-            _extract(tar_path, archive.folder, tmp)
-        logger.info("%s: extracted into %s (%s)", archive.filename, dest, archive.citation)
+    deadline = time.monotonic() + wait
+    while not dest.is_dir():
+        try:
+            with folder_lock(dest, f"download {archive.name}"):
+                if not dest.is_dir():  # another process may have finished it meanwhile
+                    _fetch_locked(archive, cache, dest, progress, timeout)
+        except FolderLocked as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.info("waiting: %s", str(exc).split(". ")[0])
+            time.sleep(1.0)
     return dest
+
+
+def _fetch_locked(archive: Archive, cache: Path, dest: Path, progress: bool, timeout: float) -> None:
+    tar_path = cache / archive.filename
+    by_hand = tar_path.is_file()
+    if not by_hand:
+        _download(archive, tar_path, progress, timeout)
+    got = md5_file(tar_path)
+    if got != archive.md5:
+        if by_hand:  # not ours to delete
+            bad = tar_path.with_name(tar_path.name + ".bad")
+            os.replace(tar_path, bad)
+            raise ValueError(f"{tar_path}: its MD5 is {got}, not the published {archive.md5} of {archive.url}; "
+                             f"it is not that archive (renamed to {bad.name}): download it again")
+        tar_path.unlink()
+        raise ValueError(f"{archive.url}: the download's MD5 is {got}, not the published {archive.md5}; "
+                         "it was removed: download it again (a proxy or a broken connection can change a file)")
+    with atomic_dir(dest, "download", what=f"the {archive.name} cache folder") as tmp:
+        _extract(tar_path, archive.folder, tmp)
+    logger.info("%s: extracted into %s (%s)", archive.filename, dest, archive.citation)
 
 
 def _download(archive: Archive, tar_path: Path, progress: bool, timeout: float) -> None:
@@ -115,15 +137,21 @@ def _download(archive: Archive, tar_path: Path, progress: bool, timeout: float) 
             part.unlink()
             return _download(archive, tar_path, progress, timeout)
         raise ConnectionError(f"cannot download {archive.url}: HTTP {exc.code} {exc.reason}; {hand}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConnectionError(f"cannot download {archive.url} ({reason}): are you offline? Try again online, "
                               f"{hand}") from None
     with response:
         resumed = have and response.status == 206
+        ranged = re.match(r"bytes (\d+)-\d+/(\d+)", response.headers.get("Content-Range", ""))
+        if resumed and (ranged is None or int(ranged[1]) != have):  # not the rest that was asked for
+            resumed = False
+            response.close()
+            part.unlink()
+            return _download(archive, tar_path, progress, timeout)
         if have and not resumed:
             logger.info("%s: the server does not resume downloads; starting again", archive.url)
-        total = response.length + (have if resumed else 0) if response.length is not None else None
+        total = int(ranged[2]) if ranged else response.length
         logger.info("downloading %s%s", archive.url, f" (resuming after {have} bytes)" if resumed else "")
         with open(part, "ab" if resumed else "wb") as out, \
                 tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
@@ -132,7 +160,7 @@ def _download(archive: Archive, tar_path: Path, progress: bool, timeout: float) 
                 while block := response.read(1 << 16):
                     out.write(block)
                     bar.update(len(block))
-            except OSError as exc:  # the part stays: the next attempt continues it
+            except (OSError, http.client.HTTPException) as exc:  # the part stays: the next attempt continues it
                 raise ConnectionError(f"the download of {archive.url} broke off after {out.tell()} bytes ({exc}); "
                                       "run again to continue it") from None
     if total is not None and part.stat().st_size != total:
@@ -152,7 +180,8 @@ def _extract(tar_path: Path, folder: str, dest: Path) -> None:
             if not (name.startswith(prefix) or name == folder):
                 continue
             rel = Path(name[len(prefix):]) if name != folder else Path()
-            if rel.is_absolute() or ".." in rel.parts or not (member.isfile() or member.isdir()):
+            odd = ":" in name or "\\" in name  # a Windows drive, stream or separator
+            if odd or rel.is_absolute() or ".." in rel.parts or not (member.isfile() or member.isdir()):
                 raise ValueError(f"{tar_path}: {member.name} is not a plain file inside {folder}/; "
                                  "the archive is not the published one")
             members.append((member, rel))

@@ -117,7 +117,8 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     if qc:
         if normalised is None:
             normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
-        picture = plots.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus")
+        picture = plots.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus",
+                                    anatomical=not cfg.derive.plane.startswith("axis"))
         atomic_write_bytes(result.qc_path, png_bytes(picture, compress_level=1), input=source)
     if gt is not None:
         result.metrics.update(labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label",

@@ -74,9 +74,10 @@ def _volumes_by_name(folder: Path, strip: str = "") -> dict[str, Path]:
 NNUNET_CHANNEL = re.compile(r"^(.+)_(\d{4})$")  # nnU-Net's images: NAME_0000.nii.gz beside labels NAME.nii.gz
 
 
-def _strip_channel(images: dict[str, Path], labels: dict[str, Path]) -> dict[str, Path]:
+def _strip_channel(images: dict[str, Path], labels: dict[str, Path], strict: bool = True) -> dict[str, Path]:
     """Images named the nnU-Net way (``NAME_0000``, one file per channel) under their subject's
-    name, when every image carries such a suffix and the labels do not.
+    name, when every image carries such a suffix and the labels do not. Not ``strict`` (images
+    without labels to pair with), several "channels" leave the names as they are.
 
     Raises:
         ValueError: a subject has more channels than ``_0000`` (this tool reads one T1w image).
@@ -90,6 +91,8 @@ def _strip_channel(images: dict[str, Path], labels: dict[str, Path]) -> dict[str
     if not all("0000" in found for found in channels.values()):
         return images  # names that merely end in four digits
     several = sorted(subject for subject, found in channels.items() if len(found) > 1)
+    if several and not strict:
+        return images
     if several:
         found = channels[several[0]]
         raise ValueError(f"{found['0000'].parent}: {several[0]} has the channels {', '.join(sorted(found))} "
@@ -206,7 +209,7 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
                          skip_unpaired)
         tests = _find_dir(root, "imagesTs")
         if tests is not None:
-            unlabelled = _strip_channel(_volumes_by_name(tests), {})
+            unlabelled = _strip_channel(_volumes_by_name(tests), {}, strict=False)
     elif layout == "pairs":
         if not (root / "images").is_dir() or not (root / "labels").is_dir():
             raise ValueError(f"{root}: not the pairs layout: images/ and labels/ are both needed")

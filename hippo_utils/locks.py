@@ -71,6 +71,8 @@ def lock_path(folder: str | os.PathLike[str]) -> Path:
 
 
 def _describe(holder: dict) -> str:
+    if not holder:  # read as the holder was writing its record
+        return "another process"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
     command = holder.get("command") or "?"
     return f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, started {started} ({command})"
@@ -90,6 +92,14 @@ def _read_holder(fh) -> dict:
     return holder if isinstance(holder, dict) else {"pid": "?", "command": text.strip()[:80]}
 
 
+def _read_holder_at(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return _read_holder(fh)
+    except OSError:
+        return {}
+
+
 NO_LOCKS = {errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOLCK}
 
 
@@ -99,7 +109,7 @@ def _try_lock(fh) -> bool | None:
     try:
         return filelock.lock_descriptor(fh.fileno(), blocking=False)
     except OSError as exc:
-        if exc.errno in NO_LOCKS:
+        if exc.errno in NO_LOCKS or getattr(exc, "winerror", None) in (1, 50):  # Windows: not supported here
             return None
         raise
 
@@ -121,7 +131,8 @@ def _runs(holder: dict) -> bool:
 
 
 def _acquire(path: Path, folder: str | os.PathLike[str]):
-    """The open, locked lock file; :class:`FolderLocked` when a live process holds it."""
+    """The open, locked lock file, and whether it is locked by the record alone (no system
+    lock here); :class:`FolderLocked` when a live process holds it."""
     while True:
         try:
             fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
@@ -140,7 +151,7 @@ def _acquire(path: Path, folder: str | os.PathLike[str]):
                                   "would replace it. Move it away, or choose another output folder")
         try:
             if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
-                return fh
+                return fh, locked is None
         except FileNotFoundError:
             pass
         fh.close()  # the holder removed this file as we locked it: lock the new one
@@ -173,17 +184,22 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "write") -> Iterator
     """
     path = lock_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = _acquire(path, folder)
+    fh, unlocked = _acquire(path, folder)
+    stale = _read_holder(fh)
+    fh.seek(0)
+    fh.truncate()
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+              "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}
+    fh.write(" " + json.dumps(record))  # the first byte is the one Windows locks
+    fh.flush()
+    if unlocked:  # no system lock: of two that wrote at once, the record left says who goes on
+        time.sleep(0.05)
+        if _read_holder(fh) != record:
+            fh.close()  # the file is the other's now: left in place
+            raise FolderLocked(f"{folder} is in use: {_describe(_read_holder_at(path))} took it at the same moment")
+    if stale:
+        logger.warning("%s: taking over the lock left by %s, which no longer runs", folder, _describe(stale))
     try:
-        stale = _read_holder(fh)
-        if stale:
-            logger.warning("%s: taking over the lock left by %s, which no longer runs", folder, _describe(stale))
-        fh.seek(0)
-        fh.truncate()
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                  "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}
-        fh.write(" " + json.dumps(record))  # the first byte is the one Windows locks
-        fh.flush()
         with terminate_as_interrupt():  # a SIGTERM then unwinds like Ctrl-C: work recorded, temporaries gone
             yield path
     finally:

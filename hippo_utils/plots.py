@@ -229,11 +229,14 @@ def letter_axes(ax, plane: str | None, fontsize: int = 10) -> None:
                 ha="center", va="center", path_effects=outline)
 
 
-def _planes(vol) -> list[tuple[str, int]]:
+def _planes(vol, anatomical: bool = True) -> list[tuple[str, int]]:
     """(plane, slice axis) for sagittal, coronal and axial; array axes (``axisN``) when the
-    affine does not tell the directions apart."""
+    affine does not tell the directions apart, or when it is not to be read as anatomy
+    (``anatomical`` off: a config whose [derive] plane is an array axis, as MSD's crops)."""
     from hippo_utils.preprocess import plane_axes
 
+    if not anatomical:
+        return [(f"axis{a}", a) for a in range(3)]
     try:
         return [(plane, plane_axes(vol, plane)[0]) for plane in ("sagittal", "coronal", "axial")]
     except ValueError:
@@ -241,7 +244,8 @@ def _planes(vol) -> list[tuple[str, int]]:
 
 
 def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndarray | None = None,
-                 point: Sequence[int] | None = None, title: str = "", data: np.ndarray | None = None) -> Figure:
+                 point: Sequence[int] | None = None, title: str = "", data: np.ndarray | None = None,
+                 anatomical: bool = True) -> Figure:
     """Sagittal, coronal and axial slices through ``point`` (default: the label centre), in
     the radiological display orientation with direction letters, the physical aspect for
     anisotropic voxels, and ticks in the array's own indices.
@@ -250,12 +254,15 @@ def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndar
         volume: a :class:`~hippo_utils.volumes.Volume` (its affine gives the directions), or
             an array with ``spacing``.
         data: intensities to show instead of the volume's (e.g. normalised ones).
+        anatomical: off, the three array axes without direction letters (an affine that is not
+            to be read as anatomy).
     """
     vol = _as_volume(volume, spacing)
     data = vol.data if data is None else data
     point = _label_point(vol, labels) if point is None else point
     fig = Figure(figsize=(13, 4.6))
-    for ax, (plane, axis) in zip(fig.subplots(1, 3), _planes(vol), strict=True):
+    planes = _planes(vol, anatomical)
+    for ax, (plane, axis) in zip(fig.subplots(1, 3), planes, strict=True):
         _draw_slice(ax, vol, data, plane, point[axis], labels)
         ax.set_title(f"{plane}: array axis {axis} = {point[axis]}", fontsize=9)
     if labels is not None:
@@ -264,8 +271,7 @@ def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndar
         present = [int(v) for v in np.unique(labels) if 0 < v < len(LABEL_COLOURS)]
         fig.legend(handles=[Patch(color=LABEL_COLOURS[v], label=f"label {v}") for v in present],
                    loc="lower center", ncol=max(1, len(present)), fontsize=8, frameon=False)
-    fig.suptitle((f"{title}\n" if title else "") + "radiological display: the subject's right on the image's left",
-                 fontsize=10)
+    fig.suptitle((f"{title}\n" if title else "") + display_note(planes), fontsize=10)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.16, top=0.84, wspace=0.25)  # fits untrimmed, too
     return fig
 
@@ -287,14 +293,22 @@ def pil_font(size: int):
         return ImageFont.load_default()
 
 
+def display_note(planes: Sequence[tuple[str, int]]) -> str:
+    """What the orientation of a three-plane picture is, for its heading."""
+    if planes[0][0].startswith("axis"):
+        return "the array's axes, as stored (no anatomical directions)"
+    return "radiological display: the subject's right on the image's left"
+
+
 def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | None = None, title: str = "",
-                height: int = 280) -> np.ndarray:
+                height: int = 280, anatomical: bool = True) -> np.ndarray:
     """What :func:`three_planes` shows, drawn with NumPy and PIL alone (no matplotlib: 0.08 s
     against 0.35-0.6 s a volume), as an RGB array: the batch QC picture of every segmented volume.
 
     Sagittal, coronal and axial slices through the labels' centre, radiological, at the
-    physical aspect, with direction letters; labels blended at alpha 0.55 in
-    :data:`~hippo_utils.labels.LABEL_COLOURS`; a title and a legend of the labels present.
+    physical aspect, with direction letters (the array's axes without ``anatomical``); labels
+    blended at alpha 0.55 in :data:`~hippo_utils.labels.LABEL_COLOURS`; a title and a legend of
+    the labels present.
     """
     from PIL import Image, ImageDraw
 
@@ -306,7 +320,8 @@ def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | Non
     point = _label_point(vol, labels)
     colours = palette().astype(np.float32)
     panels, captions = [], []
-    for plane, axis in _planes(vol):
+    planes = _planes(vol, anatomical)
+    for plane, axis in planes:
         axes = plane_axes(vol, plane)
         grey = np.clip(display_stack(data, *axes)[point[axis]], 0, 1)
         rgb = np.repeat((grey * 255)[..., None], 3, axis=2).astype(np.float32)
@@ -330,7 +345,7 @@ def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | Non
         canvas.paste(Image.fromarray(panel), (x, top))
         draw.text((x + panel.shape[1] / 2, top - 4), caption, fill="black", font=pil_font(12), anchor="md")
         x += panel.shape[1] + gap
-    heading = (f"{title} · " if title else "") + "radiological display: the subject's right on the image's left"
+    heading = (f"{title} · " if title else "") + display_note(planes)
     draw.text((canvas.width / 2, 6), heading, fill="black", font=pil_font(14), anchor="ma")
     counts = np.bincount(labels.ravel(), minlength=len(LABEL_COLOURS)) if labels is not None else []
     present = [v for v in range(1, len(LABEL_COLOURS)) if len(counts) and counts[v]]

@@ -61,6 +61,9 @@ def stacked(*pngs: bytes, gap: int = 8) -> bytes:
     return png_bytes(np.asarray(canvas))
 
 
+NO_GLYPH = str.maketrans({"–": "-", "—": "-"})  # dashes PIL's own font draws as a box
+
+
 def captioned(png: bytes, text: str, size: int = 14) -> bytes:
     """``png`` with ``text`` above it: HTML tags dropped, a line per ``<br>``, long lines
     wrapped at `` · `` or spaces to the picture's width."""
@@ -72,7 +75,7 @@ def captioned(png: bytes, text: str, size: int = 14) -> bytes:
     font = plots.pil_font(size)
     width = max(image.width - 8, 100)
     lines: list[str] = []
-    for raw in re.split(r"<br\s*/?>", text):
+    for raw in re.split(r"<br\s*/?>", text.translate(NO_GLYPH)):
         words = re.sub(r"<[^>]+>", "", raw).split(" ")
         line = ""
         for word in words:

@@ -215,6 +215,10 @@ def test_nnunet_channel_suffix_pairs(tmp_path):
     src = find_subjects(root)
     assert [s.name for s in src.labelled] == names and src.labelled[0].image.name == "hippocampus_001_0000.nii.gz"
     assert [s.name for s in src.unlabelled] == ["hippocampus_002"]
+    tests = root / "imagesTs"
+    (tests / "hippocampus_002_0000.nii.gz").rename(tests / "scan_0000.nii.gz")
+    shutil.copy(tests / "scan_0000.nii.gz", tests / "scan_0001.nii.gz")  # two scans, not two channels: kept
+    assert [s.name for s in find_subjects(root).unlabelled] == ["scan_0000", "scan_0001"]
     pairs = tmp_path / "pairs"
     for name in names:
         for sub, suffix in (("images", "_0000"), ("labels", "")):

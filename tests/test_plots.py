@@ -103,6 +103,23 @@ def test_three_planes_show_radiological_orientation_with_true_ticks(x_code, x_si
     assert "array axis 1 = 10" in coronal.get_title()
 
 
+def test_an_affine_not_read_as_anatomy_shows_array_axes():
+    """MSD's crops ([derive] plane = axis1): the three pictures are the array's axes, with no
+    direction letters or radiological claim, in the figure and in the batch QC picture."""
+    from hippo_utils.volumes import Volume
+
+    data = np.random.default_rng(0).uniform(size=(30, 20, 40)).astype(np.float32)
+    labels = np.zeros(data.shape, np.uint8)
+    labels[5:8, 9:12, 30:33] = 1
+    vol = Volume(data, np.diag([1.0, 2.0, 1.0, 1.0]))
+    fig = plots.three_planes(vol, labels=labels, anatomical=False)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["axis0: array axis 0 = 6", "axis1: array axis 1 = 10",
+                                                       "axis2: array axis 2 = 31"]
+    assert all(not ax.texts for ax in fig.axes[:3]) and "no anatomical directions" in fig._suptitle.get_text()
+    anatomical, as_stored = (plots.qc_snapshot(vol, labels, data, anatomical=a) for a in (True, False))
+    assert anatomical.shape != as_stored.shape or not np.array_equal(anatomical, as_stored)
+
+
 @pytest.mark.parametrize("plane, letters", [("coronal", {"S", "I", "R", "L"}), ("axis1", set()), (None, set())])
 def test_slice_figures_letter_their_edges_when_the_plane_is_known(plane, letters):
     fig = plots.Figure()

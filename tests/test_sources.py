@@ -54,16 +54,20 @@ def _msd_archive(tmp_path: Path, extra: tarfile.TarInfo | None = None) -> bytes:
 
 
 class _Server:
-    """Serves one file over loopback HTTP, with Range requests; can break off after N bytes."""
+    """Serves one file over loopback HTTP, with Range requests (unless ``ranges_off``); can
+    break off after N bytes."""
 
     def __init__(self, body: bytes):
-        self.body, self.ranges, self.break_after = body, [], None
+        self.body, self.ranges, self.break_after, self.ranges_off = body, [], None, False
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (the http.server name)
                 start = 0
-                if "Range" in self.headers:
+                if "Range" in self.headers and server.ranges_off:
+                    server.ranges.append(self.headers["Range"])
+                    self.send_response(200)  # the whole file again, as a server without ranges answers
+                elif "Range" in self.headers:
                     server.ranges.append(self.headers["Range"])
                     start = int(self.headers["Range"].split("=")[1].rstrip("-"))
                     self.send_response(206)
@@ -215,9 +219,12 @@ def test_kagglehub_is_used_when_named_and_never_otherwise(monkeypatch, tmp_path,
     out = ensure_dataset(cfg)
     before = (out / "dataset.json").read_bytes()
     monkeypatch.setenv("HIPPO_DATA", "kaggle-hfh")  # a dataset of the synthetic set is not taken for the Kaggle data's
+    with pytest.raises(FileExistsError, match=r"was derived from .*synthetic, but HIPPO_DATA names kaggle-hfh"):
+        ensure_dataset(cfg)
+    monkeypatch.setenv("HIPPO_DATA", str(named.path))  # the same data named by its folder
     with pytest.raises(FileExistsError, match=r"was derived from .*synthetic, but HIPPO_DATA names .*versions/2"):
         ensure_dataset(cfg)
-    assert (out / "dataset.json").read_bytes() == before
+    assert (out / "dataset.json").read_bytes() == before and len(calls) == 1  # checked without downloading
 
 
 @pytest.mark.parametrize("fail, error, match", [
@@ -272,3 +279,75 @@ def test_the_cli_derives_from_the_named_source(msd_server, tmp_path, capsys):
     assert main(["--quiet", "derive", str(config), "--data", "msd-task04"]) == 2  # offline now
     err = capsys.readouterr().err
     assert err.startswith("error: cannot download ") and "are you offline?" in err and err.count("\n") == 1
+
+
+def test_a_server_without_ranges_gets_the_whole_file_again(msd_server, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "Task04_Hippocampus.tar.part").write_bytes(b"x" * 1000)  # a part that is not even of this file
+    msd_server.ranges_off = True
+    assert download.fetch(progress=False) == cache / "Task04_Hippocampus"
+    assert msd_server.ranges == ["bytes=1000-"]
+    assert (cache / "Task04_Hippocampus.tar").read_bytes() == msd_server.body
+
+
+def test_a_copy_put_there_by_hand_is_checked_and_kept_when_wrong(msd_server, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "Task04_Hippocampus.tar").write_bytes(b"not the archive")
+    with pytest.raises(ValueError, match=r"Task04_Hippocampus\.tar: its MD5 is .*\(renamed to "
+                                         r"Task04_Hippocampus\.tar\.bad\)"):
+        download.fetch(progress=False)
+    assert (cache / "Task04_Hippocampus.tar.bad").read_bytes() == b"not the archive"
+    assert msd_server.ranges == []  # nothing was downloaded over it
+    assert download.fetch(progress=False) == cache / "Task04_Hippocampus"  # then it is downloaded
+
+
+def test_a_second_process_waits_for_the_first_download(msd_server, tmp_path):
+    import time
+
+    from hippo_utils.locks import folder_lock
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    held = threading.Event()
+
+    def first():
+        with folder_lock(cache / "Task04_Hippocampus", "download msd-task04"):
+            held.set()
+            time.sleep(1.5)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait()
+    t0 = time.monotonic()
+    assert download.fetch(progress=False) == cache / "Task04_Hippocampus"  # waited, then fetched
+    assert time.monotonic() - t0 >= 1.0
+    thread.join()
+
+
+@pytest.mark.parametrize("name", ["Task04_Hippocampus/../escape.txt", "Task04_Hippocampus/C:evil.txt",
+                                  "Task04_Hippocampus/imagesTr/a\\..\\..\\b.txt"])
+def test_archive_members_outside_the_folder_are_refused(tmp_path, monkeypatch, name):
+    member = tarfile.TarInfo(name)
+    member.size = 0
+    body = _msd_archive(tmp_path, extra=member)
+    server = _Server(body)
+    try:
+        monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
+            download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
+        with pytest.raises(ValueError, match=r"is not a plain file inside Task04_Hippocampus/"):
+            download.fetch(progress=False)
+    finally:
+        server.close()
+    assert not (tmp_path / "cache" / "Task04_Hippocampus").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_a_real_data_config_never_gets_synthetic_data_in_its_folder(tmp_path):
+    """hfh_512's folder is for the Kaggle data: with nothing named and the folder missing, the
+    answer is an error, not a synthetic set made where the real data should go."""
+    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "kaggle_hfh"),
+                                                            "layout": "hfh"}))
+    with pytest.raises(FileNotFoundError, match=r"kaggle_hfh is not a folder; set HIPPO_DATA"):
+        resolve_source(cfg)
+    assert not (tmp_path / "kaggle_hfh").exists()

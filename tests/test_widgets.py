@@ -116,3 +116,12 @@ def test_viewer_displays_as_a_widget_with_its_current_view(tmp_path):
     view = v.render()
     assert shown.shape[1] == view.shape[1] and shown.shape[0] > view.shape[0]  # the view under its caption
     assert np.array_equal(shown[-view.shape[0]:], view)
+
+
+def test_captions_draw_dashes_the_font_has():
+    """PIL's own font draws an en dash as a box: the static pictures' captions write a hyphen."""
+    from hippo_utils.png import png_bytes
+    from hippo_utils.widgets import captioned
+
+    png = png_bytes(np.zeros((20, 200, 3), np.uint8))
+    assert captioned(png, "slice 3 (0–49)") == captioned(png, "slice 3 (0-49)")
