@@ -20,6 +20,7 @@ ENV = REPO / ".venv-ipywidgets7"
 # The package's own dependencies less TensorFlow, ipywidgets 7.7 with what it needs at run
 # time (its notebook front-end packages are not needed to test the Python side), and pytest.
 REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "nibabel>=5.0", "pillow>=10.0", "matplotlib>=3.7", "tqdm>=4.64",
+                "filelock>=3.30",
                 "pytest>=7.4", "ipykernel>=6.0", "ipython_genutils~=0.2.0", "jupyterlab_widgets~=1.0"]
 WIDGETS = "ipywidgets==7.7.*"
 
