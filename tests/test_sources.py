@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -150,21 +151,6 @@ def test_a_checksum_mismatch_leaves_nothing(msd_server, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"MD5 is [0-9a-f]{32}, not the published 0{32}; it was removed"):
         download.fetch(progress=False)
     assert _leftovers(tmp_path / "cache") == []
-
-
-def test_an_archive_with_a_link_is_refused_and_nothing_half_extracted(tmp_path, monkeypatch):
-    link = tarfile.TarInfo("Task04_Hippocampus/imagesTr/evil.nii.gz")
-    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    body = _msd_archive(tmp_path, extra=link)
-    server = _Server(body)
-    try:
-        monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
-            download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
-        with pytest.raises(ValueError, match=r"evil\.nii\.gz is not a plain file inside Task04_Hippocampus/"):
-            download.fetch(progress=False)
-    finally:
-        server.close()
-    assert _leftovers(tmp_path / "cache") == ["Task04_Hippocampus.tar"]  # the verified archive; no folder
 
 
 def test_offline_is_one_clear_line(tmp_path, monkeypatch):
@@ -326,21 +312,32 @@ def test_a_second_process_waits_for_the_first_download(msd_server, tmp_path):
     thread.join()
 
 
-@pytest.mark.parametrize("name", ["Task04_Hippocampus/../escape.txt", "Task04_Hippocampus/C:evil.txt",
-                                  "Task04_Hippocampus/imagesTr/a\\..\\..\\b.txt"])
-def test_archive_members_outside_the_folder_are_refused(tmp_path, monkeypatch, name):
+def _member(name: str, link: str | None = None) -> tarfile.TarInfo:
     member = tarfile.TarInfo(name)
-    member.size = 0
+    if link is not None:
+        member.type, member.linkname = tarfile.SYMTYPE, link
+    return member
+
+
+@pytest.mark.parametrize("member", [
+    _member("Task04_Hippocampus/imagesTr/evil.nii.gz", link="/etc/passwd"),
+    _member("Task04_Hippocampus/../escape.txt"),
+    _member("Task04_Hippocampus/C:evil.txt"),  # a drive (or an NTFS stream) on Windows
+    _member("Task04_Hippocampus/imagesTr/a\\..\\..\\b.txt"),  # Windows separators
+], ids=["symlink", "dotdot", "drive", "backslashes"])
+def test_archive_members_that_are_not_plain_files_inside_its_folder_are_refused(tmp_path, monkeypatch, member):
     body = _msd_archive(tmp_path, extra=member)
     server = _Server(body)
     try:
         monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
             download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
-        with pytest.raises(ValueError, match=r"is not a plain file inside Task04_Hippocampus/"):
+        refused = re.escape(member.name) + r" is not a plain file inside Task04_Hippocampus/"
+        with pytest.raises(ValueError, match=refused):
             download.fetch(progress=False)
     finally:
         server.close()
-    assert not (tmp_path / "cache" / "Task04_Hippocampus").exists() and not (tmp_path / "escape.txt").exists()
+    assert _leftovers(tmp_path / "cache") == ["Task04_Hippocampus.tar"]  # the verified archive; nothing extracted
+    assert not (tmp_path / "escape.txt").exists()
 
 
 def test_a_real_data_config_never_gets_synthetic_data_in_its_folder(tmp_path):
