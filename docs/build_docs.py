@@ -5,7 +5,8 @@ static site of them with MkDocs (Material theme, mkdocs-jupyter), offline.
     python docs/build_docs.py --config configs/ci.config --site /tmp/site
 
 The site has a home page made from README.md, the notebooks in order with their real
-outputs, and benchmarks/RESULTS.md. A page has no kernel, so a widget output keeps only its
+outputs, notebooks 03-06 as they ran on real MRI (docs/real/, made by docs/render_real.py),
+and benchmarks/RESULTS.md. A page has no kernel, so a widget output keeps only its
 static picture (the live panel's final state, the viewer's first view); links to files of
 the repository that are not pages point at the repository on GitHub.
 """
@@ -37,14 +38,22 @@ def staged(repo_path: str) -> str | None:
     """Where a file of the repository lies among the site's sources, if it is there."""
     pages = {"README.md": "index.md", "benchmarks/RESULTS.md": "results.md"}
     pages |= {f"notebooks/{nb.name}": f"notebooks/{nb.name}" for nb in notebooks()}
+    pages |= {f"docs/real/{nb.name}": f"real/{nb.name}" for nb in real_pages()}
     if repo_path.startswith("docs/figures/"):
         return repo_path.removeprefix("docs/")
     return pages.get(repo_path)
 
 
-def site_target(target: str, source: str) -> str:
+@functools.cache
+def real_pages() -> tuple[Path, ...]:
+    """Notebooks executed on real MRI by docs/render_real.py (committed with their outputs)."""
+    return tuple(sorted((DOCS / "real").glob("[0-9][0-9]_*.ipynb")))
+
+
+def site_target(target: str, source: str, at: str | None = None) -> str:
     """Where a relative link in the repository file ``source`` points on the site: the
-    staged page or figure, else the file in the repository on GitHub."""
+    staged page or figure, else the file in the repository on GitHub. ``at``: where the page
+    is served when not at ``source``'s own place (a real-data rendering of a notebook)."""
     from hippo_utils.notebook import BRANCH, REPOSITORY_URL
 
     if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith(("#", "/")):
@@ -55,10 +64,10 @@ def site_target(target: str, source: str) -> str:
     page = staged(repo_path)
     if page is None:
         return f"{REPOSITORY_URL}/blob/{BRANCH}/{repo_path}{anchor}"
+    here = at or staged(source)
     if source.endswith(".ipynb"):  # mkdocs-jupyter leaves a notebook's links alone: give the page URLs
-        return os.path.relpath(url_of(page), url_of(staged(source))) + "/" * page.endswith(
-            (".md", ".ipynb")) + anchor
-    return os.path.relpath(page, os.path.dirname(staged(source) or "") or ".") + anchor
+        return os.path.relpath(url_of(page), url_of(here)) + "/" * page.endswith((".md", ".ipynb")) + anchor
+    return os.path.relpath(page, os.path.dirname(here or "") or ".") + anchor
 
 
 def url_of(staged_path: str) -> str:
@@ -70,10 +79,11 @@ def url_of(staged_path: str) -> str:
     return staged_path
 
 
-def rewrite_links(text: str, source: str) -> str:
-    """``source`` is the page's path in the repository (README.md, notebooks/01_….ipynb)."""
+def rewrite_links(text: str, source: str, at: str | None = None) -> str:
+    """``source`` is the page's path in the repository (README.md, notebooks/01_….ipynb);
+    ``at``, where it is served when elsewhere (real/03_….ipynb)."""
     def sub(m: re.Match[str]) -> str:
-        return m.group(1) + site_target(m.group(2), source) + m.group(3)
+        return m.group(1) + site_target(m.group(2), source, at) + m.group(3)
 
     return LINK.sub(sub, text)
 
@@ -135,6 +145,13 @@ def stage(pages: Path, config: Path | None, figures: Path = DOCS / "figures") ->
             if cell.cell_type == "markdown":
                 cell.source = rewrite_links(cell.source, f"notebooks/{path.name}")
         nbformat.write(nb, pages / "notebooks" / path.name)
+    for path in real_pages():  # as they ran on real data: never executed here
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = rewrite_links(cell.source, f"notebooks/{path.name}", at=f"real/{path.name}")
+        (pages / "real").mkdir(exist_ok=True)
+        nbformat.write(nb, pages / "real" / path.name)
     return times
 
 
