@@ -200,3 +200,27 @@ def test_gallery_script_writes_every_figure_small(built):
         image = Image.open(io.BytesIO(path.read_bytes()))
         assert image.width >= 300 and image.height >= 150, path.name
     assert sum(p.stat().st_size for p in written.values()) < 1_000_000
+
+
+def test_the_real_mri_pages_name_no_local_folder_and_say_how_to_read_them():
+    """docs/real/ (docs/render_real.py): this machine's folders are written as a reader's would
+    be, and each page opens with what it is and what in the demo's prose does not hold there."""
+    import nbformat
+
+    sys.path.insert(0, str(REPO / "docs"))
+    from render_real import NOTEBOOKS, scrub
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="model: /home/me/repo/build/real/runs/models\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "'/data/real/msd-task04-hippocampus'"})])])
+    scrub(nb, {"/home/me/repo": ".", "/data/real": "$HIPPO_REAL_DATA"})
+    outputs = nb.cells[0].outputs
+    assert outputs[0].text == "model: ./build/real/runs/models\n"
+    assert outputs[1].data["text/plain"] == "'$HIPPO_REAL_DATA/msd-task04-hippocampus'"
+    pages = sorted((REPO / "docs" / "real").glob("*.ipynb"))
+    assert [p.stem for p in pages] == list(NOTEBOOKS)
+    for page in pages:
+        text = page.read_text()
+        assert "/work/" not in text and str(REPO) not in text, page.name
+        header = nbformat.read(page, as_version=4).cells[1].source
+        assert header.startswith("> **Real MRI.**") and "**anterior** and **posterior**" in header, page.name
