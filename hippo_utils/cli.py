@@ -47,9 +47,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from hippo_utils.data import chosen_source, ensure_synthetic, resolve_source
+    from hippo_utils.data import chosen_source, ensure_synthetic, resolve_source, with_source
     from hippo_utils.derive import derive_dataset
 
     cfg = _config(args)
@@ -57,9 +55,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     if chosen_source(args.data) is not None:  # --data or HIPPO_DATA names the source
         source = resolve_source(cfg, args.data)
         print(source.message)
-        if source.path != cfg.derive.source_dir:
-            cfg = dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=source.path,
-                                                                      layout="auto"))
+        cfg = with_source(cfg, source.path)
     elif args.synthetic_if_missing and cfg.derive.source_dir and not cfg.derive.source_dir.exists():
         print(f"{cfg.derive.source_dir} is missing: making the synthetic HFH-like set there")
         ensure_synthetic(cfg)

@@ -96,11 +96,12 @@ def resolve_source(cfg: Config, data: str | None = None, allow_download: bool = 
         path = fetch(MSD_TASK04)
         return DataSource(path, choice, f"Using the real MSD Task04 hippocampus crops in {path} "
                                         f"({MSD_TASK04.citation}).")
-    if choice == "synthetic" or (choice is None and _makes_synthetic(cfg)):
-        if choice == "synthetic" and not _makes_synthetic(cfg):
-            raise ValueError(f"HIPPO_DATA=synthetic: {cfg.path} reads [derive] source_dir = {cfg.derive.source_dir}, "
-                             "which is not the synthetic set's place; the synthetic set is HFH-like and goes with "
-                             "the HFH configs (demo, ci, hfh_512)")
+    makes_synthetic = choice in ("synthetic", None) and _makes_synthetic(cfg)
+    if choice == "synthetic" and not makes_synthetic:
+        raise ValueError(f"HIPPO_DATA=synthetic: {cfg.path} reads [derive] source_dir = {cfg.derive.source_dir}, "
+                         "which is not the synthetic set's place; the synthetic set is HFH-like and goes with "
+                         "the configs that have a [synthetic] section (demo, ci)")
+    if makes_synthetic:
         path = ensure_synthetic(cfg)
         return DataSource(path, "synthetic", f"Using the SYNTHETIC HFH-like set in {path}: made by hippo_utils, "
                                              "not real patients (set HIPPO_DATA to use another source).")
@@ -161,6 +162,15 @@ def _named_path(cfg: Config, choice: str | None) -> Path | None:
     return Path(choice).expanduser()
 
 
+def with_source(cfg: Config, source_dir: Path) -> Config:
+    """``cfg`` deriving from ``source_dir``: in its [derive] layout when that is the config's own
+    folder, else in the layout the folder is found to have."""
+    import dataclasses
+
+    layout = cfg.derive.layout if source_dir == cfg.derive.source_dir else "auto"
+    return dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=source_dir, layout=layout))
+
+
 def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
     """The derived dataset of ``cfg``, derived first if it is missing.
 
@@ -173,7 +183,6 @@ def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
     Raises:
         FileExistsError: the dataset there was derived with other settings or sources.
     """
-    import dataclasses
 
     from hippo_utils.derive import derive_dataset, read_dataset_meta
 
@@ -187,14 +196,9 @@ def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
             raise FileExistsError(f"{out} was derived from {made_from}, but HIPPO_DATA names {named or choice}: "
                                   "derive into another [derive] output_dir (--set derive.output_dir=...), "
                                   "or unset HIPPO_DATA to go on with this dataset; nothing was changed")
-        layout = cfg.derive.layout if made_from == cfg.derive.source_dir else "auto"  # as it was derived
-        derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive, source_dir=made_from,
-                                                                           layout=layout)),
-                       progress=False)  # up to date: nothing is written
+        derive_dataset(with_source(cfg, made_from), progress=False)  # as it was derived: up to date, nothing written
         return out
     source = resolve_source(cfg, data)
     logger.warning("%s", source.message)
-    layout = cfg.derive.layout if source.path == cfg.derive.source_dir else "auto"
-    derive_dataset(dataclasses.replace(cfg, derive=dataclasses.replace(
-        cfg.derive, source_dir=source.path, layout=layout)))
+    derive_dataset(with_source(cfg, source.path))
     return out

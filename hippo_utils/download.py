@@ -14,7 +14,6 @@ in one line and where to put a copy downloaded by hand.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import http.client
 import logging
 import os
@@ -26,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from hippo_utils.fsutil import atomic_dir
+from hippo_utils.fsutil import atomic_dir, file_digest
 from hippo_utils.locks import FolderLocked, folder_lock
 
 logger = logging.getLogger(__name__)
@@ -60,14 +59,6 @@ def cache_dir() -> Path:
         return Path(os.environ["HIPPO_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "hippo_utils"
-
-
-def md5_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(archive: Archive | None = None, cache: str | os.PathLike[str] | None = None,
@@ -106,7 +97,7 @@ def _fetch_locked(archive: Archive, cache: Path, dest: Path, progress: bool, tim
     by_hand = tar_path.is_file()
     if not by_hand:
         _download(archive, tar_path, progress, timeout)
-    got = md5_file(tar_path)
+    got = file_digest(tar_path, "md5")
     if got != archive.md5:
         if by_hand:  # not ours to delete
             bad = tar_path.with_name(tar_path.name + ".bad")

@@ -142,7 +142,12 @@ def remove_stale_builds(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+    return file_digest(path, "sha256", chunk)
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file, read in chunks (``md5`` only to compare with a published checksum)."""
+    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
