@@ -141,18 +141,21 @@ def stage(pages: Path, config: Path | None, figures: Path = DOCS / "figures") ->
             nb, times[path.name] = execute(path, config)
             print(f"  {times[path.name]:.0f} s", flush=True)
         static_outputs(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "markdown":
-                cell.source = rewrite_links(cell.source, f"notebooks/{path.name}")
+        _rewrite_markdown(nb, f"notebooks/{path.name}")
         nbformat.write(nb, pages / "notebooks" / path.name)
     for path in real_pages():  # as they ran on real data: never executed here
         nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:
-            if cell.cell_type == "markdown":
-                cell.source = rewrite_links(cell.source, f"notebooks/{path.name}", at=f"real/{path.name}")
+        _rewrite_markdown(nb, f"notebooks/{path.name}", at=f"real/{path.name}")
         (pages / "real").mkdir(exist_ok=True)
         nbformat.write(nb, pages / "real" / path.name)
     return times
+
+
+def _rewrite_markdown(nb, source: str, at: str | None = None) -> None:
+    """The links of the notebook's markdown cells as the site serves them (:func:`rewrite_links`)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = rewrite_links(cell.source, source, at)
 
 
 def _check_ours(folder: Path, kind: str, option: str) -> None:
