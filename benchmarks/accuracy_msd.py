@@ -59,9 +59,9 @@ def main() -> None:
     out = Path(args.out).resolve()
     common = [s for s in args.set if ":" not in s.split("=", 1)[0]]
 
-    from hippo_utils.derive import derive_dataset
-    from hippo_utils.inference import infer_volumes
-    from hippo_utils.trainer import train
+    from hippo_utils.data.derive import derive_dataset
+    from hippo_utils.inference.segment import infer_volumes
+    from hippo_utils.training.trainer import train
 
     planes = args.planes.split(",") if args.planes else [None]
     base_dir = load_config(args.config, common).derive.output_dir
@@ -154,12 +154,12 @@ def diagnose(truth: np.ndarray, pred: np.ndarray, axis: int = 1) -> str:
 def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int) -> Path:
     """One row per worst subject (by the mean of the two Dice): the slice (across axis 1, the
     slicing axis) with the most wrong voxels, as image, truth and prediction, with what went wrong."""
-    from hippo_utils import plots
-    from hippo_utils.preprocess import normalize_intensity
-    from hippo_utils.volumes import load_labels, load_volume
+    from hippo_utils.data.preprocess import normalize_intensity
+    from hippo_utils.data.volumes import load_labels, load_volume
+    from hippo_utils.display import figures
 
     worst = sorted(rows, key=lambda r: (float(r["label1_dice"]) + float(r["label2_dice"])) / 2)[:n]
-    fig = plots.Figure(figsize=(8.5, 2.7 * len(worst)))
+    fig = figures.Figure(figsize=(8.5, 2.7 * len(worst)))
     axes = fig.subplots(len(worst), 3, squeeze=False)
     fig.subplots_adjust(top=0.95, bottom=0.03, hspace=0.45, wspace=0.05)
     colours = np.array([[0, 0, 0], [255, 32, 32], [255, 210, 31]], np.uint8)
@@ -173,7 +173,7 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
             shown = np.repeat(grey[..., None], 3, axis=2)
             if lab is not None:
                 sl = lab[:, k, :].T[::-1]
-                shown = plots.overlay(grey, colours[np.minimum(sl, 2)], alpha=0.5)
+                shown = figures.overlay(grey, colours[np.minimum(sl, 2)], alpha=0.5)
             ax.imshow(shown, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -183,7 +183,7 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
     fig.suptitle("worst subjects: the slice across axis 1 with the most wrong voxels (red anterior, yellow posterior)",
                  fontsize=9)
     path = predictions / "worst_subjects.png"
-    plots.save_figure(fig, path)
+    figures.save_figure(fig, path)
     return path
 
 

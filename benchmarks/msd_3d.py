@@ -57,11 +57,11 @@ from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path
 from msd_boundary import first_anterior_slice  # noqa: E402
 from msd_refine3d import ce_dice, unet3d  # noqa: E402
 
-from hippo_utils.config import load_config  # noqa: E402
-from hippo_utils.metrics import dice_score  # noqa: E402
-from hippo_utils.postprocess import keep_largest  # noqa: E402
-from hippo_utils.preprocess import normalize_intensity  # noqa: E402
-from hippo_utils.volumes import load_labels, load_volume  # noqa: E402
+from hippo_utils.core.config import load_config  # noqa: E402
+from hippo_utils.data.components import keep_largest  # noqa: E402
+from hippo_utils.data.preprocess import normalize_intensity  # noqa: E402
+from hippo_utils.data.volumes import load_labels, load_volume  # noqa: E402
+from hippo_utils.model.metrics import dice_score  # noqa: E402
 
 CONFIG = ROOT / "configs" / "msd_task04.config"
 
@@ -196,8 +196,8 @@ def main() -> None:
         print(f"trained {epoch} epochs in {time.perf_counter() - start:.0f} s", flush=True)
         results = {split: evaluate(split) for split in ("valid", "test")}
     if args.compare:
-        from hippo_utils.model_dir import load_model_dir
-        from hippo_utils.predict import volume_probabilities
+        from hippo_utils.inference.predict import volume_probabilities
+        from hippo_utils.model.folder import load_model_dir
 
         keras.mixed_precision.set_global_policy("float32")
         model2d, cfg2d = load_model_dir(args.compare)

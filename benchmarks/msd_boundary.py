@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hippo_utils.metrics import dice_score  # noqa: E402
+from hippo_utils.model.metrics import dice_score  # noqa: E402
 
 
 def first_anterior_slice(labels: np.ndarray) -> int | None:
@@ -92,7 +92,7 @@ def shape_rule(labels_dir: Path) -> None:
     """Leave-one-out error of a linear rule that places the boundary from the mask's shape."""
     import json
 
-    from hippo_utils.config import load_config
+    from hippo_utils.core.config import load_config
 
     cfg = load_config(ROOT / "configs" / "msd_task04.config")
     listing = json.loads((Path(cfg.derive.output_dir) / "dataset.json").read_text())["subjects"]

@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from hippo_utils.metrics import dice_score  # noqa: E402
-from hippo_utils.model_dir import load_model_dir  # noqa: E402
-from hippo_utils.postprocess import keep_largest  # noqa: E402
-from hippo_utils.predict import ordered_boundary, volume_probabilities  # noqa: E402
-from hippo_utils.volumes import load_labels, load_volume  # noqa: E402
+from hippo_utils.data.components import keep_largest  # noqa: E402
+from hippo_utils.data.volumes import load_labels, load_volume  # noqa: E402
+from hippo_utils.inference.predict import ordered_boundary, volume_probabilities  # noqa: E402
+from hippo_utils.model.folder import load_model_dir  # noqa: E402
+from hippo_utils.model.metrics import dice_score  # noqa: E402
 
 BOX = (32, 56, 40)
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from msd_3d import line, scores  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from hippo_utils.model_dir import load_model_dir  # noqa: E402
-from hippo_utils.predict import prepare_volume, smooth_across_slices  # noqa: E402
-from hippo_utils.volumes import load_labels, load_volume  # noqa: E402
+from hippo_utils.data.volumes import load_labels, load_volume  # noqa: E402
+from hippo_utils.inference.predict import prepare_volume, smooth_across_slices  # noqa: E402
+from hippo_utils.model.folder import load_model_dir  # noqa: E402
 
 TRANSFORMS = {"as configured": [(0.0, 1.0)], "rotations": [(0.0, 1.0), (-7.0, 1.0), (7.0, 1.0)],
               "scales": [(0.0, 1.0), (0.0, 0.92), (0.0, 1.08)],

@@ -40,7 +40,7 @@ from hippo_utils import load_config  # noqa: E402
 
 
 def _volumes(cfg, n: int) -> list[Path]:
-    from hippo_utils.data import ensure_synthetic
+    from hippo_utils.data.sources import ensure_synthetic
 
     src = ensure_synthetic(cfg)
     files = sorted((src / "Train").glob("*.img"))[:n]
@@ -53,8 +53,8 @@ def _model_dir(args, cfg) -> Path:
     """A model folder to infer with: --model-dir, or an untrained FlexUNet of the config saved as one."""
     if args.model_dir:
         return Path(args.model_dir)
-    from hippo_utils.model import build_flexunet
-    from hippo_utils.model_dir import write_config
+    from hippo_utils.model.flexunet import build_flexunet
+    from hippo_utils.model.folder import write_config
 
     folder = Path(tempfile.mkdtemp()) / "models"
     saved = load_config(args.config, [f"train.model_dir={folder}"])
@@ -70,10 +70,10 @@ def bench_inference(args) -> None:
     traced memory of a batch against that of one volume."""
     import tracemalloc
 
-    from hippo_utils.inference import _segment_batch, infer_volume, output_names
-    from hippo_utils.model_dir import load_model_dir
-    from hippo_utils.predict import classes_on_grid, predict_batches, prepare_volume, slice_probabilities
-    from hippo_utils.volumes import load_volume
+    from hippo_utils.data.volumes import load_volume
+    from hippo_utils.inference.predict import classes_on_grid, predict_batches, prepare_volume, slice_probabilities
+    from hippo_utils.inference.segment import _segment_batch, infer_volume, output_names
+    from hippo_utils.model.folder import load_model_dir
 
     cfg = load_config(args.config)
     model, cfg = load_model_dir(_model_dir(args, cfg))
@@ -126,7 +126,7 @@ def bench_inference(args) -> None:
         probs = slice_probabilities(model, cfg, prepared)
         stages["predict"] += time.perf_counter() - t
         t = time.perf_counter()
-        from hippo_utils.inference import _write_volume
+        from hippo_utils.inference.segment import _write_volume
 
         _write_volume(cfg, vol, classes_on_grid(prepared.geom, probs), out, names[f], None, qc=True,
                       normalised=prepared.normalised)
@@ -161,9 +161,9 @@ def bench_batch(args) -> None:
     rows of earlier batches, against the time of a batch of --volumes volumes."""
     import json
 
-    from hippo_utils.inference import infer_volumes
-    from hippo_utils.locks import folder_lock
-    from hippo_utils.tables import merge_rows, write_table
+    from hippo_utils.core.locks import folder_lock
+    from hippo_utils.core.tables import merge_rows, write_table
+    from hippo_utils.inference.segment import infer_volumes
 
     cfg = load_config(args.config)
     model_dir = _model_dir(args, cfg)
@@ -193,7 +193,7 @@ def bench_batch(args) -> None:
 
 # ------------------------------------------------------------------------- helpers
 def _demo_data(cfg):
-    from hippo_utils.data import ensure_dataset
+    from hippo_utils.data.sources import ensure_dataset
 
     ensure_dataset(cfg)
     return cfg
@@ -202,8 +202,8 @@ def _demo_data(cfg):
 def _model(cfg, compiled: bool = True, **compile_kw):
     import keras
 
-    from hippo_utils.model import build_flexunet
-    from hippo_utils.trainer import compile_model
+    from hippo_utils.model.flexunet import build_flexunet
+    from hippo_utils.training.trainer import compile_model
 
     keras.utils.set_random_seed(cfg.train.seed)
     model = build_flexunet(cfg.model, seed=cfg.train.seed)
@@ -235,7 +235,7 @@ def bench_pipeline(args) -> None:
     without and with augmentation (which runs inside the pipeline, on the same cores)."""
     import dataclasses
 
-    from hippo_utils.dataset import make_dataset
+    from hippo_utils.data.dataset import make_dataset
 
     base = _demo_data(load_config(args.config))
     print(f"training input pipeline: fit, {base.image_size} slices, batch {base.train.batch_size}, "
@@ -265,7 +265,7 @@ def bench_epochs(args) -> None:
     import keras
     import tensorflow as tf
 
-    from hippo_utils.dataset import make_dataset
+    from hippo_utils.data.dataset import make_dataset
 
     cfg = _demo_data(load_config(args.config))
     epochs = 4
@@ -305,10 +305,10 @@ def bench_folder(args) -> None:
     """infer_folder against the original's one image at a time model.predict loop."""
     from PIL import Image
 
-    from hippo_utils.inference import infer_folder
-    from hippo_utils.labels import Labels
-    from hippo_utils.model_dir import load_model_dir
-    from hippo_utils.png import png_bytes
+    from hippo_utils.core.png import png_bytes
+    from hippo_utils.data.labels import Labels
+    from hippo_utils.inference.segment import infer_folder
+    from hippo_utils.model.folder import load_model_dir
 
     cfg = _demo_data(load_config(args.config))
     model = load_model_dir(args.model_dir)[0] if args.model_dir else _model(cfg, compiled=False)
@@ -352,7 +352,7 @@ def _train_rss_child(args) -> None:
     """(run in a fresh process) train one epoch on a folder, print peak RSS in MB."""
     import resource
 
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     folder = Path(args.folder)
     cfg = load_config(args.config, [
@@ -458,7 +458,7 @@ def bench_flops(args) -> None:
              for s, b in ((128, 16), (256, 8), (512, 2))]
     cases.append(("original 11x11, 8 levels", original, 1))
     for name, m, batch in cases:
-        from hippo_utils.model import build_flexunet
+        from hippo_utils.model.flexunet import build_flexunet
 
         model = build_flexunet(m)
         x = np.random.default_rng(0).uniform(0, 255, (batch, m.image_height, m.image_width,
@@ -476,8 +476,8 @@ def _policy_rates(cfg, policy: str, jit_compile="auto", steps: int = 20) -> dict
     import keras
     import tensorflow as tf
 
-    from hippo_utils.model import build_flexunet, memory_estimate
-    from hippo_utils.trainer import compile_model
+    from hippo_utils.model.flexunet import build_flexunet, memory_estimate
+    from hippo_utils.training.trainer import compile_model
 
     m, bs = cfg.model, cfg.train.batch_size
     rng = np.random.default_rng(0)
@@ -508,7 +508,7 @@ def bench_precision(args) -> None:
     """Training and inference images/s of the config's FlexUNet in float32 against each reduced
     precision this machine has (bfloat16 on a CPU with AMX or AVX512-BF16, float16 on a GPU
     with tensor cores), in one run: in-memory batches, the first steps not counted."""
-    from hippo_utils.precision import cpu_bfloat16_flags, cpu_flags, gpu_with_tensor_cores
+    from hippo_utils.model.precision import cpu_bfloat16_flags, cpu_flags, gpu_with_tensor_cores
 
     cfg = load_config(args.config)
     m = cfg.model
@@ -539,7 +539,7 @@ def bench_gpu(args) -> None:
     --on-cpu (with --size to make the model small enough)."""
     import tensorflow as tf
 
-    from hippo_utils.precision import cpu_bfloat16_flags, gpu_with_tensor_cores
+    from hippo_utils.model.precision import cpu_bfloat16_flags, gpu_with_tensor_cores
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus and not args.on_cpu:
@@ -571,7 +571,7 @@ def bench_gpu(args) -> None:
                   f"({rates['training'] / base['training']:.2f}x), inference {rates['inference']:7.2f} images/s "
                   f"({rates['inference'] / base['inference']:.2f}x){peaks}", flush=True)
     if args.gpu_epochs:
-        from hippo_utils.trainer import train
+        from hippo_utils.training.trainer import train
 
         demo = _demo_data(load_config(args.config))
         with tempfile.TemporaryDirectory() as tmp:
@@ -612,7 +612,7 @@ def bench_levers(args) -> None:
     print(f"  batch {n}: eager call {eager:.1f}, predict_on_batch {compiled:.1f}, tf.function with a fixed "
           f"input signature {sig:.1f}, tf.function(jit_compile=True) {jit:.1f}")
 
-    from hippo_utils.dataset import make_dataset
+    from hippo_utils.data.dataset import make_dataset
 
     _demo_data(cfg)
     ds = make_dataset(cfg, "train")
@@ -654,8 +654,8 @@ def _forward_threads_child(args) -> None:
 
 
 def bench_viewer(args) -> None:
-    from hippo_utils.data import ensure_synthetic
-    from hippo_utils.viewer import SliceViewer
+    from hippo_utils.data.sources import ensure_synthetic
+    from hippo_utils.display.viewer import SliceViewer
 
     cfg = load_config(args.config)
     src = ensure_synthetic(cfg)

@@ -42,8 +42,8 @@ def pooled_dice(model, cfg, volumes: list[tuple[str, str, list[int] | None]]) ->
 
     ``slices`` are indices along the config's slicing plane; None takes every slice.
     """
-    from hippo_utils.evaluation import segment_against_truth
-    from hippo_utils.preprocess import slice_geometry
+    from hippo_utils.data.preprocess import slice_geometry
+    from hippo_utils.evaluation.evaluate import segment_against_truth
 
     inter = total = 0
     for image, labels, chosen in volumes:
@@ -59,7 +59,7 @@ def pooled_dice(model, cfg, volumes: list[tuple[str, str, list[int] | None]]) ->
 
 def test_split_volumes(cfg) -> list[tuple[str, str, list[int]]]:
     """Each test-split subject's volume, label file and test slice indices (from the manifest)."""
-    from hippo_utils.derive import read_manifest
+    from hippo_utils.data.derive import read_manifest
 
     chosen: dict[tuple[str, str], list[int]] = {}
     for r in read_manifest(cfg.derive.output_dir):
@@ -71,7 +71,7 @@ def test_split_volumes(cfg) -> list[tuple[str, str, list[int]]]:
 def hold_out(cfg, n: int, dest: Path) -> tuple[Path, list[tuple[str, str, None]]]:
     """Link all but ``n`` subjects of a pairs-layout source into ``dest`` (images/, labels/);
     the ``n`` (drawn with [derive] seed) are returned as (image, labels, None) for scoring."""
-    from hippo_utils.layouts import find_subjects
+    from hippo_utils.data.layouts import find_subjects
 
     subjects = sorted(find_subjects(cfg.derive.source_dir, cfg.derive.layout).labelled, key=lambda s: s.name)
     pick = set(np.random.default_rng(cfg.derive.seed + 1).choice(len(subjects), size=n, replace=False).tolist())
@@ -89,8 +89,8 @@ def hold_out(cfg, n: int, dest: Path) -> tuple[Path, list[tuple[str, str, None]]
 def train_variant(config: str, split_by: str, seed: int, run: Path, extra: list[str]):
     """Derive (into the run folder) and train the config with one kind of split."""
     from hippo_utils import load_config
-    from hippo_utils.data import ensure_dataset
-    from hippo_utils.trainer import train
+    from hippo_utils.data.sources import ensure_dataset
+    from hippo_utils.training.trainer import train
 
     sets = [f'derive.split_by="{split_by}"', f"derive.output_dir={run / 'derived'}", f"train.seed={seed}",
             f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
@@ -117,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="config override, as in the CLI")
     args = parser.parse_args(argv)
 
-    from hippo_utils.backend import import_tensorflow
+    from hippo_utils.core.backend import import_tensorflow
 
     import_tensorflow()
     from hippo_utils import load_config
-    from hippo_utils.data import ensure_dataset
-    from hippo_utils.model_dir import load_model_dir
-    from hippo_utils.synthetic import synthesize
+    from hippo_utils.data.sources import ensure_dataset
+    from hippo_utils.data.synthetic import synthesize
+    from hippo_utils.model.folder import load_model_dir
 
     base = load_config(args.config, args.set)
     if base.derive.layout in ("pairs", "msd") or args.holdout:

@@ -37,8 +37,8 @@ def heads(source_dir: Path, dataset_dir: Path) -> dict[str, list[Path]]:
     """The heads scored: ``unseen`` (the unlabelled ones, which no run or choice may look at) and
     ``valid`` (the validation split's, which the runs select their checkpoint on: settings are
     compared on these)."""
-    from hippo_utils.derive import read_dataset_meta
-    from hippo_utils.layouts import find_subjects
+    from hippo_utils.data.derive import read_dataset_meta
+    from hippo_utils.data.layouts import find_subjects
 
     found = find_subjects(source_dir)
     valid = set(read_dataset_meta(dataset_dir)["subjects"]["valid"])
@@ -49,8 +49,8 @@ def heads(source_dir: Path, dataset_dir: Path) -> dict[str, list[Path]]:
 def score(model_dir: Path, source_dir: Path, images: list[Path], out: Path,
           infer_set: list[str]) -> tuple[list[dict], dict]:
     """The heads' volumes against the synthetic truth: per-subject rows and a summary."""
-    from hippo_utils.inference import infer_volumes
-    from hippo_utils.volumetry import read_synthetic_truth, volumetry_against_truth
+    from hippo_utils.inference.segment import infer_volumes
+    from hippo_utils.inference.volumetry import read_synthetic_truth, volumetry_against_truth
 
     results = infer_volumes(model_dir, images, out, progress=False, overrides=infer_set)
     rows = volumetry_against_truth({r.name: r.volumetry for r in results}, read_synthetic_truth(source_dir))
@@ -83,16 +83,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="[infer] override at inference only, e.g. infer.flip_tta=True")
     args = parser.parse_args(argv)
 
-    from hippo_utils.backend import import_tensorflow
+    from hippo_utils.core.backend import import_tensorflow
 
     import_tensorflow()
     from hippo_utils import load_config
-    from hippo_utils.data import ensure_dataset
-    from hippo_utils.derive import source_of
-    from hippo_utils.evaluation import evaluate
+    from hippo_utils.data.derive import source_of
+    from hippo_utils.data.sources import ensure_dataset
+    from hippo_utils.evaluation.evaluate import evaluate
+    from hippo_utils.model.precision import resolve_precision
     from hippo_utils.notebook import table
-    from hippo_utils.precision import resolve_precision
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     seeds = args.seed or [42, 7, 2026]
     precisions = args.precision or ["float32"] + (["auto"] if resolve_precision("auto").policy != "float32" else [])
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         test_3d = float(np.mean([r["hippocampus_dice"] for r in evaluated.subjects])) if evaluated.subjects else None
         print(f"\n{model_dir} (seed {seed}, {precision}):")
         print(table(rows))
-        from hippo_utils.model_dir import read_state
+        from hippo_utils.model.folder import read_state
 
         state = read_state(model_dir) or {}
         summaries.append({"seed": seed if seed is not None else "-", "precision": precision or "-",

@@ -161,7 +161,7 @@ def _rewrite_markdown(nb, source: str, at: str | None = None) -> None:
 def _check_ours(folder: Path, kind: str, option: str) -> None:
     """Refuse to empty ``folder`` unless an earlier build made it and it holds nothing else
     (MkDocs empties its site folder whatever is in it)."""
-    from hippo_utils.ownership import protected_reason, why_not_replaceable
+    from hippo_utils.core.ownership import protected_reason, why_not_replaceable
 
     reason = protected_reason(folder, [("the repository", ROOT)]) or why_not_replaceable(folder, kind)
     if reason:
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config.is_file():
         parser.error(f"--config {args.config}: no such file")
     t0 = time.perf_counter()
-    from hippo_utils.ownership import mark_tree
+    from hippo_utils.core.ownership import mark_tree
 
     _check_ours(args.site, "docs-site", "--site")  # before the notebooks run for minutes
     times = stage(args.work / "pages", None if args.no_execute else args.config.resolve(), args.figures)

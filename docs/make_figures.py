@@ -36,15 +36,15 @@ MSD_FIGURE = "msd_per_subject.png"
 
 def save_small(fig_or_array, path: Path, max_width: int = 900) -> int:
     """Save a figure, RGB array or PNG as a compact PNG (at most ``max_width`` px, 256 colours)."""
-    from hippo_utils import plots
-    from hippo_utils.fsutil import atomic_write_bytes
+    from hippo_utils.core.files import atomic_write_bytes
+    from hippo_utils.display import figures
 
     if isinstance(fig_or_array, bytes):
         image = Image.open(io.BytesIO(fig_or_array))
     elif isinstance(fig_or_array, np.ndarray):
         image = Image.fromarray(fig_or_array)
     else:
-        image = Image.open(io.BytesIO(plots.figure_png(fig_or_array, dpi=72)))
+        image = Image.open(io.BytesIO(figures.figure_png(fig_or_array, dpi=72)))
     image = image.convert("RGB")
     if image.width > max_width:
         image = image.resize((max_width, round(image.height * max_width / image.width)), Image.Resampling.LANCZOS)
@@ -56,12 +56,12 @@ def save_small(fig_or_array, path: Path, max_width: int = 900) -> int:
 
 def msd_figure(metrics_csv: Path):
     """3D Dice per held-out MSD subject, one point each, per label and for the whole."""
-    from hippo_utils import plots
+    from hippo_utils.display import figures
 
     with metrics_csv.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     cols = [c for c in rows[0] if c.endswith("_dice")]
-    fig = plots.Figure(figsize=(1.5 * len(cols) + 2, 3.4))
+    fig = figures.Figure(figsize=(1.5 * len(cols) + 2, 3.4))
     ax = fig.subplots()
     for i, col in enumerate(cols):
         values = np.array([float(r[col]) for r in rows])
@@ -77,14 +77,15 @@ def msd_figure(metrics_csv: Path):
 
 def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> dict[str, int]:
     """Every figure of the gallery from the run of ``config``; returns name -> bytes."""
-    from hippo_utils import load_config, plots
-    from hippo_utils.backend import import_tensorflow
-    from hippo_utils.data import ensure_dataset
-    from hippo_utils.derive import read_manifest
-    from hippo_utils.inference import infer_volume
-    from hippo_utils.model_dir import load_model_dir
-    from hippo_utils.trainer import ensure_trained
-    from hippo_utils.viewer import SliceViewer
+    from hippo_utils import load_config
+    from hippo_utils.core.backend import import_tensorflow
+    from hippo_utils.data.derive import read_manifest, sample_slices
+    from hippo_utils.data.sources import ensure_dataset
+    from hippo_utils.display import figures
+    from hippo_utils.display.viewer import SliceViewer
+    from hippo_utils.inference.segment import infer_volume
+    from hippo_utils.model.folder import load_model_dir, read_epoch_previews
+    from hippo_utils.training.trainer import ensure_trained
 
     import_tensorflow()  # without its C++ start-up lines
     cfg = load_config(config)
@@ -94,7 +95,7 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
     out.mkdir(parents=True, exist_ok=True)
     sizes = {}
 
-    sizes["derived_slices.png"] = save_small(plots.sample_grid(dataset_dir, rows, n=5, split="train"),
+    sizes["derived_slices.png"] = save_small(figures.sample_grid(sample_slices(dataset_dir, rows, n=5, split="train")),
                                              out / "derived_slices.png")
 
     import json
@@ -103,13 +104,14 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
     n = len(history["loss"])
     preview_dir = cfg.train.epoch_change_infer_dir
     names = sorted({p.stem.split("_", 2)[2] for p in preview_dir.glob("Epoch_1_*.png")})[:4]
-    fig = plots.epoch_previews(preview_dir, dataset_dir / "mini_test" / "images", sorted({1, max(1, n // 2), n}),
-                               names, masks_dir=dataset_dir / "mini_test" / "masks")
+    fig = figures.epoch_previews(read_epoch_previews(preview_dir, dataset_dir / "mini_test" / "images",
+                                                   sorted({1, max(1, n // 2), n}), names,
+                                                   masks_dir=dataset_dir / "mini_test" / "masks"))
     sizes["epoch_previews.png"] = save_small(fig, out / "epoch_previews.png", max_width=640)
 
     columns = [c for c in ("val_dice_fg", "val_dice_coef_multiclass", "dice_fg", "dice_coef_multiclass")
                if c in history]
-    sizes["dice_curves.png"] = save_small(plots.history_plot(history, columns, "Dice per epoch"),
+    sizes["dice_curves.png"] = save_small(figures.history_plot(history, columns, "Dice per epoch"),
                                           out / "dice_curves.png", max_width=560)
 
     test = next(r for r in rows if r["split"] == "test")

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     import nbformat
 
     from hippo_utils import load_config
-    from hippo_utils.backend import describe_device, import_tensorflow
-    from hippo_utils.data import chosen_source
+    from hippo_utils.core.backend import describe_device, import_tensorflow
+    from hippo_utils.data.sources import chosen_source
     from hippo_utils.notebook import named_config
 
     if chosen_source() is None:

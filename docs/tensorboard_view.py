@@ -40,8 +40,8 @@ CURVES = "epoch_(loss|dice_fg|learning_rate)$"
 
 def train_with_logs(config: str, epochs: int, tmp: Path) -> Path:
     from hippo_utils import load_config
-    from hippo_utils.data import ensure_dataset
-    from hippo_utils.trainer import train
+    from hippo_utils.data.sources import ensure_dataset
+    from hippo_utils.training.trainer import train
 
     cfg = load_config(config)
     ensure_dataset(cfg)
@@ -142,7 +142,7 @@ def attach(picture: Image.Image, notebook: Path = NOTEBOOK) -> None:
     import base64
     import json
 
-    from hippo_utils.fsutil import atomic_write_bytes
+    from hippo_utils.core.files import atomic_write_bytes
 
     data = io.BytesIO()
     picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(data, "PNG", optimize=True)

@@ -4,47 +4,77 @@ The verbs of the pipeline are importable from here (``from hippo_utils import tr
 importing the package is cheap and has no side effects, because each verb's module
 (and TensorFlow with it) is imported on first use.
 
-The modules form layers, and a module imports only from its own layer or the ones below
-(``tests/test_layers.py`` checks it):
+The sub-packages follow the notebooks: ``data`` (01), ``model`` (02), ``training`` (03),
+``evaluation`` (04), ``inference`` (05) and ``display`` (06), on the foundations of
+``core``; each opens with a docstring that says what to read first. They form layers, and
+a module imports only from its own layer or the ones below, and never in a circle
+(``tests/test_layers.py`` checks it; a sub-package stands for all its modules):
 
-1. foundations: ``_version``, ``ownership``, ``fsutil``, ``locks``, ``download``, ``backend``, ``png``,
-   ``tables``, ``config_schema``, ``config``;
-2. geometry and labels: ``volumes``, ``postprocess``, ``labels``, ``preprocess``;
-3. data and model: ``synthetic``, ``layouts``, ``derive``, ``data``, ``dataset``,
-   ``metrics``, ``volumetry``, ``model``, ``precision``, ``model_dir``, ``plots``;
-4. pipelines: ``callbacks``, ``trainer``, ``predict``, ``inference``, ``evaluation``;
-5. front ends: ``widgets``, ``viewer``, ``notebook``, ``cli`` and this package root.
+1. foundations: ``_version``, ``core``, and the registries that the config check reads
+   names from: ``model.losses`` (losses, metrics, optimizers) and ``data.layouts`` (with
+   ``data.volumes``, which it finds volume files with);
+2. data, and drawing (which takes arrays, not folders): ``data``, ``display.figures``;
+3. the model: ``model``;
+4. pipelines: ``training``, ``evaluation``, ``inference``;
+5. front ends: ``display``, ``notebook``, ``cli`` and this package root.
 
 Training knows nothing of widgets: the notebook hands its live panel to :func:`train`.
 """
 
 from hippo_utils._version import __version__
-from hippo_utils.config import Config, load_config
+from hippo_utils.core.config import Config, load_config
 
 # name -> the module that defines it; imported when first asked for
 _LAZY = {
-    "resolve_source": "data", "ensure_dataset": "data", "source_of": "derive",
-    "find_subjects": "layouts", "load_volume": "volumes", "load_labels": "volumes",
-    "normalize_intensity": "preprocess", "Labels": "labels",
-    "derive_dataset": "derive", "read_manifest": "derive", "split_summary": "derive", "split_volumes": "derive",
-    "make_dataset": "dataset", "split_pairs": "dataset", "load_images": "dataset", "load_masks": "dataset",
-    "build_flexunet": "model", "train": "trainer", "ensure_trained": "trainer",
-    "load_model_dir": "model_dir", "has_run": "model_dir",
-    "evaluate": "evaluation", "infer_volumes": "inference", "infer_volume": "inference",
-    "infer_folder": "inference", "read_synthetic_truth": "volumetry", "volumetry_against_truth": "volumetry",
-    "LiveTrainingPanel": "widgets", "SliceViewer": "viewer",
+    "resolve_source": "data.sources",
+    "ensure_dataset": "data.sources",
+    "source_of": "data.derive",
+    "find_subjects": "data.layouts",
+    "load_volume": "data.volumes",
+    "load_labels": "data.volumes",
+    "normalize_intensity": "data.preprocess",
+    "Labels": "data.labels",
+    "derive_dataset": "data.derive",
+    "read_manifest": "data.derive",
+    "split_summary": "data.derive",
+    "split_volumes": "data.derive",
+    "sample_slices": "data.derive",
+    "leakage_example": "data.derive",
+    "make_dataset": "data.dataset",
+    "split_pairs": "data.dataset",
+    "load_images": "data.dataset",
+    "load_masks": "data.dataset",
+    "build_flexunet": "model.flexunet",
+    "train": "training.trainer",
+    "ensure_trained": "training.trainer",
+    "load_model_dir": "model.folder",
+    "has_run": "model.folder",
+    "read_epoch_previews": "model.folder",
+    "evaluate": "evaluation.evaluate",
+    "infer_volumes": "inference.segment",
+    "infer_volume": "inference.segment",
+    "infer_folder": "inference.segment",
+    "read_synthetic_truth": "inference.volumetry",
+    "volumetry_against_truth": "inference.volumetry",
+    "LiveTrainingPanel": "display.widgets",
+    "SliceViewer": "display.viewer",
 }
 
-__all__ = ["Config", "__version__", "load_config", *_LAZY]
+# the modules the notebooks use by name (``from hippo_utils import figures``)
+_MODULES = {"figures": "display.figures", "metrics": "model.metrics"}
+
+__all__ = ["Config", "__version__", "load_config", *_LAZY, *_MODULES]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(f"hippo_utils.{_LAZY[name]}"), name)
+    if name in _MODULES:
+        return importlib.import_module(f"hippo_utils.{_MODULES[name]}")
     raise AttributeError(f"module 'hippo_utils' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_MODULES))

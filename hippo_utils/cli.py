@@ -32,13 +32,13 @@ def plain(exc: Exception) -> str:
 
 
 def _config(args: argparse.Namespace):
-    from hippo_utils.config import load_config
+    from hippo_utils.core.config import load_config
 
     return load_config(args.config, overrides=args.set or ())
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from hippo_utils.synthetic import synthesize
+    from hippo_utils.data.synthetic import synthesize
 
     dest = synthesize(args.dest, n_labelled=args.labelled, n_unlabelled=args.unlabelled,
                       seed=args.seed, atrophy_fraction=args.atrophy_fraction, overwrite=args.force)
@@ -47,8 +47,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    from hippo_utils.data import chosen_source, ensure_synthetic, resolve_source, with_source
-    from hippo_utils.derive import derive_dataset
+    from hippo_utils.data.derive import derive_dataset
+    from hippo_utils.data.sources import chosen_source, ensure_synthetic, resolve_source, with_source
 
     cfg = _config(args)
     cfg.require("derive", "derive")
@@ -68,7 +68,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     cfg = _config(args)
     cfg.require("train", "train")
@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hippo_utils.evaluation import evaluate
+    from hippo_utils.evaluation.evaluate import evaluate
 
     cfg = _config(args)
     result = evaluate(cfg, model_dir=args.model_dir, progress=not args.quiet)
@@ -97,8 +97,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from hippo_utils.inference import infer_folder
-    from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.inference.segment import infer_folder
+    from hippo_utils.model.folder import load_model_dir
 
     cfg = _config(args)
     model, _ = load_model_dir(args.model_dir or cfg.train.model_dir)
@@ -109,7 +109,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_infer_volume(args: argparse.Namespace) -> int:
-    from hippo_utils.inference import infer_volumes
+    from hippo_utils.inference.segment import infer_volumes
 
     results = infer_volumes([args.model_dir, *(args.add_model or [])], args.inputs, args.out, labels_dir=args.labels,
                             progress=not args.quiet, overrides=args.set or (),
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s: %(message)s")
     try:
         if args.func in (cmd_train, cmd_evaluate, cmd_infer, cmd_infer_volume) and not args.debug:
-            from hippo_utils.backend import import_tensorflow
+            from hippo_utils.core.backend import import_tensorflow
 
             import_tensorflow()  # now, without its C++ start-up lines: a user's first lines are ours
         return args.func(args)
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        from hippo_utils.locks import Terminated
+        from hippo_utils.core.locks import Terminated
 
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"{what}; the work finished so far is recorded, and nothing half-written was left in place",

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from hippo_utils._version import __version__
-from hippo_utils.config import resolve_config, shipped_config_dir, shipped_configs
+from hippo_utils.core.config import resolve_config, shipped_config_dir, shipped_configs
 
 # The one place that names the repository and the release that Colab installs. The badges
 # and every notebook's install cell must match them (tests/test_repo.py checks); a fork or

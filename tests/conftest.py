@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hippo_utils.synthetic import synthesize
+from hippo_utils.data.synthetic import synthesize
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def clear_keras():
 def tiny_config(synthetic_hfh, tmp_path_factory):
     """A derived 32x32 dataset and a tiny model config to train on it."""
     from hippo_utils import load_config
-    from hippo_utils.derive import derive_dataset
+    from hippo_utils.data.derive import derive_dataset
 
     from helpers import write_config
 
@@ -69,7 +69,7 @@ def tiny_model_dir(tiny_config, tmp_path_factory):
     import keras
 
     from hippo_utils import load_config
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     run = tmp_path_factory.mktemp("tinyrun")
     cfg = load_config(tiny_config.path, [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",

@@ -1,12 +1,12 @@
 """TensorFlow's C++ start-up lines never reach a user: the CLI and the notebooks import it
-through hippo_utils.backend.import_tensorflow."""
+through hippo_utils.core.backend.import_tensorflow."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from hippo_utils.backend import without_chatter
+from hippo_utils.core.backend import without_chatter
 
 STARTUP = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
            "I0000 00:00:1795609141.291294    7779 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
@@ -20,7 +20,7 @@ def test_start_up_notices_are_dropped_and_other_lines_kept():
 
 
 def test_importing_tensorflow_prints_nothing_then_works():
-    code = ("from hippo_utils.backend import import_tensorflow\n"
+    code = ("from hippo_utils.core.backend import import_tensorflow\n"
             "tf = import_tensorflow()\n"
             "assert import_tensorflow() is tf\n"
             "print(float(tf.reduce_sum(tf.ones((2, 3)))))\n")
@@ -41,7 +41,7 @@ def test_a_machine_with_a_gpu_that_tensorflow_cannot_see_is_told_so(monkeypatch,
     import os
     import types
 
-    from hippo_utils import backend
+    from hippo_utils.core import backend
 
     fake = tmp_path / "bin" / "nvidia-smi"
     fake.parent.mkdir()
@@ -68,7 +68,7 @@ def test_a_machine_with_a_gpu_that_tensorflow_cannot_see_is_told_so(monkeypatch,
 
 
 def test_the_device_line_on_this_machine():
-    from hippo_utils.backend import describe_device, import_tensorflow
+    from hippo_utils.core.backend import describe_device, import_tensorflow
 
     tf = import_tensorflow()
     line = describe_device(tf)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.derive import derive_dataset
-from hippo_utils.preprocess import normalize_intensity
-from hippo_utils.volumes import load_labels, load_volume
+from hippo_utils.data.derive import derive_dataset
+from hippo_utils.data.preprocess import normalize_intensity
+from hippo_utils.data.volumes import load_labels, load_volume
 
 from helpers import toy_volume, write_config, write_nifti
 
@@ -104,7 +104,7 @@ def test_paths_that_do_not_exist(tmp_path):
         "source_dir": str(tmp_path / "no_such_folder"), "output_dir": str(tmp_path / "out")}))
     with pytest.raises(FileNotFoundError, match="source folder not found: .*no_such_folder"):
         derive_dataset(cfg, progress=False)
-    from hippo_utils.dataset import make_dataset
+    from hippo_utils.data.dataset import make_dataset
 
     with pytest.raises(FileNotFoundError, match=r"out/train/images.*derive the dataset first"):
         make_dataset(cfg, "train")
@@ -112,7 +112,7 @@ def test_paths_that_do_not_exist(tmp_path):
 
 
 def test_label_without_image(tmp_path):
-    from hippo_utils.layouts import find_subjects
+    from hippo_utils.data.layouts import find_subjects
 
     for i in range(2):
         img, lab = toy_volume(i)
@@ -154,7 +154,7 @@ def model_copy(tiny_model_dir, tmp_path):
 
 
 def test_checkpoint_folder_of_the_original_system(model_copy, tmp_path):
-    from hippo_utils.model_dir import load_model_dir
+    from hippo_utils.model.folder import load_model_dir
 
     original = tmp_path / "original_models"
     original.mkdir()
@@ -169,8 +169,8 @@ def test_checkpoint_folder_of_the_original_system(model_copy, tmp_path):
 def test_checkpoint_folder_from_another_version(model_copy, tiny_model_dir):
     import json
 
-    from hippo_utils.model_dir import load_model_dir
-    from hippo_utils.trainer import train
+    from hippo_utils.model.folder import load_model_dir
+    from hippo_utils.training.trainer import train
 
     prov = json.loads((model_copy / "provenance.json").read_text())
     prov.update(hippo_utils="0.0.1", keras="2.15.0")

@@ -14,11 +14,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from hippo_utils.inference import infer_volumes, output_names
-from hippo_utils.locks import FolderLocked, folder_lock, lock_path
-from hippo_utils.tables import write_json
-from hippo_utils.volumes import Volume, load_volume
-from hippo_utils.volumetry import plausibility_flags, volumetry
+from hippo_utils.core.locks import FolderLocked, folder_lock, lock_path
+from hippo_utils.core.tables import write_json
+from hippo_utils.data.volumes import Volume, load_volume
+from hippo_utils.inference.segment import infer_volumes, output_names
+from hippo_utils.inference.volumetry import plausibility_flags, volumetry
 
 from helpers import REPO, toy_volume, write_nifti
 
@@ -37,7 +37,7 @@ def test_inputs_that_share_a_stem_get_distinct_traceable_names(tiny_model_dir, t
         assert nib.load(str(r.labels_path)).shape == load_volume(src).shape
     rows = _rows(tmp_path / "out")
     assert [(r["subject"], r["input"]) for r in rows] == [("a_scan", str(a.resolve())), ("b_scan", str(b.resolve()))]
-    from hippo_utils.fsutil import sha256_file
+    from hippo_utils.core.files import sha256_file
 
     assert [r["sha256"] for r in rows] == [sha256_file(a), sha256_file(b)]
     run = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -125,7 +125,7 @@ def test_headers_claiming_more_than_the_file_holds(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=claim + r"but huge\.nii\.gz holds 32 bytes of data"):
         load_volume(tmp_path / "huge.nii.gz")
     ok = write_nifti(tmp_path / "ok.nii.gz", toy_volume(0)[0])
-    monkeypatch.setattr("hippo_utils.volumes.available_memory", lambda: 1000)
+    monkeypatch.setattr("hippo_utils.data.volumes.available_memory", lambda: 1000)
     with pytest.raises(ValueError, match=r"ok\.nii\.gz: the header claims 20x24x18 voxels of float32 .*; loading "
                                          r"it needs \d+ bytes of memory and 1000 bytes is free"):
         load_volume(ok)
@@ -133,7 +133,7 @@ def test_headers_claiming_more_than_the_file_holds(tmp_path, monkeypatch):
 
 HOLD = textwrap.dedent("""
     import sys
-    from hippo_utils.locks import folder_lock
+    from hippo_utils.core.locks import folder_lock
     with folder_lock(sys.argv[1], "hold"):
         print("locked", flush=True)
         sys.stdin.readline()
@@ -156,7 +156,7 @@ def test_locks_without_fcntl_keep_one_writer(tmp_path):
     check = NO_FCNTL + textwrap.dedent("""
         import logging, sys
         logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
-        from hippo_utils.locks import FolderLocked, folder_lock
+        from hippo_utils.core.locks import FolderLocked, folder_lock
         try:
             with folder_lock(sys.argv[1]):
                 print("got it")
@@ -189,7 +189,7 @@ def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(tmp_path, 
             with folder_lock(folder):
                 pass
         from hippo_utils import load_config
-        from hippo_utils.trainer import train
+        from hippo_utils.training.trainer import train
 
         cfg = load_config(tiny_config.path, [f"train.model_dir={folder}", f"train.eval_dir={tmp_path / 'eval'}"])
         with pytest.raises(FolderLocked, match=rf"process {proc.pid}"):
@@ -199,7 +199,7 @@ def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(tmp_path, 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert lock_path(folder).exists()  # a killed holder leaves its lock
-    with caplog.at_level("WARNING", logger="hippo_utils.locks"):
+    with caplog.at_level("WARNING", logger="hippo_utils.core.locks"):
         with folder_lock(folder):
             pass
     assert f"taking over the lock left by process {proc.pid}" in caplog.text
@@ -208,7 +208,7 @@ def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(tmp_path, 
 
 def test_derivation_and_inference_take_the_lock_too(tmp_path, tiny_config, tiny_model_dir):
     from hippo_utils import load_config
-    from hippo_utils.derive import derive_dataset
+    from hippo_utils.data.derive import derive_dataset
 
     out = tmp_path / "derived"
     proc = _holder(out)
@@ -314,8 +314,8 @@ def test_scored_inputs_sharing_a_name_and_old_tables_are_refused(tiny_model_dir,
 def test_a_truncated_gzip_is_caught_before_reading_and_analyze_hashes_cover_the_header(tmp_path):
     import gzip
 
-    from hippo_utils.fsutil import sha256_file
-    from hippo_utils.volumes import volume_sha256
+    from hippo_utils.core.files import sha256_file
+    from hippo_utils.data.volumes import volume_sha256
 
     path = write_nifti(tmp_path / "cut.nii.gz", toy_volume(0)[0])
     whole = gzip.decompress(path.read_bytes())
@@ -336,7 +336,9 @@ def test_memory_priority_and_cpu_probes_without_proc_or_posix_calls(monkeypatch,
     "unknown" and loading, the memory check and the I/O thread go on as before."""
     import builtins
 
-    from hippo_utils import inference, precision, volumes
+    from hippo_utils.data import volumes
+    from hippo_utils.inference import segment as inference
+    from hippo_utils.model import precision
 
     real_open = builtins.open
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.config import Config
+from hippo_utils.core.config import Config
 
 from helpers import REPO
 

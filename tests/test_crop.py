@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.layouts import find_subjects
-from hippo_utils.preprocess import (
+from hippo_utils.data.layouts import find_subjects
+from hippo_utils.data.preprocess import (
     crop_window,
     display_stack,
     head_centre,
@@ -20,7 +20,7 @@ from hippo_utils.preprocess import (
     plane_axes,
     slice_geometry,
 )
-from hippo_utils.volumes import Volume, load_labels, load_volume
+from hippo_utils.data.volumes import Volume, load_labels, load_volume
 
 from helpers import write_config
 
@@ -83,10 +83,10 @@ def test_the_window_follows_the_head_and_refuses_a_scan_that_does_not_hold_it():
 def test_derivation_learns_the_window_and_inference_writes_back_on_the_grid(synthetic_hfh, tmp_path):
     import nibabel as nib
 
-    from hippo_utils.derive import derive_dataset, read_manifest
-    from hippo_utils.inference import infer_volumes
-    from hippo_utils.model_dir import load_model_config
-    from hippo_utils.trainer import train
+    from hippo_utils.data.derive import derive_dataset, read_manifest
+    from hippo_utils.inference.segment import infer_volumes
+    from hippo_utils.model.folder import load_model_config
+    from hippo_utils.training.trainer import train
 
     extra = "\n".join(["[train]", "epochs = 1", "batch_size = 16", "num_infer_images = 1",
                        f"model_dir = {str(tmp_path / 'models')!r}", f"eval_dir = {str(tmp_path / 'eval')!r}",

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from hippo_utils import load_config
-from hippo_utils.dataset import make_dataset, pair_files
+from hippo_utils.data.dataset import make_dataset, pair_files
 
 from helpers import write_config
 
@@ -73,7 +73,7 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path):
 
 
 def test_cache_is_skipped_when_the_data_would_not_fit(tmp_path, monkeypatch):
-    import hippo_utils.dataset as dataset_mod
+    import hippo_utils.data.dataset as dataset_mod
 
     img_dir, mask_dir = _folder(tmp_path)
     cfg = _cfg(tmp_path, img_dir, mask_dir)

@@ -7,12 +7,12 @@ import pytest
 from PIL import Image
 
 from hippo_utils import load_config
-from hippo_utils.derive import derive_dataset, read_manifest, split_subjects
-from hippo_utils.labels import mask_to_classes
-from hippo_utils.layouts import find_subjects
-from hippo_utils.ownership import RECORD_NAME
-from hippo_utils.preprocess import SliceGeometry, normalize_intensity, slice_geometry
-from hippo_utils.volumes import Volume, load_volume
+from hippo_utils.core.ownership import RECORD_NAME
+from hippo_utils.data.derive import derive_dataset, read_manifest, split_subjects
+from hippo_utils.data.labels import mask_to_classes
+from hippo_utils.data.layouts import find_subjects
+from hippo_utils.data.preprocess import SliceGeometry, normalize_intensity, slice_geometry
+from hippo_utils.data.volumes import Volume, load_volume
 
 from helpers import toy_volume, write_config, write_nifti
 
@@ -45,7 +45,7 @@ def test_hfh_layout_outputs(hfh_dataset):
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["counts"] == result.counts and "sources_sha256" in meta
     # The bar chart: one bar per split in its colour, left to right, heights in proportion to the counts.
-    from hippo_utils.plots import SPLIT_COLOURS
+    from hippo_utils.display.figures import SPLIT_COLOURS
 
     from helpers import colour_mask, png_pixels
 
@@ -75,18 +75,19 @@ def test_split_is_by_subject(hfh_dataset):
 
 
 def test_leakage_figure_shows_a_test_slice_its_neighbours_and_another_head(hfh_dataset):
-    from hippo_utils import plots
+    from hippo_utils.data.derive import leakage_example
+    from hippo_utils.display import figures as plots
 
     _, result = hfh_dataset
     rows = read_manifest(result.output_dir)
-    fig = plots.split_leakage(result.output_dir, rows)
+    fig = plots.split_leakage(leakage_example(result.output_dir, rows))
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 4 and titles[0].startswith("test slice")
     test_subject = titles[0].split("\n")[1].split(" #")[0]
     assert all(test_subject in t for t in titles[1:3]) and test_subject not in titles[3]
     assert all("r = " in t for t in titles[1:])
     with pytest.raises(ValueError, match="needs a test slice"):
-        plots.split_leakage(result.output_dir, [r for r in rows if r["split"] != "test"])
+        plots.split_leakage(leakage_example(result.output_dir, [r for r in rows if r["split"] != "test"]))
 
 
 def test_a_slice_split_mixes_every_subject_into_every_split(synthetic_hfh, tmp_path):
@@ -140,7 +141,7 @@ def test_same_settings_give_the_same_bytes(hfh_dataset, tmp_path):
 
 
 def test_failure_leaves_no_partial_dataset(synthetic_hfh, tmp_path, monkeypatch):
-    import hippo_utils.derive as derive_mod
+    import hippo_utils.data.derive as derive_mod
 
     cfg = load_config(write_config(tmp_path / "c.config", {
         "source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out")}))
@@ -335,7 +336,7 @@ def test_downsampled_masks_stay_aligned_with_their_images():
     """Discs shrunk 2x keep, on average, their centre and their area. Nearest neighbour
     would shift every mask half a source pixel in both directions against its image
     (issue 16's over-segmentation); a plain majority would give up every tie."""
-    from hippo_utils.preprocess import resize_labels
+    from hippo_utils.data.preprocess import resize_labels
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]
@@ -440,7 +441,7 @@ def test_a_changed_image_is_seen_when_its_label_file_has_the_same_name(tmp_path)
 
 
 def test_ensure_dataset_checks_what_is_there_against_the_config(tmp_path, monkeypatch):
-    from hippo_utils.data import ensure_dataset
+    from hippo_utils.data.sources import ensure_dataset
 
     root = tmp_path / "mine"
     for i in range(4):

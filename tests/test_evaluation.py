@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from hippo_utils import load_config
-from hippo_utils.derive import MANIFEST_COLUMNS
-from hippo_utils.evaluation import evaluate
+from hippo_utils.data.derive import MANIFEST_COLUMNS
+from hippo_utils.evaluation.evaluate import evaluate
 
 from helpers import write_config
 

@@ -6,13 +6,13 @@ import pytest
 from PIL import Image
 
 from hippo_utils import load_config
-from hippo_utils.inference import infer_folder, infer_volume, infer_volumes
-from hippo_utils.labels import Labels
-from hippo_utils.metrics import dice_score, hd95
-from hippo_utils.postprocess import keep_largest, split_hemispheres
-from hippo_utils.predict import Ensemble, segment_volume
-from hippo_utils.volumes import Volume, load_volume
-from hippo_utils.volumetry import volumetry
+from hippo_utils.data.components import keep_largest, split_hemispheres
+from hippo_utils.data.labels import Labels
+from hippo_utils.data.volumes import Volume, load_volume
+from hippo_utils.inference.predict import Ensemble, segment_volume
+from hippo_utils.inference.segment import infer_folder, infer_volume, infer_volumes
+from hippo_utils.inference.volumetry import volumetry
+from hippo_utils.model.metrics import dice_score, hd95
 
 from helpers import toy_volume, write_config, write_nifti
 
@@ -230,7 +230,7 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
         "label_1_mm3": round(left, 2), "label_2_mm3": round(right, 2), "total_mm3": round(left + right, 2),
         "left_mm3": round(left, 2), "right_mm3": round(right, 2),
         "asymmetry_index": pytest.approx((left - right) / ((left + right) / 2), abs=1e-4, nan_ok=True)}
-    from hippo_utils.volumetry import plausibility_flags
+    from hippo_utils.inference.volumetry import plausibility_flags
 
     assert result.volumetry["qc"] == plausibility_flags(volumes)  # a tiny model: its flags, whatever they are
     assert {k: float(v) for k, v in rows[0].items() if k in volumes} == \
@@ -240,7 +240,7 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     assert result.metrics["hippocampus_dice"] == round(dice_score(truth > 0, labels > 0), 4)
     assert float(metrics[0]["hippocampus_dice"]) == result.metrics["hippocampus_dice"]
     # the QC figure: three greyscale planes, the predicted labels over them, and a legend of those labels
-    from hippo_utils.labels import LABEL_COLOURS
+    from hippo_utils.data.labels import LABEL_COLOURS
 
     from helpers import colour_mask, png_pixels
 
@@ -263,7 +263,7 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
 
 
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    from hippo_utils.volumes import volume_sha256
+    from hippo_utils.data.volumes import volume_sha256
 
     assert run["inputs"]["HFH_001"]["sha256"] == volume_sha256(synthetic_hfh / "Train" / "HFH_001.img")  # .hdr + .img
     assert run["model_provenance"]["hippo_utils"] and run["model_dir"] == str(cfg.train.model_dir.resolve())
@@ -289,7 +289,7 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
 
 
 def test_background_shortcut_is_exact():
-    from hippo_utils.preprocess import classes_from_probs, image_geometry
+    from hippo_utils.data.preprocess import classes_from_probs, image_geometry
 
     rng = np.random.default_rng(0)
     geom = image_geometry((37, 53), (32, 32))
@@ -306,9 +306,9 @@ def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path
     """2.5D: channels are slices i-1, i, i+1 (edges repeat), or i-2, i, i+2 with context_step 2,
     identical in the derived PNGs and in whole-volume inference; without context the PNG is
     the grey slice itself."""
-    from hippo_utils.derive import derive_dataset, read_manifest
-    from hippo_utils.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
-    from hippo_utils.volumes import load_volume
+    from hippo_utils.data.derive import derive_dataset, read_manifest
+    from hippo_utils.data.preprocess import image_geometry, model_slices, normalize_intensity, slice_geometry
+    from hippo_utils.data.volumes import load_volume
 
     stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32) / 3
     same_size = image_geometry((2, 2), (2, 2))  # to_model changes nothing: the channels alone are tested
@@ -374,7 +374,7 @@ def test_context_slices_need_three_channels(tmp_path):
 def test_flip_tta_averages_the_mirrored_prediction():
     """A model blind in its last column: with flip_tta the first and last columns get half
     the probability (each seen in one of the two passes), and the calls double."""
-    from hippo_utils.predict import predict_batches
+    from hippo_utils.inference.predict import predict_batches
 
     class BlindLastColumn:
         calls = 0
@@ -400,7 +400,7 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
     a run of sure slices with one faint slice inside (probability 0.3: a hole without
     smoothing, filled with it: 0.25 + 0.5 * 0.3 + 0.25 = 0.65), and one lone half-bright
     slice among sure background (0.6: kept without smoothing, dropped with it: 0.3)."""
-    from hippo_utils.predict import smooth_across_slices
+    from hippo_utils.inference.predict import smooth_across_slices
 
     class SoftBright:
         def predict_on_batch(self, x):
@@ -431,7 +431,7 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
 def test_ordered_labels_are_cut_once_per_volume(tmp_path):
     """Slice by slice, a weak slice 2 says posterior between anterior slices; one cut for the
     volume puts it back, and a volume stored the other way round is cut the other way."""
-    from hippo_utils.predict import cut_ordered, ordered_boundary
+    from hippo_utils.inference.predict import cut_ordered, ordered_boundary
 
     p1 = np.array([0.9, 0.9, 0.45, 0.55, 0.05, 0.05, 0.0])  # P(anterior) per slice; slice 6 is background
     p2 = np.array([0.05, 0.05, 0.5, 0.4, 0.9, 0.9, 0.0])
@@ -462,7 +462,7 @@ def test_ordered_labels_are_checked(tmp_path):
 @pytest.mark.parametrize("channels, order", [(3, "RGB"), (3, "BGR"), (1, "RGB")])
 def test_folder_inference_reads_images_as_training_decodes_them(tmp_path, channels, order):
     """[image] color_order and [model] image_channels reach folder inference: a colour image's
-    channels, reversed for BGR, or its grey for a one-channel model (hippo_utils.dataset)."""
+    channels, reversed for BGR, or its grey for a one-channel model (hippo_utils.data.dataset)."""
     cfg = load_config(write_config(tmp_path / "c.config", {}, size=32),
                       [f"model.image_channels={channels}", f'image.color_order="{order}"'])
     rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.derive import derive_dataset
-from hippo_utils.ownership import RECORD_NAME
+from hippo_utils.core.ownership import RECORD_NAME
+from hippo_utils.data.derive import derive_dataset
 
 from helpers import write_config
 
@@ -82,7 +82,7 @@ def test_killed_derivation_leaves_nothing_and_reruns(synthetic_hfh, tmp_path):
 def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_config, tmp_path):
     import keras
 
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     run = tmp_path / "run"
     sets = [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
@@ -124,7 +124,7 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_config, 
 def test_seeded_training_repeats_its_first_epoch(tiny_config, tmp_path):
     import keras
 
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     losses = []
     for i in range(2):

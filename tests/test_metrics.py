@@ -1,14 +1,13 @@
 import numpy as np
 import pytest
 
-from hippo_utils.metrics import (
-    ForegroundDice,
-    dice_coef_multiclass,
+from hippo_utils.model.losses import ForegroundDice, dice_coef_multiclass, soft_dice_loss
+from hippo_utils.model.metrics import (
+    confusion_counts,
     dice_coef_multiclass_np,
     dice_score,
     iou_score,
-    per_class_dice,
-    soft_dice_loss,
+    scores_from_counts,
 )
 
 
@@ -35,9 +34,12 @@ def test_empty_mask_conventions():
 
 
 def test_per_class_dice_excludes_background():
+    """Per-class Dice as evaluation computes it: confusion counts, then scores per foreground class."""
     truth = np.array([[0, 1, 1, 2]])
     pred = np.array([[0, 1, 2, 2]])
-    assert per_class_dice(truth, pred, 3) == {1: pytest.approx(2 / 3), 2: pytest.approx(2 / 3)}
+    counts = confusion_counts(truth, pred, 3)
+    per_class = {c: scores_from_counts(*counts[c])["dice"] for c in range(1, 3)}
+    assert per_class == {1: pytest.approx(2 / 3), 2: pytest.approx(2 / 3)}
 
 
 def test_original_metric_counts_the_background_and_sits_near_one():
@@ -77,7 +79,7 @@ def test_soft_dice_loss_by_hand():
 
 
 def test_ce_dice_weight_scales_the_dice_part():
-    from hippo_utils.metrics import get_loss
+    from hippo_utils.model.losses import get_loss
 
     truth = _onehot(np.array([[[0, 1], [1, 0]]]))
     pred = truth * 0.6 + 0.2  # rows still sum to 1
@@ -91,7 +93,7 @@ def test_ce_dice_weight_scales_the_dice_part():
 
 
 def test_volumetry_against_truth_by_hand():
-    from hippo_utils.volumetry import asymmetry_index, flagged_side, volumetry_against_truth
+    from hippo_utils.inference.volumetry import asymmetry_index, flagged_side, volumetry_against_truth
 
     assert asymmetry_index(3000, 2000) == pytest.approx(0.4)
     assert flagged_side(0.4) == "right" and flagged_side(-0.2) == "left" and flagged_side(0.05) == ""
@@ -111,10 +113,10 @@ def test_volumetry_against_truth_by_hand():
 def test_a_sheared_voxel_has_one_volume_in_volumetry_and_in_the_metrics():
     """A voxel's volume is |det| of the affine (the column norms' product overstates a sheared
     one): the volumetry table and the evaluation metrics must say the same mm^3."""
-    from hippo_utils.config import Config
-    from hippo_utils.metrics import labelled_volume_metrics
-    from hippo_utils.volumes import Volume
-    from hippo_utils.volumetry import volumetry
+    from hippo_utils.core.config import Config
+    from hippo_utils.data.volumes import Volume
+    from hippo_utils.inference.volumetry import volumetry
+    from hippo_utils.model.metrics import labelled_volume_metrics
 
     affine = np.array([[1.0, 0.5, 0.0, 0], [0.0, 1.0, 0.0, 0], [0.0, 0.0, 2.0, 0], [0, 0, 0, 1]])
     labels = np.zeros((6, 6, 6), np.uint8)

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.model import build_flexunet, level_specs
+from hippo_utils.model.flexunet import build_flexunet, level_specs
 
 from helpers import REPO
 
@@ -57,8 +57,8 @@ def test_impossible_architectures(change, match):
     (1, 3, 2, 9),  # dilation 2: each 3x3 convolution spans 5 pixels
 ])
 def test_receptive_field_by_hand(layers, kernel, dilation, expected):
-    from hippo_utils.config import ModelSection
-    from hippo_utils.model import receptive_field
+    from hippo_utils.core.config import ModelSection
+    from hippo_utils.model.flexunet import receptive_field
 
     m = ModelSection(image_width=64, image_height=64, num_layers=layers, base_kernels=(kernel, kernel),
                      dilation=(dilation, dilation))

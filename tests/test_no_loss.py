@@ -24,7 +24,7 @@ import pytest
 
 from hippo_utils import load_config
 from hippo_utils.cli import main
-from hippo_utils.ownership import RECORD_NAME, temporaries
+from hippo_utils.core.ownership import RECORD_NAME, temporaries
 
 from helpers import toy_volume, write_config, write_nifti
 
@@ -295,8 +295,8 @@ def test_a_full_disk_keeps_the_finished_volumes_and_a_rerun_completes_them(tiny_
 
 # -------------------------------------------------------------- training's folders
 def test_two_runs_never_share_an_evaluation_or_preview_folder(tiny_model_dir, tmp_path, capsys):
-    from hippo_utils.locks import folder_lock
-    from hippo_utils.trainer import train
+    from hippo_utils.core.locks import folder_lock
+    from hippo_utils.training.trainer import train
 
     first = tiny_model_dir.train
     before = _snapshot(first.eval_dir)
@@ -325,7 +325,7 @@ def test_two_runs_never_share_an_evaluation_or_preview_folder(tiny_model_dir, tm
 
 
 def test_training_never_writes_over_a_users_file_in_its_folders(tiny_config, tmp_path):
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     models = tmp_path / "models"
     models.mkdir()
@@ -344,9 +344,9 @@ def test_inputs_that_would_be_misread_are_refused_or_read_right(tmp_path):
     import nibabel as nib
     from PIL import Image
 
-    from hippo_utils.labels import mask_to_classes
-    from hippo_utils.png import read_grey_values
-    from hippo_utils.volumes import load_volume
+    from hippo_utils.core.png import read_grey_values
+    from hippo_utils.data.labels import mask_to_classes
+    from hippo_utils.data.volumes import load_volume
 
     data = toy_volume(0)[0]
     complex_path = tmp_path / "phase.nii.gz"
@@ -428,9 +428,9 @@ def test_a_file_in_the_way_of_a_lock_is_kept(tiny_model_dir, tmp_path, capsys):
 def test_resuming_or_evaluating_with_other_settings_or_data_is_refused(tiny_config, tmp_path, capsys):
     import dataclasses
 
-    from hippo_utils.derive import derive_dataset
-    from hippo_utils.evaluation import evaluate
-    from hippo_utils.trainer import train
+    from hippo_utils.data.derive import derive_dataset
+    from hippo_utils.evaluation.evaluate import evaluate
+    from hippo_utils.training.trainer import train
 
     run = [f"train.model_dir={tmp_path / 'models'}", f"train.eval_dir={tmp_path / 'eval'}",
            f"train.epoch_change_infer_dir={tmp_path / 'previews'}", "train.epochs=1"]
@@ -453,7 +453,7 @@ def test_resuming_or_evaluating_with_other_settings_or_data_is_refused(tiny_conf
 
 
 def test_a_refused_training_claims_nothing(tiny_model_dir, tmp_path):
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     cfg = load_config(tiny_model_dir.path, [f"train.model_dir={tmp_path / 'models'}",
                                             f"train.eval_dir={tmp_path / 'eval'}",
@@ -482,8 +482,8 @@ def test_images_that_would_share_a_result_and_broken_voxel_sizes_are_refused(tin
 
 @pytest.mark.parametrize(("dtype", "offset"), [(np.float64, 1e6), (np.int32, 2**25)])
 def test_values_far_from_zero_keep_their_contrast(tmp_path, dtype, offset):
-    from hippo_utils.preprocess import normalize_intensity
-    from hippo_utils.volumes import load_volume
+    from hippo_utils.data.preprocess import normalize_intensity
+    from hippo_utils.data.volumes import load_volume
 
     base = np.random.default_rng(0).integers(0, 256, (20, 24, 18))
     stored = (offset + (base / 1000 if dtype == np.float64 else base)).astype(dtype)  # float32 would merge them

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hippo_utils import plots
+from hippo_utils.display import figures as plots
+from hippo_utils.model.folder import read_epoch_previews
 
 TP, FP, FN = plots.AGREEMENT_COLOURS.values()
 
@@ -75,7 +76,7 @@ def test_epoch_previews_with_masks_start_with_the_truth(tmp_path):
     Image.fromarray(truth).save(masks / "s1.png")
     for e in (1, 2):
         Image.fromarray(np.roll(truth, e, axis=1)).save(previews / f"Epoch_{e}_s1.png")
-    fig = plots.epoch_previews(previews, images, [1, 2], ["s1"], masks_dir=masks)
+    fig = plots.epoch_previews(read_epoch_previews(previews, images, [1, 2], ["s1"], masks_dir=masks))
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert labels == ["ground truth", "epoch 1", "epoch 2"]
     assert fig.axes[0].images[0].get_array().shape[0] < 64  # zoomed on the hippocampus
@@ -84,7 +85,7 @@ def test_epoch_previews_with_masks_start_with_the_truth(tmp_path):
 
 @pytest.mark.parametrize("x_code, x_sign", [("R", 1.0), ("L", -1.0)])
 def test_three_planes_show_radiological_orientation_with_true_ticks(x_code, x_sign):
-    from hippo_utils.volumes import Volume
+    from hippo_utils.data.volumes import Volume
 
     data = np.zeros((30, 20, 40), np.float32)
     labels = np.zeros(data.shape, np.uint8)
@@ -106,7 +107,7 @@ def test_three_planes_show_radiological_orientation_with_true_ticks(x_code, x_si
 def test_an_affine_not_read_as_anatomy_shows_array_axes():
     """MSD's crops ([derive] plane = axis1): the three pictures are the array's axes, with no
     direction letters or radiological claim, in the figure and in the batch QC picture."""
-    from hippo_utils.volumes import Volume
+    from hippo_utils.data.volumes import Volume
 
     data = np.random.default_rng(0).uniform(size=(30, 20, 40)).astype(np.float32)
     labels = np.zeros(data.shape, np.uint8)

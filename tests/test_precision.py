@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.precision import resolve_precision
+from hippo_utils.model.precision import resolve_precision
 
 from helpers import toy_volume, write_nifti
 
 
 @pytest.mark.parametrize(("policy", "compute"), [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
 def test_reduced_precision_layers_with_a_float32_softmax(tiny_config, policy, compute):
-    from hippo_utils.model import build_flexunet
+    from hippo_utils.model.flexunet import build_flexunet
 
     model = build_flexunet(tiny_config.model, dtype_policy=policy)
     convs = [layer for layer in model.layers if layer.name.endswith("_conv1")]
@@ -28,7 +28,7 @@ def test_reduced_precision_layers_with_a_float32_softmax(tiny_config, policy, co
 
 
 def test_auto_asks_the_machine(monkeypatch):
-    import hippo_utils.precision as precision
+    import hippo_utils.model.precision as precision
 
     assert resolve_precision(False).policy == "float32"
     assert resolve_precision("bfloat16").policy == "mixed_bfloat16"
@@ -52,8 +52,8 @@ def test_bfloat16_trains_resumes_and_segments(tiny_config, tmp_path, caplog):
     """... and says so, with the memory estimate, to the log and to the notebook's panel."""
     import keras
 
-    from hippo_utils.inference import infer_volumes
-    from hippo_utils.trainer import train
+    from hippo_utils.inference.segment import infer_volumes
+    from hippo_utils.training.trainer import train
 
     run = tmp_path / "bf16"
     sets = ['train.mixed_precision="bfloat16"', "train.epoch_change_infer=False",
@@ -65,7 +65,7 @@ def test_bfloat16_trains_resumes_and_segments(tiny_config, tmp_path, caplog):
         def notice(self, text, warning=None):
             self.notes.append((text, warning))
 
-    with caplog.at_level("INFO", logger="hippo_utils.trainer"):
+    with caplog.at_level("INFO", logger="hippo_utils.training.trainer"):
         first = train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), watch=Watcher())
     assert "precision: mixed_bfloat16" in caplog.text and "model memory: parameters" in caplog.text
     (text, warning), = Watcher.notes
@@ -89,8 +89,8 @@ def test_bfloat16_trains_resumes_and_segments(tiny_config, tmp_path, caplog):
 def test_float16_scales_the_loss(tiny_config):
     import keras
 
-    from hippo_utils.model import build_flexunet
-    from hippo_utils.trainer import compile_model
+    from hippo_utils.model.flexunet import build_flexunet
+    from hippo_utils.training.trainer import compile_model
 
     model = build_flexunet(tiny_config.model, dtype_policy="mixed_float16")
     compile_model(model, tiny_config)
@@ -106,7 +106,7 @@ def test_float16_scales_the_loss(tiny_config):
 def test_tensorboard_logs_losses_dice_learning_rate_and_previews(tiny_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from hippo_utils.trainer import train
+    from hippo_utils.training.trainer import train
 
     run = tmp_path / "tb"
     cfg = load_config(tiny_config.path, ["train.tensorboard=True", "train.epochs=2", "train.epoch_change_infer=False",
@@ -130,8 +130,8 @@ def test_tensorboard_logs_losses_dice_learning_rate_and_previews(tiny_config, tm
 
 @pytest.mark.parametrize("setting", [True, False])
 def test_jit_compile_reaches_the_compiled_model(tiny_config, setting):
-    from hippo_utils.model import build_flexunet
-    from hippo_utils.trainer import compile_model
+    from hippo_utils.model.flexunet import build_flexunet
+    from hippo_utils.training.trainer import compile_model
 
     cfg = load_config(tiny_config.path, [f"train.jit_compile={setting}"])
     model = build_flexunet(cfg.model)
@@ -144,11 +144,11 @@ def test_jit_compile_reaches_the_compiled_model(tiny_config, setting):
 PEAK = """
 import sys
 import numpy as np
-from hippo_utils.backend import import_tensorflow
+from hippo_utils.core.backend import import_tensorflow
 import_tensorflow()
 from hippo_utils import load_config
-from hippo_utils.model import build_flexunet
-from hippo_utils.trainer import compile_model
+from hippo_utils.model.flexunet import build_flexunet
+from hippo_utils.training.trainer import compile_model
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
@@ -175,7 +175,7 @@ def test_memory_estimate_against_the_measured_growth_per_image():
     import subprocess
     import sys
 
-    from hippo_utils.model import build_flexunet, memory_estimate
+    from hippo_utils.model.flexunet import build_flexunet, memory_estimate
 
     grown = {b: int(subprocess.run([sys.executable, "-c", PEAK, str(b)], capture_output=True, text=True,
                                    check=True).stdout.split()[-1]) for b in (4, 32)}
@@ -187,8 +187,8 @@ def test_memory_estimate_against_the_measured_growth_per_image():
 
 
 def test_a_batch_over_the_gpu_memory_is_warned_with_one_that_fits(tiny_config):
-    from hippo_utils.model import build_flexunet, memory_estimate
-    from hippo_utils.trainer import memory_report
+    from hippo_utils.model.flexunet import build_flexunet, memory_estimate
+    from hippo_utils.training.trainer import memory_report
 
     model = build_flexunet(tiny_config.model)
     estimate = memory_estimate(model, 64)

@@ -174,7 +174,7 @@ def test_readme_gallery_images_exist_and_are_small():
 
 
 # The modules a notebook may import from, besides the package root's public API.
-NOTEBOOK_MODULES = {"hippo_utils", "hippo_utils.notebook", "hippo_utils.backend", "hippo_utils.model"}
+NOTEBOOK_MODULES = {"hippo_utils", "hippo_utils.notebook", "hippo_utils.core.backend", "hippo_utils.model.flexunet"}
 # What would mean a cell reads the package's own files (PNG masks, JSON records, CSV tables,
 # preview names) instead of asking the package. (Printing a file to show it is fine.)
 FILE_PARSING = ("Image.open", "json.load", "csv.", "state.json", "Epoch_", "np.eye(", ".glob(", "iterdir(")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hippo_utils import download, load_config
-from hippo_utils.data import ensure_dataset, resolve_source
-from hippo_utils.layouts import find_subjects
+from hippo_utils import load_config
+from hippo_utils.data import download
+from hippo_utils.data.layouts import find_subjects
+from hippo_utils.data.sources import ensure_dataset, resolve_source
 
 from helpers import toy_volume, write_config, write_nifti
 
@@ -292,7 +293,7 @@ def test_a_copy_put_there_by_hand_is_checked_and_kept_when_wrong(msd_server, tmp
 def test_a_second_process_waits_for_the_first_download(msd_server, tmp_path):
     import time
 
-    from hippo_utils.locks import folder_lock
+    from hippo_utils.core.locks import folder_lock
 
     cache = tmp_path / "cache"
     cache.mkdir()

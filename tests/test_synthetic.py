@@ -4,9 +4,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from hippo_utils.layouts import find_subjects
-from hippo_utils.synthetic import SPACING, make_subject, synthesize
-from hippo_utils.volumes import load_labels, load_volume
+from hippo_utils.data.layouts import find_subjects
+from hippo_utils.data.synthetic import SPACING, make_subject, synthesize
+from hippo_utils.data.volumes import load_labels, load_volume
 
 
 def test_kaggle_layout_and_analyze_format(synthetic_hfh):
@@ -53,8 +53,8 @@ def test_atrophy_makes_one_side_smaller():
 def test_healthy_asymmetry_stays_under_the_flag_and_atrophy_is_flagged():
     """Healthy heads: right a little larger, |AI| well under 0.1 (the notebook's rule);
     a shrunken side (ATROPHY_RANGE) is flagged on that side, with room for error."""
-    from hippo_utils.synthetic import ATROPHY_RANGE
-    from hippo_utils.volumetry import asymmetry_index
+    from hippo_utils.data.synthetic import ATROPHY_RANGE
+    from hippo_utils.inference.volumetry import asymmetry_index
 
     healthy = [make_subject(seed, shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))[1]
                for seed in range(6)]
@@ -89,7 +89,7 @@ def test_a_set_from_an_older_generator_is_not_reused(tmp_path):
     import json
 
     from hippo_utils import load_config
-    from hippo_utils.data import ensure_synthetic
+    from hippo_utils.data.sources import ensure_synthetic
 
     from helpers import write_config
 
@@ -109,7 +109,7 @@ def test_a_configured_real_folder_is_used_not_replaced(tmp_path):
     """resolve_source takes [derive] source_dir when it holds real data (here a pairs
     layout), instead of trying to make synthetic data there."""
     from hippo_utils import load_config
-    from hippo_utils.data import resolve_source
+    from hippo_utils.data.sources import resolve_source
 
     from helpers import toy_volume, write_config, write_nifti
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from hippo_utils import load_config
-from hippo_utils.model_dir import load_model_dir
-from hippo_utils.tables import write_json
-from hippo_utils.trainer import train
+from hippo_utils.core.tables import write_json
+from hippo_utils.model.folder import load_model_dir
+from hippo_utils.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
 def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_path):
     import math
 
-    from hippo_utils.trainer import cosine_learning_rate
+    from hippo_utils.training.trainer import cosine_learning_rate
 
     run = tmp_path / "cosine"
     sets = ["train.lr_schedule=\"cosine\"", "train.learning_rate_reducer=False", "train.epoch_change_infer=False",
@@ -214,7 +214,7 @@ def test_resume_trains_on_the_configured_loss(tiny_config, tmp_path):
     be compiled with the config's (it went on with Dice at weight 1 where the demo has 0.1)."""
     from keras import ops
 
-    from hippo_utils.metrics import ce_dice_loss
+    from hippo_utils.model.losses import ce_dice_loss
 
     sets = ['model.loss="ce_dice"', "model.dice_weight=0.1", "train.epochs=1", *_run_sets(tmp_path)]
     train(load_config(tiny_config.path, sets), progress=False)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hippo_utils.labels import palette
-from hippo_utils.viewer import SliceViewer
+from hippo_utils.data.labels import palette
+from hippo_utils.display.viewer import SliceViewer
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ def test_overlay_colours_follow_rgb_map(volume):
 
 
 def test_info_reports_position_and_slice_dice(volume):
-    from hippo_utils.metrics import dice_score
-    from hippo_utils.volumes import Volume
+    from hippo_utils.data.volumes import Volume
+    from hippo_utils.model.metrics import dice_score
 
     img, lab, pred = volume
     # Array axes stored as (z, x reversed, y), 1.2, 0.9 and 2.0 mm, with an offset: the coronal slices
@@ -113,7 +113,7 @@ def test_pages_through_a_derived_dataset(tiny_config):
 
 
 def test_agreement_mode_colours_the_prediction_against_the_truth(volume):
-    from hippo_utils.plots import AGREEMENT_CAPTION, AGREEMENT_COLOURS
+    from hippo_utils.display.figures import AGREEMENT_CAPTION, AGREEMENT_COLOURS
 
     img, lab, pred = volume  # pred is lab shifted one slice along axis 0: TP, FP and FN all occur
     v = SliceViewer(img, label=lab, prediction=pred, spacing=(1.0, 1.0, 1.0), plane="coronal")
@@ -125,7 +125,7 @@ def test_agreement_mode_colours_the_prediction_against_the_truth(volume):
 
 
 def test_directions_are_marked_at_the_edges_in_radiological_display(volume):
-    from hippo_utils.preprocess import display_directions
+    from hippo_utils.data.preprocess import display_directions
 
     assert display_directions("coronal") == {"top": "S", "bottom": "I", "left": "R", "right": "L"}
     assert display_directions("axial") == {"top": "A", "bottom": "P", "left": "R", "right": "L"}

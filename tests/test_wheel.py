@@ -28,6 +28,8 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
     shipped = sorted(p.name for p in (REPO / "configs").glob("*.config"))
     assert sorted(n.split("/")[-1] for n in names if n.startswith("hippo_utils/configs/")) == shipped
     assert any(n.endswith("licenses/LICENSE") for n in names)
+    modules = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "hippo_utils").rglob("*.py"))
+    assert sorted(n for n in names if n.endswith(".py")) == modules  # every sub-package, nothing else
 
     python, site = preinstalled_env(tmp_path)
     done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],

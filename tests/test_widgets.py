@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hippo_utils.widgets import WIDGET_VIEW_MIMETYPE, LiveTrainingPanel, stacked, widget_bundle
+from hippo_utils.display.widgets import WIDGET_VIEW_MIMETYPE, LiveTrainingPanel, stacked, widget_bundle
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_panel_follows_a_run_and_leaves_its_final_state_as_a_picture(displayed):
 
 
 def test_viewer_displays_as_a_widget_with_its_current_view(tmp_path):
-    from hippo_utils.viewer import SliceViewer
+    from hippo_utils.display.viewer import SliceViewer
 
     img = np.random.default_rng(0).normal(100, 5, (20, 16, 18)).astype(np.float32)
     lab = np.zeros(img.shape, np.uint8)
@@ -120,8 +120,8 @@ def test_viewer_displays_as_a_widget_with_its_current_view(tmp_path):
 
 def test_captions_draw_dashes_the_font_has():
     """PIL's own font draws an en dash as a box: the static pictures' captions write a hyphen."""
-    from hippo_utils.png import png_bytes
-    from hippo_utils.widgets import captioned
+    from hippo_utils.core.png import png_bytes
+    from hippo_utils.display.widgets import captioned
 
     png = png_bytes(np.zeros((20, 200, 3), np.uint8))
     assert captioned(png, "slice 3 (0–49)") == captioned(png, "slice 3 (0-49)")

@@ -1,0 +1,225 @@
+"""Prediction: class probabilities of a model (or an :class:`Ensemble`) for a batch of model
+images, and for every slice of a volume back on the volume's own grid, with the
+volume-level steps that work on probabilities: smoothing across slices ([infer]
+slice_smoothing) and one cut between two ordered labels ([infer] ordered_labels).
+
+A volume goes through the very geometry of derivation (:mod:`hippo_utils.data.preprocess`):
+orient, normalise, resample and pad each slice to the model size, predict in batches,
+then resize each class probability back (bilinear) and take the argmax on the source grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hippo_utils.core.config import Config
+from hippo_utils.data.derive import crop_box
+from hippo_utils.data.preprocess import (
+    SliceGeometry,
+    classes_from_probs,
+    model_batch,
+    model_slices,
+    normalize_intensity,
+    slice_geometry,
+)
+from hippo_utils.data.volumes import Volume
+
+
+def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool = False,
+                    desc: str = "predicting", flip: bool = False) -> np.ndarray:
+    """Class probabilities for (N, H, W, C) inputs, in batches.
+
+    Uses the model's compiled ``predict_on_batch`` (faster than an eager call on CPU). The
+    last, smaller batch is not padded: its shape, the same for volumes of one size, is
+    traced only once (benchmarks/speed.py measures both).
+    With ``flip`` ([infer] flip_tta), each batch is also predicted mirrored (columns
+    reversed) and the two probability maps are averaged. Any callable taking a batch
+    also works (tests use one).
+    """
+    from tqdm.auto import tqdm
+
+    run = getattr(model, "predict_on_batch", None) or (lambda b: model(b, training=False))
+    out = []
+    for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress):
+        batch = inputs[start:start + batch_size]
+        probs = np.asarray(run(batch))
+        if flip:
+            probs = (probs + np.asarray(run(np.ascontiguousarray(batch[:, :, ::-1])))[:, :, ::-1]) / 2
+        out.append(probs)
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Trained models whose class probabilities are averaged on each volume's own grid.
+
+    For example one model per slicing plane ([derive] plane), or per seed. Each member
+    slices, sizes, normalises and flips ([infer] flip_tta) as its own config says; the
+    first member's config decides the rest (labels, [infer] post-processing). Pass an
+    Ensemble as the model of :func:`segment_volume` and of volume inference
+    (``infer_volume``, ``infer_volumes``), with ``cfg`` = ``ensemble.cfg``; folder inference
+    and evaluation take single models.
+
+    Raises:
+        ValueError: no members, or members that disagree on the classes.
+    """
+
+    members: tuple[tuple[object, Config], ...]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one model")
+        first = self.members[0][1]
+        for i, (_, cfg) in enumerate(self.members[1:], 1):
+            name = self.names[i] if i < len(self.names) else f"member {i}"
+            for what, a, b in (("[model] num_classes", first.model.num_classes, cfg.model.num_classes),
+                               ("[derive] label_map", first.derive.label_map, cfg.derive.label_map),
+                               ("[mask] rgb_map", first.mask.rgb_map, cfg.mask.rgb_map)):
+                if a != b:
+                    raise ValueError(f"{name}: its {what} {b!r} differs from the first model's {a!r}; "
+                                     "only models that predict the same classes can be fused")
+
+    @property
+    def cfg(self) -> Config:
+        return self.members[0][1]
+
+    def probabilities(self, volume: Volume, batch_size: int | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Mean class probabilities (X, Y, Z, C) of the members on ``volume``'s grid."""
+        total = None
+        for model, cfg in self.members:
+            probs = volume_probabilities(model, cfg, volume, batch_size, progress)
+            total = probs if total is None else np.add(total, probs, out=total)
+        return total / len(self.members)
+
+
+@dataclass
+class PreparedVolume:
+    """A volume made ready for one model: its slice geometry and the model's input batch."""
+
+    volume: Volume
+    geom: SliceGeometry
+    inputs: np.ndarray  # float32 (N, H, W, C), 0..255
+    normalised: np.ndarray  # the volume scaled to 0..1 ([derive] intensity_percentiles), its own axes
+
+
+def prepare_volume(cfg: Config, volume: Volume) -> PreparedVolume:
+    """Orient and normalise ``volume``'s slices along ``cfg``'s plane and build the model input."""
+    d = cfg.derive
+    normalised = normalize_intensity(volume, d.intensity_percentiles)
+    geom = slice_geometry(volume, d.plane, cfg.image_size, crop_mm=crop_box(cfg), normalised=normalised)
+    inputs = model_batch(model_slices(geom.orient(normalised), geom, d.context_slices, d.context_step),
+                         cfg.model.image_channels)
+    return PreparedVolume(volume, geom, inputs, normalised)
+
+
+def slice_probabilities(model, cfg: Config, prepared: PreparedVolume, batch_size: int | None = None,
+                        progress: bool = False) -> np.ndarray:
+    """Model-size class probabilities (N, H, W, C) of each prepared slice ([infer] flip_tta and
+    slice_smoothing applied)."""
+    volume = prepared.volume
+    probs = predict_batches(model, prepared.inputs, batch_size or cfg.infer.batch_size, progress,
+                            desc=volume.path.name if volume.path else "volume", flip=cfg.infer.flip_tta)
+    return smooth_across_slices(probs) if cfg.infer.slice_smoothing else probs
+
+
+def classes_on_grid(geom: SliceGeometry, probs: np.ndarray, ordered: tuple[int, int] | None = None) -> np.ndarray:
+    """Model-size probabilities of every slice -> class indices (uint8) on the volume's grid.
+
+    ``ordered``: two classes that follow each other along the slicing axis; their boundary
+    is one cut for the whole volume (:func:`ordered_boundary`). The slices all share one
+    in-plane resize, so the model-size sums that place the cut stand for the grid's.
+    """
+    classes = np.stack([classes_from_probs(geom, p) for p in probs])
+    if ordered is not None:
+        classes = cut_ordered(classes, *ordered, *ordered_boundary(probs, *ordered))
+    return geom.unorient(classes)
+
+
+def ordered_boundary(probs: np.ndarray, first: int, second: int) -> tuple[int, bool]:
+    """Where one class gives way to the other along axis 0 of ``probs`` (N, ..., C).
+
+    Over the voxels predicted as either class, the cut k (0..N) maximises the probability
+    that the voxels of slices before k have of being ``first`` plus that of the rest of
+    being ``second``; the reverse order is scored too, for volumes stored the other way
+    round. Returns (k, True when ``first`` comes first).
+    """
+    pred = probs.argmax(-1)
+    on = (pred == first) | (pred == second)
+    a = np.concatenate([[0.0], np.cumsum((probs[..., first] * on).reshape(len(probs), -1).sum(axis=1))])
+    b = np.concatenate([[0.0], np.cumsum((probs[..., second] * on).reshape(len(probs), -1).sum(axis=1))])
+    forward, backward = a + (b[-1] - b), b + (a[-1] - a)
+    if forward.max() >= backward.max():
+        return int(np.argmax(forward)), True
+    return int(np.argmax(backward)), False
+
+
+def cut_ordered(classes: np.ndarray, first: int, second: int, cut: int, first_first: bool = True) -> np.ndarray:
+    """``classes`` (N, ...) with every voxel of the two classes relabelled by the cut along
+    axis 0: before ``cut`` the one that comes first, from it on the other."""
+    out = classes.copy()
+    both = (classes == first) | (classes == second)
+    before = (np.arange(len(classes)) < cut).reshape(-1, *[1] * (classes.ndim - 1))
+    early, late = (first, second) if first_first else (second, first)
+    out[both & before] = early
+    out[both & ~before] = late
+    return out
+
+
+def ordered_classes(cfg: Config) -> tuple[int, int] | None:
+    """The classes of [infer] ordered_labels, or None."""
+    pair = cfg.infer.ordered_labels
+    return None if pair is None else (cfg.derive.label_map[pair[0]], cfg.derive.label_map[pair[1]])
+
+
+def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
+    """Average each slice's class probabilities with its two neighbours' ([infer] slice_smoothing).
+
+    ``probs`` is (N, H, W, C), the slices in order along the slicing axis, all on the same
+    model-size grid, so this is a [1/4, 1/2, 1/4] filter along that axis; it commutes with
+    the (linear) resize back to the source grid. The first and last slices stand in for
+    their missing neighbour. A 2D model sees each slice alone (or with one neighbour each
+    side, with context_slices): this makes an isolated uncertain slice follow its
+    neighbours (what it gains on MSD: benchmarks/RESULTS.md).
+    """
+    if len(probs) < 2:
+        return probs
+    padded = np.concatenate([probs[:1], probs, probs[-1:]])
+    return 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+
+
+def volume_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                         progress: bool = False) -> np.ndarray:
+    """Class probabilities (X, Y, Z, C), float32, on ``volume``'s own grid and axis order."""
+    prepared = prepare_volume(cfg, volume)
+    probs = slice_probabilities(model, cfg, prepared, batch_size, progress)
+    return prepared.geom.unorient(np.stack([prepared.geom.from_model(p) for p in probs]).astype(np.float32))
+
+
+def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
+                   progress: bool = False) -> np.ndarray:
+    """Predicted class indices (uint8) on ``volume``'s own grid and axis order.
+
+    ``model`` may be an :class:`Ensemble`: its members' probabilities are averaged.
+    """
+    if isinstance(model, Ensemble):
+        return ensemble_classes(model, volume, model.probabilities(volume, batch_size, progress))
+    prepared = prepare_volume(cfg, volume)
+    return classes_on_grid(prepared.geom, slice_probabilities(model, cfg, prepared, batch_size, progress),
+                           ordered_classes(cfg))
+
+
+def ensemble_classes(ensemble: Ensemble, volume: Volume, probs: np.ndarray) -> np.ndarray:
+    """The argmax of an ensemble's probabilities on the volume's grid, with the ordered cut of
+    its first member's config along that member's slicing axis."""
+    classes = np.argmax(probs, axis=-1).astype(np.uint8)
+    ordered = ordered_classes(ensemble.cfg)
+    if ordered is None:
+        return classes
+    axis = slice_geometry(volume, ensemble.cfg.derive.plane, ensemble.cfg.image_size).axis
+    moved = np.moveaxis(probs, axis, 0)
+    cut = cut_ordered(np.moveaxis(classes, axis, 0), *ordered, *ordered_boundary(moved, *ordered))
+    return np.ascontiguousarray(np.moveaxis(cut, 0, axis))
