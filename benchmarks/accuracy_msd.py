@@ -3,7 +3,7 @@
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py [--set train.epochs=25] [--out runs/msd_bench]
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --score-only --set infer.flip_tta=True
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --score-only --split valid \
-        --set "infer.ordered_labels=(1,2)"   # tune on the validation subjects
+        --set infer.KEY=VALUE   # tune on the validation subjects
     HIPPO_REAL_DATA=../shared/data python benchmarks/accuracy_msd.py --planes axis0,axis1,axis2 \
         --set train.epochs=16 --set axis2:augment.hflip=False --set axis2:infer.flip_tta=False
 
@@ -27,17 +27,16 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from hippo_utils import load_config  # noqa: E402
+
+from common import ROOT, bootstrap_ci  # noqa: E402  (benchmarks/ is sys.path[0]: this runs as a file)
 
 
 def main() -> None:
@@ -123,14 +122,6 @@ def main() -> None:
           f"infer {t_infer:.0f} s")
 
 
-def bootstrap_ci(values: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the mean over subjects: the subjects resampled with replacement."""
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
-    means = np.random.default_rng(seed).choice(values, size=(n, len(values)), replace=True).mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def diagnose(truth: np.ndarray, pred: np.ndarray, axis: int = 1) -> str:
     """What went wrong, in words, from where the wrong voxels lie: labels swapped inside the
     hippocampus (the anterior/posterior boundary placed wrong, on how many slices), truth
@@ -156,7 +147,7 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
     slicing axis) with the most wrong voxels, as image, truth and prediction, with what went wrong."""
     from hippo_utils.data.preprocess import normalize_intensity
     from hippo_utils.data.volumes import load_labels, load_volume
-    from hippo_utils.display import figures
+    from hippo_utils.display import figures, pictures
 
     worst = sorted(rows, key=lambda r: (float(r["label1_dice"]) + float(r["label2_dice"])) / 2)[:n]
     fig = figures.Figure(figsize=(8.5, 2.7 * len(worst)))
@@ -173,7 +164,7 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
             shown = np.repeat(grey[..., None], 3, axis=2)
             if lab is not None:
                 sl = lab[:, k, :].T[::-1]
-                shown = figures.overlay(grey, colours[np.minimum(sl, 2)], alpha=0.5)
+                shown = pictures.overlay(grey, colours[np.minimum(sl, 2)], alpha=0.5)
             ax.imshow(shown, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

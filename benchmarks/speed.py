@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from hippo_utils import load_config  # noqa: E402
+
+from common import ROOT  # noqa: E402  (benchmarks/ is sys.path[0]: this runs as a file)
 
 
 def _volumes(cfg, n: int) -> list[Path]:

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT  # benchmarks/ is sys.path[0]: this runs as a file
 
 
 def pooled_dice(model, cfg, volumes: list[tuple[str, str, list[int] | None]]) -> float:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT  # benchmarks/ is sys.path[0]: this runs as a file
 
 
 def heads(source_dir: Path, dataset_dir: Path) -> dict[str, list[Path]]:

@@ -13,7 +13,8 @@ a module imports only from its own layer or the ones below, and never in a circl
 1. foundations: ``_version``, ``core``, and the registries that the config check reads
    names from: ``model.losses`` (losses, metrics, optimizers) and ``data.layouts`` (with
    ``data.volumes``, which it finds volume files with);
-2. data, and drawing (which takes arrays, not folders): ``data``, ``display.figures``;
+2. data, and drawing (which takes arrays, not folders): ``data``, ``display.pictures``,
+   ``display.figures``;
 3. the model: ``model``;
 4. pipelines: ``training``, ``evaluation``, ``inference``;
 5. front ends: ``display``, ``notebook``, ``cli`` and this package root.
@@ -61,7 +62,7 @@ _LAZY = {
 }
 
 # the modules the notebooks use by name (``from hippo_utils import figures``)
-_MODULES = {"figures": "display.figures", "metrics": "model.metrics"}
+_MODULES = {"figures": "display.figures", "pictures": "display.pictures", "metrics": "model.metrics"}
 
 __all__ = ["Config", "__version__", "load_config", *_LAZY, *_MODULES]
 

@@ -428,37 +428,6 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
     np.testing.assert_array_equal(smooth_across_slices(probs[:1]), probs[:1])  # one slice: nothing to smooth
 
 
-def test_ordered_labels_are_cut_once_per_volume(tmp_path):
-    """Slice by slice, a weak slice 2 says posterior between anterior slices; one cut for the
-    volume puts it back, and a volume stored the other way round is cut the other way."""
-    from hippo_utils.inference.predict import cut_ordered, ordered_boundary
-
-    p1 = np.array([0.9, 0.9, 0.45, 0.55, 0.05, 0.05, 0.0])  # P(anterior) per slice; slice 6 is background
-    p2 = np.array([0.05, 0.05, 0.5, 0.4, 0.9, 0.9, 0.0])
-    probs = np.zeros((7, 4, 4, 3), np.float32)
-    probs[..., 1], probs[..., 2] = p1[:, None, None], p2[:, None, None]
-    probs[..., 0] = 1 - probs[..., 1] - probs[..., 2]
-    classes = probs.argmax(-1).astype(np.uint8)
-    assert classes[:, 0, 0].tolist() == [1, 1, 2, 1, 2, 2, 0]  # slice by slice: not in order
-    cut, forward = ordered_boundary(probs, 1, 2)
-    assert (cut, forward) == (4, True)  # 0.9+0.9+0.45+0.55 + 0.9+0.9 beats every other cut
-    assert cut_ordered(classes, 1, 2, cut, forward)[:, 0, 0].tolist() == [1, 1, 1, 1, 2, 2, 0]
-    flipped = probs[::-1]
-    cut, forward = ordered_boundary(flipped, 1, 2)
-    assert (cut, forward) == (3, False)
-    assert cut_ordered(flipped.argmax(-1), 1, 2, cut, forward)[:, 0, 0].tolist() == [0, 2, 2, 1, 1, 1, 1]
-
-
-def test_ordered_labels_are_checked(tmp_path):
-    with pytest.raises(ValueError, match=r"\[infer\] ordered_labels: \(1, 3\): two source labels of \[derive\]"):
-        load_config(write_config(tmp_path / "c.config", {"label_map": {1: 1, 2: 1}},
-                                 extra="[infer]\nordered_labels = (1, 3)\n"))
-    with pytest.raises(ValueError, match=r"ordered_labels.*are the left and right labels"):
-        load_config(write_config(tmp_path / "c.config", {"label_map": {1: 1, 2: 2}},
-                                 extra="[infer]\nordered_labels = (1, 2)\nleft_right_labels = (1, 2)\n"),
-                    ["model.num_classes=3", "mask.rgb_map={(0,0,0):0,(255,0,0):1,(0,255,0):2}"])
-
-
 @pytest.mark.parametrize("channels, order", [(3, "RGB"), (3, "BGR"), (1, "RGB")])
 def test_folder_inference_reads_images_as_training_decodes_them(tmp_path, channels, order):
     """[image] color_order and [model] image_channels reach folder inference: a colour image's

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hippo_utils"
 # A sub-package name stands for all its modules; a module named on its own is the exception.
 LAYERS = {
     1: {"_version", "core", "model.losses", "data.layouts", "data.volumes"},
-    2: {"data", "display.figures"},
+    2: {"data", "display.pictures", "display.figures"},
     3: {"model"},
     4: {"training", "evaluation", "inference"},
     5: {"display", "notebook", "cli", "__init__", "__main__"},

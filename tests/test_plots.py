@@ -7,32 +7,33 @@ import pytest
 from PIL import Image
 
 from hippo_utils.display import figures as plots
+from hippo_utils.display import pictures
 from hippo_utils.model.folder import read_epoch_previews
 
-TP, FP, FN = plots.AGREEMENT_COLOURS.values()
+TP, FP, FN = pictures.AGREEMENT_COLOURS.values()
 
 
 def test_agreement_colours_each_pixel_by_what_truth_and_prediction_say():
     grey = np.zeros((1, 4), np.uint8)
     truth = np.array([[1, 1, 0, 0]])
     pred = np.array([[1, 0, 1, 0]])
-    out = plots.agreement(grey, truth, pred, alpha=1.0)
+    out = pictures.agreement(grey, truth, pred, alpha=1.0)
     assert [tuple(c) for c in out[0]] == [TP, FN, FP, (0, 0, 0)]
     rgb_truth = np.zeros((1, 4, 3), np.uint8)
     rgb_truth[0, :2] = (255, 0, 0)  # colour masks work the same
-    assert np.array_equal(plots.agreement(grey, rgb_truth, pred, alpha=1.0), out)
+    assert np.array_equal(pictures.agreement(grey, rgb_truth, pred, alpha=1.0), out)
 
 
 def test_zoom_box_holds_the_masks_with_a_margin_and_falls_back_to_the_whole_image():
     mask = np.zeros((128, 128), bool)
     mask[60:66, 30:40] = True
-    rows, cols = plots.zoom_box([mask], mask.shape, margin=1.0, min_size=8)
+    rows, cols = pictures.zoom_box([mask], mask.shape, margin=1.0, min_size=8)
     assert rows.start <= 60 and rows.stop >= 66 and cols.start <= 30 and cols.stop >= 40
     assert rows.stop - rows.start == cols.stop - cols.start == 30  # 10 px across, half again on each side
-    assert plots.zoom_box([np.zeros((50, 70))], (50, 70)) == (slice(0, 50), slice(0, 70))
+    assert pictures.zoom_box([np.zeros((50, 70))], (50, 70)) == (slice(0, 50), slice(0, 70))
     edge = np.zeros((64, 64), bool)
     edge[0:3, 0:3] = True  # at the border the box shifts inside rather than shrinking
-    rows, cols = plots.zoom_box([edge], edge.shape, min_size=32)
+    rows, cols = pictures.zoom_box([edge], edge.shape, min_size=32)
     assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 32, 0, 32)
 
 
@@ -42,13 +43,13 @@ def test_preview_strip_zooms_each_column_and_colours_the_prediction():
     truth[30:34, 30:34] = (255, 0, 0)
     pred = np.zeros((64, 64, 3), np.uint8)
     pred[30:34, 32:36] = (255, 0, 0)
-    strip = plots.preview_strip(img, [truth, truth], [pred, truth], ["a", "b"], tile=40)
+    strip = pictures.preview_strip(img, [truth, truth], [pred, truth], tile=40)
     assert strip.shape == (3 * 44, 2 * 44, 3)
     colours = {tuple(c) for c in strip[88:, :44].reshape(-1, 3)}  # the prediction row of column a
     blend = {tuple(np.rint(0.4 * 100 + 0.6 * np.asarray(c)).astype(int)) for c in (TP, FP, FN)}
     assert blend <= colours
     # With the plane, the image row carries direction letters and the mask rows do not.
-    lettered = plots.preview_strip(img, [truth, truth], [pred, truth], ["a", "b"], tile=40, plane="coronal")
+    lettered = pictures.preview_strip(img, [truth, truth], [pred, truth], tile=40, plane="coronal")
     assert (lettered[2:42, 2:42] != strip[2:42, 2:42]).any()
     np.testing.assert_array_equal(lettered[44:], strip[44:])
 
@@ -80,7 +81,7 @@ def test_epoch_previews_with_masks_start_with_the_truth(tmp_path):
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert labels == ["ground truth", "epoch 1", "epoch 2"]
     assert fig.axes[0].images[0].get_array().shape[0] < 64  # zoomed on the hippocampus
-    assert fig.legends and [t.get_text() for t in fig.legends[0].get_texts()] == list(plots.AGREEMENT_COLOURS)
+    assert fig.legends and [t.get_text() for t in fig.legends[0].get_texts()] == list(pictures.AGREEMENT_COLOURS)
 
 
 @pytest.mark.parametrize("x_code, x_sign", [("R", 1.0), ("L", -1.0)])
@@ -117,7 +118,7 @@ def test_an_affine_not_read_as_anatomy_shows_array_axes():
     assert [ax.get_title() for ax in fig.axes[:3]] == ["axis0: array axis 0 = 6", "axis1: array axis 1 = 10",
                                                        "axis2: array axis 2 = 31"]
     assert all(not ax.texts for ax in fig.axes[:3]) and "no anatomical directions" in fig._suptitle.get_text()
-    anatomical, as_stored = (plots.qc_snapshot(vol, labels, data, anatomical=a) for a in (True, False))
+    anatomical, as_stored = (pictures.qc_snapshot(vol, labels, data, anatomical=a) for a in (True, False))
     assert anatomical.shape != as_stored.shape or not np.array_equal(anatomical, as_stored)
 
 

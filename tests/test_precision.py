@@ -188,7 +188,7 @@ def test_memory_estimate_against_the_measured_growth_per_image():
 
 def test_a_batch_over_the_gpu_memory_is_warned_with_one_that_fits(tiny_config):
     from hippo_utils.model.flexunet import build_flexunet, memory_estimate
-    from hippo_utils.training.trainer import memory_report
+    from hippo_utils.training.resources import memory_report
 
     model = build_flexunet(tiny_config.model)
     estimate = memory_estimate(model, 64)

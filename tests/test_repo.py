@@ -136,7 +136,7 @@ def test_every_third_party_import_of_the_package_is_declared():
     declared = {_name(r) for r in project["dependencies"]}
     extras = {extra: {_name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
     stdlib = set(sys.stdlib_module_names)
-    for path in sorted((REPO / "hippo_utils").glob("*.py")):
+    for path in sorted((REPO / "hippo_utils").rglob("*.py")):  # every sub-package
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])

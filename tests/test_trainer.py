@@ -121,7 +121,7 @@ def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
 def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_path):
     import math
 
-    from hippo_utils.training.trainer import cosine_learning_rate
+    from hippo_utils.training.callbacks import cosine_learning_rate
 
     run = tmp_path / "cosine"
     sets = ["train.lr_schedule=\"cosine\"", "train.learning_rate_reducer=False", "train.epoch_change_infer=False",

@@ -113,7 +113,7 @@ def test_pages_through_a_derived_dataset(tiny_config):
 
 
 def test_agreement_mode_colours_the_prediction_against_the_truth(volume):
-    from hippo_utils.display.figures import AGREEMENT_CAPTION, AGREEMENT_COLOURS
+    from hippo_utils.display.pictures import AGREEMENT_CAPTION, AGREEMENT_COLOURS
 
     img, lab, pred = volume  # pred is lab shifted one slice along axis 0: TP, FP and FN all occur
     v = SliceViewer(img, label=lab, prediction=pred, spacing=(1.0, 1.0, 1.0), plane="coronal")

@@ -384,6 +384,11 @@ def _raiser(cfg: Config, overridden: frozenset[tuple[str, str]] = frozenset()) -
 def _check_model(cfg: Config, err: Invalid) -> None:
     """[model]: sizes, depth, kernels, dropout and the optimiser's numbers."""
     m = cfg.model
+    if m.model != "TensorFlowFlexUNet":
+        err("model", "model", f'{m.model!r}: this project builds one model, the FlexUNet; use "TensorFlowFlexUNet"')
+    if cfg.dataset.class_name != "ImageCategorizedMaskDataset":
+        err("dataset", "class_name", f'{cfg.dataset.class_name!r}: this project reads one kind of dataset; use '
+            '"ImageCategorizedMaskDataset"')
     for key in ("image_width", "image_height", "image_channels", "num_classes",
                 "base_filters", "num_layers"):
         if getattr(m, key) < 1:
@@ -478,15 +483,6 @@ def _check_infer(cfg: Config, err: Invalid) -> None:
         err("infer", "keep_largest_components", f"must be zero or more, got {i.keep_largest_components}")
     if i.left_right_labels is not None and (len(set(i.left_right_labels)) != 2 or min(i.left_right_labels) < 1):
         err("infer", "left_right_labels", f"two different labels > 0, or None; got {i.left_right_labels}")
-    if i.ordered_labels is not None:
-        a, b = i.ordered_labels
-        classes = [cfg.derive.label_map.get(a), cfg.derive.label_map.get(b)]
-        if a == b or None in classes or classes[0] == classes[1]:
-            err("infer", "ordered_labels", f"{i.ordered_labels}: two source labels of [derive] label_map "
-                f"{cfg.derive.label_map} with classes of their own, or None")
-        if i.left_right_labels is not None and set(i.ordered_labels) == set(i.left_right_labels):
-            err("infer", "ordered_labels", f"{i.ordered_labels} are the left and right labels: they lie side "
-                "by side, not one after the other along the slicing axis; set it to None")
 
 
 def _check_image(cfg: Config, err: Invalid) -> None:

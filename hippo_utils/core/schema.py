@@ -17,8 +17,7 @@ RGB = tuple[int, int, int]
 class ModelSection:
     """[model]: the FlexUNet architecture and its compilation."""
 
-    model: str = "TensorFlowFlexUNet"
-    generator: bool = False
+    model: str = "TensorFlowFlexUNet"  # the only model here; another name is refused
     image_width: int = 512
     image_height: int = 512
     image_channels: int = 3
@@ -121,12 +120,6 @@ class InferSection:
     # after it (weights 1/4, 1/2, 1/4) before the argmax, so that a 2D model's neighbouring
     # slices agree. For thin slices (about 1 mm, as MSD's); no extra forward passes.
     slice_smoothing: bool = False
-    # Volumes: two source labels that follow each other along the slicing axis, such as MSD's
-    # anterior (1) and posterior (2) hippocampus. Their boundary is then decided once per
-    # volume, not slice by slice: one cut across the slicing axis, placed where the two
-    # classes' probabilities over the whole volume agree with it best. None: off (and it
-    # must be off for labels side by side, such as left and right).
-    ordered_labels: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +180,7 @@ class SyntheticSection:
 class DatasetSection:
     """[dataset]: kept for compatibility; one dataset class exists here."""
 
-    class_name: str = "ImageCategorizedMaskDataset"
+    class_name: str = "ImageCategorizedMaskDataset"  # the only one; another name is refused
 
 
 @dataclass(frozen=True)
@@ -215,7 +208,7 @@ SECTIONS: dict[str, type] = {
 # Settings of the original FlexUNet system that this project accepts, so that a user's
 # config loads unchanged, and does not use. Each one is reported as a notice.
 ORIGINAL_UNUSED_KEYS: dict[str, set[str]] = {
-    "model": {"dropout_seed_fixing", "seed", "activation"},
+    "model": {"dropout_seed_fixing", "seed", "activation", "generator"},
     "train": {
         "create_backup", "steps_per_epoch", "validation_steps", "dataset_splitter",
         "seedreset_callback", "epoch_change_tiledinfer", "epoch_change_tiledinfer_dir",

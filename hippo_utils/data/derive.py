@@ -8,10 +8,14 @@ Output (the layout the trainer reads)::
     OUT/dataset.json                      settings, fingerprint, sources and checksums
     OUT/statistics.png, OUT/samples.png   images per split; sample images and masks
 
-Subjects, never slices, are split. Every labelled slice is kept, plus a share of
-label-free slices that contain tissue. The whole folder is built under a temporary
-name and renamed into place, so an interrupted run leaves no partial dataset, and a
-re-run with the same settings and sources changes nothing.
+Each volume is cropped to the window around the hippocampi ([derive] crop, learned from
+the training split's labels), resampled to the model's size and cut into slices along
+[derive] plane, one slice or three neighbouring ones per image ([derive] context_slices).
+Subjects are split, not slices (``split_by = "slice"`` exists only for notebook 01's
+lesson on leakage). Every labelled slice is kept, plus a share of label-free slices that
+contain tissue. The whole folder is built under a temporary name and renamed into
+place, so an interrupted run leaves no partial dataset, and a re-run with the same
+settings and sources changes nothing.
 """
 
 from __future__ import annotations
@@ -457,7 +461,8 @@ def leakage_example(dataset_dir: str | Path, rows: Sequence[dict]):
     """
     from scipy import ndimage
 
-    from hippo_utils.display.figures import LeakageExample, Slice, zoom_box
+    from hippo_utils.display.figures import LeakageExample, Slice
+    from hippo_utils.display.pictures import zoom_box
 
     root = Path(dataset_dir)
     test = [r for r in rows if r["split"] == "test" and int(r["has_label"])]

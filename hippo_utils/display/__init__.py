@@ -1,6 +1,8 @@
 """Notebook 06 and every picture of the course: drawing takes data (arrays, tables),
 never folders.
 
+- ``pictures``: NumPy/PIL pictures, redrawn every epoch or made for every volume
+  (overlays, TP/FP/FN agreement, preview strips, the QC snapshot);
 - ``figures``: matplotlib figures (planes, histograms, curves, the architecture);
 - ``widgets``: the live training panel; ``viewer``: the slice viewer.
 """

@@ -23,7 +23,7 @@ from hippo_utils.data.dataset import pair_files
 from hippo_utils.data.labels import DEFAULT_RGB_MAP, mask_to_classes, palette
 from hippo_utils.data.preprocess import SliceGeometry, display_directions, normalize_intensity, slice_geometry
 from hippo_utils.data.volumes import Volume, load_labels, load_volume
-from hippo_utils.display.figures import AGREEMENT_CAPTION, agreement, mark_directions
+from hippo_utils.display.pictures import AGREEMENT_CAPTION, agreement, mark_directions
 from hippo_utils.model.metrics import dice_score
 
 MODES = ("overlay", "side by side", "contour", "agreement")

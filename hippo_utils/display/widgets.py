@@ -19,7 +19,7 @@ import io
 import numpy as np
 
 from hippo_utils.core.png import png_bytes
-from hippo_utils.display import figures
+from hippo_utils.display import figures, pictures
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 # What the rows and columns of the panel's previews are (under the live widget and in its picture).
@@ -72,7 +72,7 @@ def captioned(png: bytes, text: str, size: int = 14) -> bytes:
     from PIL import Image, ImageDraw
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    font = figures.pil_font(size)
+    font = pictures.pil_font(size)
     width = max(image.width - 8, 100)
     lines: list[str] = []
     for raw in re.split(r"<br\s*/?>", text.translate(NO_GLYPH)):
@@ -124,7 +124,7 @@ class LiveTrainingPanel:
         self.bar = w.IntProgress(min=0, max=1, value=0, description="epoch", layout=w.Layout(width="60%"))
         self.previews = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.curves = w.Image(format="png", layout=w.Layout(max_width="560px"))
-        caption = w.HTML(f"<small>{PREVIEW_CAPTION} ({figures.AGREEMENT_CAPTION})</small>")
+        caption = w.HTML(f"<small>{PREVIEW_CAPTION} ({pictures.AGREEMENT_CAPTION})</small>")
         self.box = w.VBox([self.status, self.notes, self.bar, w.HBox([w.VBox([self.previews, caption]), self.curves])])
         self._handle = None
 
@@ -156,7 +156,7 @@ class LiveTrainingPanel:
         self.curves.value = curves_png(history)
 
     def show_previews(self, epoch: int, update: dict) -> None:
-        strip = figures.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
+        strip = pictures.preview_strip(update["images"], update["truths"], update["preds"],
                                     tile=128, plane=update.get("plane"))
         self.previews.value = png_bytes(strip)
 
@@ -174,6 +174,6 @@ class LiveTrainingPanel:
 
     def snapshot(self) -> bytes:
         """The panel as one PNG: its status line, the previews, then the curves."""
-        pictures = stacked(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
-        text = f"{self.status.value}<br>{self.notes.value}<br>{PREVIEW_CAPTION}<br>{figures.AGREEMENT_CAPTION}"
-        return captioned(pictures, text) if pictures else b""
+        shown = stacked(bytes(self.previews.value or b""), bytes(self.curves.value or b""))
+        text = f"{self.status.value}<br>{self.notes.value}<br>{PREVIEW_CAPTION}<br>{pictures.AGREEMENT_CAPTION}"
+        return captioned(shown, text) if shown else b""

@@ -35,7 +35,7 @@ from hippo_utils.data.dataset import load_images, load_masks, split_dirs, split_
 from hippo_utils.data.derive import split_volumes
 from hippo_utils.data.labels import Labels
 from hippo_utils.data.volumes import load_labels, load_volume
-from hippo_utils.display import figures
+from hippo_utils.display import figures, pictures
 from hippo_utils.inference.predict import predict_batches, segment_volume
 from hippo_utils.model import metrics
 from hippo_utils.model.folder import check_same_dataset, load_model_dir
@@ -152,9 +152,9 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
     for i, ((name, dice), img, pred) in enumerate(zip(chosen, images, preds, strict=True)):
         grey = img[..., 0].astype(np.uint8)
         truth = read_rgb(masks_dir / f"{name}.png")
-        window = figures.zoom_box([truth, pred], grey.shape)
-        for row, shown in enumerate((np.repeat(grey[..., None], 3, 2), figures.overlay(grey, truth),
-                                     figures.agreement(grey, truth, pred))):
+        window = pictures.zoom_box([truth, pred], grey.shape)
+        for row, shown in enumerate((np.repeat(grey[..., None], 3, 2), pictures.overlay(grey, truth),
+                                     pictures.agreement(grey, truth, pred))):
             axes[row, i].imshow(shown[window], interpolation="nearest")
             axes[row, i].set_xticks([])
             axes[row, i].set_yticks([])

@@ -1,7 +1,7 @@
 """Prediction: class probabilities of a model (or an :class:`Ensemble`) for a batch of model
 images, and for every slice of a volume back on the volume's own grid, with the
-volume-level steps that work on probabilities: smoothing across slices ([infer]
-slice_smoothing) and one cut between two ordered labels ([infer] ordered_labels).
+volume-level step that works on probabilities: smoothing across slices ([infer]
+slice_smoothing).
 
 A volume goes through the very geometry of derivation (:mod:`hippo_utils.data.preprocess`):
 orient, normalise, resample and pad each slice to the model size, predict in batches,
@@ -126,53 +126,9 @@ def slice_probabilities(model, cfg: Config, prepared: PreparedVolume, batch_size
     return smooth_across_slices(probs) if cfg.infer.slice_smoothing else probs
 
 
-def classes_on_grid(geom: SliceGeometry, probs: np.ndarray, ordered: tuple[int, int] | None = None) -> np.ndarray:
-    """Model-size probabilities of every slice -> class indices (uint8) on the volume's grid.
-
-    ``ordered``: two classes that follow each other along the slicing axis; their boundary
-    is one cut for the whole volume (:func:`ordered_boundary`). The slices all share one
-    in-plane resize, so the model-size sums that place the cut stand for the grid's.
-    """
-    classes = np.stack([classes_from_probs(geom, p) for p in probs])
-    if ordered is not None:
-        classes = cut_ordered(classes, *ordered, *ordered_boundary(probs, *ordered))
-    return geom.unorient(classes)
-
-
-def ordered_boundary(probs: np.ndarray, first: int, second: int) -> tuple[int, bool]:
-    """Where one class gives way to the other along axis 0 of ``probs`` (N, ..., C).
-
-    Over the voxels predicted as either class, the cut k (0..N) maximises the probability
-    that the voxels of slices before k have of being ``first`` plus that of the rest of
-    being ``second``; the reverse order is scored too, for volumes stored the other way
-    round. Returns (k, True when ``first`` comes first).
-    """
-    pred = probs.argmax(-1)
-    on = (pred == first) | (pred == second)
-    a = np.concatenate([[0.0], np.cumsum((probs[..., first] * on).reshape(len(probs), -1).sum(axis=1))])
-    b = np.concatenate([[0.0], np.cumsum((probs[..., second] * on).reshape(len(probs), -1).sum(axis=1))])
-    forward, backward = a + (b[-1] - b), b + (a[-1] - a)
-    if forward.max() >= backward.max():
-        return int(np.argmax(forward)), True
-    return int(np.argmax(backward)), False
-
-
-def cut_ordered(classes: np.ndarray, first: int, second: int, cut: int, first_first: bool = True) -> np.ndarray:
-    """``classes`` (N, ...) with every voxel of the two classes relabelled by the cut along
-    axis 0: before ``cut`` the one that comes first, from it on the other."""
-    out = classes.copy()
-    both = (classes == first) | (classes == second)
-    before = (np.arange(len(classes)) < cut).reshape(-1, *[1] * (classes.ndim - 1))
-    early, late = (first, second) if first_first else (second, first)
-    out[both & before] = early
-    out[both & ~before] = late
-    return out
-
-
-def ordered_classes(cfg: Config) -> tuple[int, int] | None:
-    """The classes of [infer] ordered_labels, or None."""
-    pair = cfg.infer.ordered_labels
-    return None if pair is None else (cfg.derive.label_map[pair[0]], cfg.derive.label_map[pair[1]])
+def classes_on_grid(geom: SliceGeometry, probs: np.ndarray) -> np.ndarray:
+    """Model-size probabilities of every slice -> class indices (uint8) on the volume's grid."""
+    return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
 
 
 def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
@@ -208,18 +164,9 @@ def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = 
     if isinstance(model, Ensemble):
         return ensemble_classes(model, volume, model.probabilities(volume, batch_size, progress))
     prepared = prepare_volume(cfg, volume)
-    return classes_on_grid(prepared.geom, slice_probabilities(model, cfg, prepared, batch_size, progress),
-                           ordered_classes(cfg))
+    return classes_on_grid(prepared.geom, slice_probabilities(model, cfg, prepared, batch_size, progress))
 
 
 def ensemble_classes(ensemble: Ensemble, volume: Volume, probs: np.ndarray) -> np.ndarray:
-    """The argmax of an ensemble's probabilities on the volume's grid, with the ordered cut of
-    its first member's config along that member's slicing axis."""
-    classes = np.argmax(probs, axis=-1).astype(np.uint8)
-    ordered = ordered_classes(ensemble.cfg)
-    if ordered is None:
-        return classes
-    axis = slice_geometry(volume, ensemble.cfg.derive.plane, ensemble.cfg.image_size).axis
-    moved = np.moveaxis(probs, axis, 0)
-    cut = cut_ordered(np.moveaxis(classes, axis, 0), *ordered, *ordered_boundary(moved, *ordered))
-    return np.ascontiguousarray(np.moveaxis(cut, 0, axis))
+    """The argmax of an ensemble's probabilities on the volume's grid."""
+    return np.argmax(probs, axis=-1).astype(np.uint8)

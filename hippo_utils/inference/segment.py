@@ -50,12 +50,11 @@ from hippo_utils.data.volumes import (
     strip_volume_suffix,
     volume_sha256,
 )
-from hippo_utils.display import figures
+from hippo_utils.display import pictures
 from hippo_utils.inference.predict import (
     Ensemble,
     classes_on_grid,
     ensemble_classes,
-    ordered_classes,
     predict_batches,
     prepare_volume,
     segment_volume,
@@ -123,7 +122,7 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     if qc:
         if normalised is None:
             normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
-        picture = figures.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus",
+        picture = pictures.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus",
                                     anatomical=not cfg.derive.plane.startswith("axis"))
         atomic_write_bytes(result.qc_path, png_bytes(picture, compress_level=1), input=source)
     if gt is not None:
@@ -169,7 +168,7 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
             result = _write_volume(cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path],
                                    truths[path], qc=True)
         else:
-            classes = classes_on_grid(prepared.geom, probs, ordered_classes(cfg))
+            classes = classes_on_grid(prepared.geom, probs)
             result = _write_volume(cfg, prepared.volume, classes, out_dir, names[path], truths[path], qc=True,
                                    normalised=prepared.normalised)
         record(result)
@@ -512,14 +511,14 @@ def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, masks_
         grey8 = np.rint(grey * 255).astype(np.uint8)
         source = str(path.resolve())
         atomic_write_bytes(output_dir / f"{path.stem}.png", png_bytes(pred), input=source)
-        atomic_write_bytes(output_dir / "overlays" / f"{path.stem}.png", png_bytes(figures.overlay(grey8, pred)),
+        atomic_write_bytes(output_dir / "overlays" / f"{path.stem}.png", png_bytes(pictures.overlay(grey8, pred)),
                            input=source)
         truth_path = next((masks_dir / f"{path.stem}{s}" for s in IMAGE_SUFFIXES
                            if (masks_dir / f"{path.stem}{s}").exists()), None)
         if truth_path is not None:
             truth = Image.fromarray(read_rgb(truth_path))
             truth = np.asarray(truth.resize(grey8.shape[::-1], Image.Resampling.NEAREST))
-            strip = np.concatenate([np.repeat(grey8[..., None], 3, axis=2), figures.overlay(grey8, truth),
-                                    figures.agreement(grey8, truth, pred)], axis=1)
+            strip = np.concatenate([np.repeat(grey8[..., None], 3, axis=2), pictures.overlay(grey8, truth),
+                                    pictures.agreement(grey8, truth, pred)], axis=1)
             atomic_write_bytes(merged_dir / f"{path.stem}.png", png_bytes(strip), input=source)
     return FolderResult(output_dir, [p.stem for p in paths], merged_dir if masks_dir.is_dir() else None)

@@ -1,13 +1,17 @@
-"""The Keras callbacks of a training run, as ordinary classes: committing each epoch to the
-model folder, epoch previews, progress bars, handing events to a watcher (the notebook's
-live panel), and early stopping and learning-rate reduction that ``--resume`` continues.
+"""What happens after each epoch of a training run: the Keras callbacks, as ordinary classes,
+and :func:`run_callbacks`, which puts a run's together. Committing each epoch to the model
+folder, epoch previews, progress bars, handing events to a watcher (the notebook's live
+panel), the cosine schedule, and early stopping and learning-rate reduction that
+``--resume`` continues.
 
 Importing this module imports Keras; the trainer imports it when a run starts.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -21,7 +25,7 @@ from hippo_utils.core.tables import write_history_csv
 from hippo_utils.data.dataset import load_images, pair_files
 from hippo_utils.data.derive import dataset_plane
 from hippo_utils.data.labels import Labels
-from hippo_utils.display import figures
+from hippo_utils.display import figures, pictures
 from hippo_utils.model.folder import commit_epoch, preview_path
 
 logger = logging.getLogger(__name__)
@@ -232,7 +236,7 @@ class TensorBoardPreviews:
     def __call__(self, epoch: int, update: dict) -> None:
         import tensorflow as tf
 
-        strip = figures.preview_strip(update["images"], update["truths"], update["preds"], update["names"],
+        strip = pictures.preview_strip(update["images"], update["truths"], update["preds"],
                                     tile=96, plane=update.get("plane"))
         with self.writer.as_default():
             tf.summary.image("epoch_previews", strip[None], step=epoch)  # 0-based, as Keras logs the scalars
@@ -246,3 +250,55 @@ def tensorboard_callbacks(cfg: Config) -> tuple[list, list]:
     log_dir = cfg.train.eval_dir / "tensorboard"
     return ([keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch")],
             [TensorBoardPreviews(log_dir / "previews")])
+
+
+# ---------------------------------------------------------------- a run's callbacks
+def cosine_learning_rate(epoch: int, lr: float = 0.0, *, base: float, epochs: int) -> float:
+    """[train] lr_schedule = "cosine": epoch 0 gets ``base``, then half a cosine down towards zero
+    (the last of ``epochs`` epochs gets ``base * (1 - cos(pi / epochs)) / 2``, never zero)."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs - 1) / epochs))
+
+
+def run_callbacks(cfg: Config, start, steps: int, watch=None, progress: bool = True) -> list:
+    """The callbacks of a run that starts at ``start`` (a
+    :class:`~hippo_utils.training.run_folder.RunStart`), in the order they act after each
+    epoch: early stopping and the learning-rate reducer (their counters carried over a
+    resumed run), the cosine schedule, committing the epoch to the model folder,
+    TensorBoard, the watcher or a progress bar, and the epoch previews."""
+    t = cfg.train
+    mode = monitor_mode(t.monitor)
+    early = ResumableEarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience)
+    callbacks: list = [early]
+    reducer = None
+    if t.learning_rate_reducer:
+        reducer = ResumableReduceLROnPlateau(monitor=t.monitor, mode=mode, factor=t.reducer_factor,
+                                             patience=t.reducer_patience, verbose=0)
+        callbacks.append(reducer)
+    if start.state is not None:  # carry the counters over the interruption
+        early.restore(start.state.get("early_stopping_wait", 0), start.best)
+        if reducer is not None:
+            reducer.restore(start.state.get("reducer"))  # absent in runs saved before it was kept
+    if t.lr_schedule == "cosine":  # a function of the epoch alone, so a resumed run follows it too
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
+    callbacks.append(EpochCheckpoint(cfg, start.history, start.best, early, reducer))
+    listeners = watch_listeners(watch)
+    if t.tensorboard:
+        board, board_listeners = tensorboard_callbacks(cfg)
+        callbacks.extend(board)
+        listeners = listeners + board_listeners
+    if watch is not None:
+        callbacks.append(Watch(watch, start.history))
+    elif progress:
+        callbacks.append(EpochProgress(t.epochs, steps))
+    if t.epoch_change_infer or listeners:
+        callbacks.append(EpochPreviews(cfg, write_files=t.epoch_change_infer, listeners=listeners))
+    return callbacks
+
+
+def show_finished_run(cfg: Config, model, watch, history: dict[str, list[float]], epochs: int) -> None:
+    """Tell a watcher of a run that is already complete: its last model's previews, its curves."""
+    previews = EpochPreviews(cfg, write_files=False, listeners=watch_listeners(watch))
+    previews.set_model(model)
+    previews.on_epoch_end(epochs - 1)
+    Watch(watch, history).on_train_end()

@@ -1,6 +1,6 @@
 """A second, 3D stage after the 2D FlexUNet on MSD Task04 (issue 19): does it help?
 
-    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_refine3d.py runs/msd_bench/models \
+    HIPPO_REAL_DATA=../shared/data python -m benchmarks.experiments.msd_refine3d runs/msd_bench/models \
         [--mode residual|image|mix] [--minutes 7] [--train-split train|valid]
 
 The 2D model (a trained model folder of ``configs/msd_task04.config``) segments every
@@ -29,22 +29,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path when run as a script)
-
-from hippo_utils.data.components import keep_largest  # noqa: E402
-from hippo_utils.data.volumes import load_labels, load_volume  # noqa: E402
-from hippo_utils.inference.predict import ordered_boundary, volume_probabilities  # noqa: E402
-from hippo_utils.model.folder import load_model_dir  # noqa: E402
-from hippo_utils.model.metrics import dice_score  # noqa: E402
+from benchmarks.common import bootstrap_ci
+from hippo_utils.data.components import keep_largest
+from hippo_utils.data.volumes import load_labels, load_volume
+from hippo_utils.inference.predict import volume_probabilities
+from hippo_utils.model.folder import load_model_dir
+from hippo_utils.model.metrics import dice_score
 
 BOX = (32, 56, 40)
 
@@ -82,6 +77,26 @@ def cut(arr: np.ndarray, origin: np.ndarray, fill) -> tuple[np.ndarray, tuple, t
     dst = tuple(slice(s.start - o, s.stop - o) for s, o in zip(src, origin, strict=True))
     out[dst] = arr[src]
     return out, src, dst
+
+
+def ordered_boundary(probs: np.ndarray, first: int, second: int) -> tuple[int, bool]:
+    """Where one class gives way to the other along axis 0 of ``probs`` (N, ..., C).
+
+    Over the voxels predicted as either class, the cut k (0..N) maximises the probability
+    that the voxels of slices before k have of being ``first`` plus that of the rest of
+    being ``second``; the reverse order is scored too, for volumes stored the other way
+    round. Returns (k, True when ``first`` comes first). A copy of what the package's
+    ``[infer] ordered_labels`` used, kept here when that option was removed as not adopted
+    (issue 29; benchmarks/RESULTS.md row 15).
+    """
+    pred = probs.argmax(-1)
+    on = (pred == first) | (pred == second)
+    a = np.concatenate([[0.0], np.cumsum((probs[..., first] * on).reshape(len(probs), -1).sum(axis=1))])
+    b = np.concatenate([[0.0], np.cumsum((probs[..., second] * on).reshape(len(probs), -1).sum(axis=1))])
+    forward, backward = a + (b[-1] - b), b + (a[-1] - a)
+    if forward.max() >= backward.max():
+        return int(np.argmax(forward)), True
+    return int(np.argmax(backward)), False
 
 
 def shift_boundary(probs: np.ndarray, rng: np.random.Generator, most: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 """A 3D U-Net on the whole MSD Task04 crops, in about the 2D model's training time (issue 19).
 
-    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_3d.py [--minutes 22] \
+    HIPPO_REAL_DATA=../shared/data python -m benchmarks.experiments.msd_3d [--minutes 22] \
         [--compare runs/msd_bench/models] [--save runs/msd_3d]
-    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_3d.py --load runs/msd_3d \
+    HIPPO_REAL_DATA=../shared/data python -m benchmarks.experiments.msd_3d --load runs/msd_3d \
         --compare runs/msd_bench/models          # score saved probabilities again, no training
 
 The question it answers: does a network that sees the whole long axis at once, as nnU-Net's
@@ -44,24 +44,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from accuracy_msd import bootstrap_ci  # noqa: E402  (this folder is on sys.path when run as a script)
-from msd_boundary import first_anterior_slice  # noqa: E402
-from msd_refine3d import ce_dice, unet3d  # noqa: E402
-
-from hippo_utils.core.config import load_config  # noqa: E402
-from hippo_utils.data.components import keep_largest  # noqa: E402
-from hippo_utils.data.preprocess import normalize_intensity  # noqa: E402
-from hippo_utils.data.volumes import load_labels, load_volume  # noqa: E402
-from hippo_utils.model.metrics import dice_score  # noqa: E402
+from benchmarks.common import ROOT, bootstrap_ci
+from benchmarks.experiments.msd_boundary import first_anterior_slice
+from benchmarks.experiments.msd_refine3d import ce_dice, unet3d
+from hippo_utils.core.config import load_config
+from hippo_utils.data.components import keep_largest
+from hippo_utils.data.preprocess import normalize_intensity
+from hippo_utils.data.volumes import load_labels, load_volume
+from hippo_utils.model.metrics import dice_score
 
 CONFIG = ROOT / "configs" / "msd_task04.config"
 

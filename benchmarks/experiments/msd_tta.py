@@ -1,6 +1,6 @@
 """Rotation and scale test-time augmentation for the 2D MSD model: does it help? (issue 19)
 
-    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_tta.py runs/msd_bench/models [--split valid]
+    HIPPO_REAL_DATA=../shared/data python -m benchmarks.experiments.msd_tta runs/msd_bench/models [--split valid]
 
 For each subject of the split (``dataset.json`` of the model's derivation), every slice is
 also predicted rotated by -7 and +7 degrees and scaled by 0.92 and 1.08 (inside the training
@@ -16,19 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from msd_3d import line, scores  # noqa: E402  (this folder is on sys.path when run as a script)
-
-from hippo_utils.data.volumes import load_labels, load_volume  # noqa: E402
-from hippo_utils.inference.predict import prepare_volume, smooth_across_slices  # noqa: E402
-from hippo_utils.model.folder import load_model_dir  # noqa: E402
+from benchmarks.experiments.msd_3d import line, scores
+from hippo_utils.data.volumes import load_labels, load_volume
+from hippo_utils.inference.predict import prepare_volume, smooth_across_slices
+from hippo_utils.model.folder import load_model_dir
 
 TRANSFORMS = {"as configured": [(0.0, 1.0)], "rotations": [(0.0, 1.0), (-7.0, 1.0), (7.0, 1.0)],
               "scales": [(0.0, 1.0), (0.0, 0.92), (0.0, 1.08)],

@@ -1,6 +1,6 @@
 """Where the MSD anterior/posterior Dice is lost: the boundary between the two labels.
 
-    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_boundary.py runs/msd_bench_25d/test_predictions
+    HIPPO_REAL_DATA=../shared/data python -m benchmarks.experiments.msd_boundary runs/msd_bench_25d/test_predictions
 
 In the MSD Task04 labels, anterior (1) and posterior (2) meet at a plane across array
 axis 1: almost no axis-1 slice holds both. So a prediction's class Dice depends on two
@@ -10,7 +10,7 @@ each subject in a predictions folder (``NAME_labels.nii.gz``, as written by
 from the true one, and the class Dice the same whole mask would get if split at the true
 boundary (an upper bound for a better boundary alone).
 
-    HIPPO_REAL_DATA=../shared/data python benchmarks/msd_boundary.py --shape-rule
+    HIPPO_REAL_DATA=../shared/data python -m benchmarks.experiments.msd_boundary --shape-rule
 
 asks instead whether the boundary follows from the hippocampus's shape: over the training and
 validation subjects of the MSD derivation, a linear fit of the true boundary slice on the true
@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hippo_utils.model.metrics import dice_score  # noqa: E402
+from benchmarks.common import ROOT
+from hippo_utils.model.metrics import dice_score
 
 
 def first_anterior_slice(labels: np.ndarray) -> int | None:

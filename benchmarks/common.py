@@ -1,0 +1,22 @@
+"""What more than one benchmark uses: the repository root and the bootstrap interval of a mean.
+
+The maintained scripts run as files (``benchmarks/`` is their ``sys.path[0]``) and import
+``from common import ...``; the experiments run as modules and import ``from benchmarks.common
+import ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean over subjects: the subjects resampled with replacement."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    means = np.random.default_rng(seed).choice(values, size=(n, len(values)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
