@@ -42,4 +42,5 @@ figures: $(VENV)/.installed-notebooks
 	$(PY) docs/make_figures.py --config $(CONFIG) --out docs/figures
 
 lint: $(VENV)/.installed-notebooks,dev
-	$(PY) -m ruff check hippo_utils tests notebooks benchmarks docs
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .

@@ -44,11 +44,18 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "msd_task04.config"))
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--out", default=str(ROOT / "runs" / "msd_bench"), help="run folder")
-    parser.add_argument("--score-only", action="store_true",
-                        help="do not train: score the model already in OUT/models (e.g. with --set infer.*)")
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="do not train: score the model already in OUT/models (e.g. with --set infer.*)",
+    )
     parser.add_argument("--planes", help="comma-separated planes (e.g. axis0,axis1,axis2): one model each, fused")
-    parser.add_argument("--split", default="test", choices=("test", "valid"),
-                        help="whose volumes to score: the held-out test subjects, or the validation ones (for tuning)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "valid"),
+        help="whose volumes to score: the held-out test subjects, or the validation ones (for tuning)",
+    )
     parser.add_argument("--predictions", help="folder for the predictions (default OUT/SPLIT_predictions)")
     parser.add_argument("--worst", type=int, default=5, help="figure of the N worst subjects (0: none)")
     args = parser.parse_args()
@@ -68,10 +75,14 @@ def main() -> None:
     for plane in planes:
         run = out / plane if plane else out
         only = [s.split(":", 1)[1] for s in args.set if plane and s.startswith(f"{plane}:")]
-        overrides = [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
-                     f"train.epoch_change_infer_dir={run / 'previews'}", *common,
-                     *([f"derive.plane={plane}", f"derive.output_dir={base_dir}_{plane}"] if plane else []),
-                     *only]
+        overrides = [
+            f"train.model_dir={run / 'models'}",
+            f"train.eval_dir={run / 'eval'}",
+            f"train.epoch_change_infer_dir={run / 'previews'}",
+            *common,
+            *([f"derive.plane={plane}", f"derive.output_dir={base_dir}_{plane}"] if plane else []),
+            *only,
+        ]
         cfg = load_config(args.config, overrides)
         t = time.perf_counter()
         derived = derive_dataset(cfg, progress=False)
@@ -91,8 +102,14 @@ def main() -> None:
     predictions = Path(args.predictions) if args.predictions else out / f"{args.split}_predictions"
     t = time.perf_counter()
     infer_sets = [s for s in common if s.startswith("infer.")]
-    infer_volumes(model_dirs, [src / "images" / f"{n}.nii.gz" for n in held_out], predictions,
-                  labels_dir=src / "labels", progress=False, overrides=infer_sets)
+    infer_volumes(
+        model_dirs,
+        [src / "images" / f"{n}.nii.gz" for n in held_out],
+        predictions,
+        labels_dir=src / "labels",
+        progress=False,
+        overrides=infer_sets,
+    )
     t_infer = time.perf_counter() - t
     wanted = {str((src / "images" / f"{n}.nii.gz").resolve()) for n in held_out}
     rows = [r for r in csv.DictReader((predictions / "metrics.csv").open()) if r["input"] in wanted]
@@ -107,8 +124,10 @@ def main() -> None:
 
     a, p = column("label1_dice"), column("label2_dice")
     lo, hi = bootstrap_ci((a + p) / 2)
-    print(f"MSD Task04, {len(rows)} held-out {args.split} subjects (3D, on the source grid), {os.cpu_count()} CPU "
-          "cores; mean [95% bootstrap interval over subjects]")
+    print(
+        f"MSD Task04, {len(rows)} held-out {args.split} subjects (3D, on the source grid), {os.cpu_count()} CPU "
+        "cores; mean [95% bootstrap interval over subjects]"
+    )
     print(f"  settings: {' '.join(args.set) or '(config as is)'}")
     print(f"  anterior (1) Dice  {stat('label1_dice')}   HD95 {np.nanmean(column('label1_hd95_mm')):.2f} mm")
     print(f"  posterior (2) Dice {stat('label2_dice')}   HD95 {np.nanmean(column('label2_hd95_mm')):.2f} mm")
@@ -117,9 +136,11 @@ def main() -> None:
     if args.worst:
         figure = worst_subjects(rows, predictions, src / "labels", args.worst)
         print(f"  the {args.worst} worst subjects: {figure}")
-    print(f"  {'; '.join(done)}; derive {t_derive:.0f} s, "
-          f"train {t_train / 60:.1f} min{' (not trained: --score-only)' if args.score_only else ''}, "
-          f"infer {t_infer:.0f} s")
+    print(
+        f"  {'; '.join(done)}; derive {t_derive:.0f} s, "
+        f"train {t_train / 60:.1f} min{' (not trained: --score-only)' if args.score_only else ''}, "
+        f"infer {t_infer:.0f} s"
+    )
 
 
 def diagnose(truth: np.ndarray, pred: np.ndarray, axis: int = 1) -> str:
@@ -135,9 +156,12 @@ def diagnose(truth: np.ndarray, pred: np.ndarray, axis: int = 1) -> str:
     p_idx = np.nonzero((pred > 0).any(axis=others))[0]
     ends_missed = int((missed & ((along < p_idx.min()) | (along > p_idx.max()))).sum()) if len(p_idx) else 0
     ends_leak = int((extra & ((along < t_idx.min()) | (along > t_idx.max()))).sum()) if len(t_idx) else 0
-    parts = {f"boundary: labels swapped on {int(swapped.any(axis=others).sum())} slices": int(swapped.sum()),
-             "missed at the ends": ends_missed, "leak past the ends": ends_leak,
-             "surface (a voxel in or out)": int(missed.sum() + extra.sum()) - ends_missed - ends_leak}
+    parts = {
+        f"boundary: labels swapped on {int(swapped.any(axis=others).sum())} slices": int(swapped.sum()),
+        "missed at the ends": ends_missed,
+        "leak past the ends": ends_leak,
+        "surface (a voxel in or out)": int(missed.sum() + extra.sum()) - ends_missed - ends_leak,
+    }
     total = sum(parts.values()) or 1
     return "; ".join(f"{name} {100 * v / total:.0f}%" for name, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
 
@@ -169,10 +193,15 @@ def worst_subjects(rows: list[dict], predictions: Path, labels_dir: Path, n: int
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(what if what != "image" else f"{r['subject']}, slice {k} of axis 1", fontsize=8)
-        row_axes[1].set_xlabel(f"Dice anterior {float(r['label1_dice']):.3f}, posterior "
-                               f"{float(r['label2_dice']):.3f}. Wrong voxels: {diagnose(truth, pred)}", fontsize=7)
-    fig.suptitle("worst subjects: the slice across axis 1 with the most wrong voxels (red anterior, yellow posterior)",
-                 fontsize=9)
+        row_axes[1].set_xlabel(
+            f"Dice anterior {float(r['label1_dice']):.3f}, posterior "
+            f"{float(r['label2_dice']):.3f}. Wrong voxels: {diagnose(truth, pred)}",
+            fontsize=7,
+        )
+    fig.suptitle(
+        "worst subjects: the slice across axis 1 with the most wrong voxels (red anterior, yellow posterior)",
+        fontsize=9,
+    )
     path = predictions / "worst_subjects.png"
     figures.save_figure(fig, path)
     return path

@@ -128,8 +128,16 @@ def bench_inference(args) -> None:
         t = time.perf_counter()
         from hippo_utils.inference.segment import _write_volume
 
-        _write_volume(cfg, vol, classes_on_grid(prepared.geom, probs), out, names[f], None, qc=True,
-                      normalised=prepared.normalised)
+        _write_volume(
+            cfg,
+            vol,
+            classes_on_grid(prepared.geom, probs),
+            out,
+            names[f],
+            None,
+            qc=True,
+            normalised=prepared.normalised,
+        )
         stages["reassemble + write"] += time.perf_counter() - t
     slices = sum(len(x) for x in inputs_all)
 
@@ -141,19 +149,27 @@ def bench_inference(args) -> None:
     many = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
 
-    print(f"inference benchmark: {len(files)} volumes, {slices} slices, model {cfg.image_size}, batch {bs}, "
-          f"flip_tta {cfg.infer.flip_tta}, {os.cpu_count()} CPU cores")
-    print(f"  end to end (pipeline)  {end_to_end:7.2f} s  = {end_to_end / len(files):.2f} s per volume, "
-          f"{slices / end_to_end:.1f} slices/s")
+    print(
+        f"inference benchmark: {len(files)} volumes, {slices} slices, model {cfg.image_size}, batch {bs}, "
+        f"flip_tta {cfg.infer.flip_tta}, {os.cpu_count()} CPU cores"
+    )
+    print(
+        f"  end to end (pipeline)  {end_to_end:7.2f} s  = {end_to_end / len(files):.2f} s per volume, "
+        f"{slices / end_to_end:.1f} slices/s"
+    )
     print(f"  one volume at a time   {sequential:7.2f} s  (the same work without the pipeline)")
     print(f"  pure forward pass      {forward:7.2f} s  = {slices / forward:.1f} slices/s")
-    print(f"  ratio end-to-end / forward = {end_to_end / forward:.2f} (one at a time: {sequential / forward:.2f}); "
-          f"fastest of {args.repeats} interleaved runs each: "
-          + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)} s" for k, vs in timings.items()))
+    print(
+        f"  ratio end-to-end / forward = {end_to_end / forward:.2f} (one at a time: {sequential / forward:.2f}); "
+        f"fastest of {args.repeats} interleaved runs each: "
+        + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)} s" for k, vs in timings.items())
+    )
     total = sum(stages.values())
     print("  stages, one at a time: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
-    print(f"  peak traced memory: {one / 2**20:.0f} MiB for 1 volume, {many / 2**20:.0f} MiB for {len(files)} "
-          "(bounded: the pipeline holds two volumes at most)")
+    print(
+        f"  peak traced memory: {one / 2**20:.0f} MiB for 1 volume, {many / 2**20:.0f} MiB for {len(files)} "
+        "(bounded: the pipeline holds two volumes at most)"
+    )
 
 
 def bench_batch(args) -> None:
@@ -187,8 +203,10 @@ def bench_batch(args) -> None:
     merge = (time.perf_counter() - t) / reps
     print(f"batch benchmark: {len(files)} volumes in {total:.1f} s")
     print(f"  taking and releasing the folder lock: {1000 * lock:.2f} ms = {100 * lock / total:.3f}% of the batch")
-    print(f"  merging {len(rows)} new rows into {len(older)} earlier ones and writing the table: {1000 * merge:.1f} ms "
-          f"= {100 * merge / total:.3f}% of the batch")
+    print(
+        f"  merging {len(rows)} new rows into {len(older)} earlier ones and writing the table: {1000 * merge:.1f} ms "
+        f"= {100 * merge / total:.3f}% of the batch"
+    )
 
 
 # ------------------------------------------------------------------------- helpers
@@ -238,8 +256,10 @@ def bench_pipeline(args) -> None:
     from hippo_utils.data.dataset import make_dataset
 
     base = _demo_data(load_config(args.config))
-    print(f"training input pipeline: fit, {base.image_size} slices, batch {base.train.batch_size}, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"training input pipeline: fit, {base.image_size} slices, batch {base.train.batch_size}, "
+        f"{os.cpu_count()} CPU cores"
+    )
     for augment in (False, True):
         cfg = dataclasses.replace(base, augment=dataclasses.replace(base.augment, enabled=augment))
         ds = make_dataset(cfg, "train")  # decode, cache, shuffle, [augment], batch, prefetch: as training
@@ -253,9 +273,11 @@ def bench_pipeline(args) -> None:
         for _ in range(2):  # alternate, so that a disturbance hits both alike; best of two
             pipe.append(n / _timed_epoch(model, ds))
             mem.append(n / _timed_epoch(model, x, y=y, batch_size=bs))
-        print(f"  augmentation {'on ' if augment else 'off'}: {n} slices; tf.data pipeline {max(pipe):5.1f} images/s, "
-              f"the same batches in memory {max(mem):5.1f} images/s; ratio {max(pipe) / max(mem):.2f} "
-              "(target >= 0.9)")
+        print(
+            f"  augmentation {'on ' if augment else 'off'}: {n} slices; tf.data pipeline {max(pipe):5.1f} images/s, "
+            f"the same batches in memory {max(mem):5.1f} images/s; ratio {max(pipe) / max(mem):.2f} "
+            "(target >= 0.9)"
+        )
 
 
 def bench_epochs(args) -> None:
@@ -277,26 +299,36 @@ def bench_epochs(args) -> None:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t0)
 
-    print(f"training epochs with validation: fit, {epochs} epochs, the first not counted, batch "
-          f"{cfg.train.batch_size}, {os.cpu_count()} CPU cores")
+    print(
+        f"training epochs with validation: fit, {epochs} epochs, the first not counted, batch "
+        f"{cfg.train.batch_size}, {os.cpu_count()} CPU cores"
+    )
     results = {}
     for how in ("new iterators each epoch", "the trainer's datasets"):
         times: list[float] = []
         model = _model(cfg)
         if how == "the trainer's datasets":
             train_ds, valid_ds = make_dataset(cfg, "train", repeat=True), make_dataset(cfg, "valid")
-            model.fit(train_ds, validation_data=valid_ds, epochs=epochs, steps_per_epoch=train_ds.steps,
-                      callbacks=[Times()], verbose=0, shuffle=False)
+            model.fit(
+                train_ds,
+                validation_data=valid_ds,
+                epochs=epochs,
+                steps_per_epoch=train_ds.steps,
+                callbacks=[Times()],
+                verbose=0,
+                shuffle=False,
+            )
         else:
             options = tf.data.Options()
             options.autotune.enabled = True  # as a default tf.data pipeline
             train_ds, valid_ds = make_dataset(cfg, "train"), make_dataset(cfg, "valid").with_options(options)
-            model.fit(train_ds, validation_data=valid_ds, epochs=epochs, callbacks=[Times()], verbose=0,
-                      shuffle=False)
+            model.fit(train_ds, validation_data=valid_ds, epochs=epochs, callbacks=[Times()], verbose=0, shuffle=False)
         results[how] = float(np.mean(times[1:]))
-        print(f"  {how}: {', '.join(f'{t:.1f}' for t in times)} s per epoch; "
-              f"mean after the first {results[how]:.1f} s, {train_ds.steps * cfg.train.batch_size / results[how]:.1f} "
-              "images/s")
+        print(
+            f"  {how}: {', '.join(f'{t:.1f}' for t in times)} s per epoch; "
+            f"mean after the first {results[how]:.1f} s, {train_ds.steps * cfg.train.batch_size / results[how]:.1f} "
+            "images/s"
+        )
     before, after = results.values()
     print(f"  epoch time ratio, trainer / new iterators: {after / before:.2f}")
 
@@ -313,7 +345,7 @@ def bench_folder(args) -> None:
     cfg = _demo_data(load_config(args.config))
     model = load_model_dir(args.model_dir)[0] if args.model_dir else _model(cfg, compiled=False)
     images_dir = cfg.test.images_dir
-    paths = sorted(images_dir.glob("*.png"))[:args.images]
+    paths = sorted(images_dir.glob("*.png"))[: args.images]
     folder = Path(tempfile.mkdtemp()) / "images"
     folder.mkdir()
     for p in paths:
@@ -341,8 +373,10 @@ def bench_folder(args) -> None:
     naive()
     one_by_one = time.perf_counter() - t
     n = len(paths)
-    print(f"image-folder inference: {n} images of {cfg.image_size} ({images_dir}), "
-          f"batch {cfg.infer.batch_size}, {os.cpu_count()} CPU cores")
+    print(
+        f"image-folder inference: {n} images of {cfg.image_size} ({images_dir}), "
+        f"batch {cfg.infer.batch_size}, {os.cpu_count()} CPU cores"
+    )
     print(f"  one image at a time, model.predict (the original) {one_by_one:6.2f} s = {n / one_by_one:6.1f} images/s")
     print(f"  infer_folder, batched (masks, overlays, strips)   {batched:6.2f} s = {n / batched:6.1f} images/s")
     print(f"  speed-up {one_by_one / batched:.1f}x")
@@ -355,12 +389,21 @@ def _train_rss_child(args) -> None:
     from hippo_utils.training.trainer import train
 
     folder = Path(args.folder)
-    cfg = load_config(args.config, [
-        f"train.images_dir={folder / 'images'}", f"train.masks_dir={folder / 'masks'}",
-        f"valid.images_dir={folder / 'valid_images'}", f"valid.masks_dir={folder / 'valid_masks'}",
-        f"train.model_dir={folder / args.cache / 'model'}", f"train.eval_dir={folder / args.cache / 'eval'}",
-        f"train.epoch_change_infer_dir={folder / args.cache / 'previews'}", "train.epochs=1",
-        "train.epoch_change_infer=False", f"train.cache={args.cache!r}"])
+    cfg = load_config(
+        args.config,
+        [
+            f"train.images_dir={folder / 'images'}",
+            f"train.masks_dir={folder / 'masks'}",
+            f"valid.images_dir={folder / 'valid_images'}",
+            f"valid.masks_dir={folder / 'valid_masks'}",
+            f"train.model_dir={folder / args.cache / 'model'}",
+            f"train.eval_dir={folder / args.cache / 'eval'}",
+            f"train.epoch_change_infer_dir={folder / args.cache / 'previews'}",
+            "train.epochs=1",
+            "train.epoch_change_infer=False",
+            f"train.cache={args.cache!r}",
+        ],
+    )
     t = time.perf_counter()
     train(cfg, progress=False)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -389,9 +432,22 @@ def bench_memory(args) -> None:
             shutil.copy(src, folder / "valid_images" / src.name)
             shutil.copy(cfg.valid.masks_dir / src.name, folder / "valid_masks" / src.name)
         for cache in ("auto", "none"):
-            out = subprocess.run([sys.executable, __file__, "_train_rss", "--config", args.config,
-                                  "--folder", str(folder), "--cache", cache],
-                                 capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "_train_rss",
+                    "--config",
+                    args.config,
+                    "--folder",
+                    str(folder),
+                    "--cache",
+                    cache,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             line = [x for x in out.stdout.splitlines() if x.startswith("RSS ")]
             if out.returncode or not line:
                 raise SystemExit(f"training child failed:\n{out.stderr[-3000:]}")
@@ -401,13 +457,18 @@ def bench_memory(args) -> None:
     print(f"training memory: one epoch in a fresh process, {cfg.image_size} slices, batch {cfg.train.batch_size}")
     for cache in ("auto", "none"):
         a, b = results[n, cache], results[4 * n, cache]
-        what = ("auto: decoded slices cached while they fit 1 GiB" if cache == "auto"
-                else "none: PNGs decoded again each epoch")
+        what = (
+            "auto: decoded slices cached while they fit 1 GiB"
+            if cache == "auto"
+            else "none: PNGs decoded again each epoch"
+        )
         print(f"  [train] cache = {what}")
         print(f"    N  = {n:5d} slices: peak RSS {a[0]:6.0f} MB ({a[1]:.0f} s)")
         print(f"    4N = {4 * n:5d} slices: peak RSS {b[0]:6.0f} MB ({b[1]:.0f} s)")
-        print(f"    ratio 4N / N = {b[0] / a[0]:.2f}  (target <= 1.2; the 3N extra decoded slices are "
-              f"{3 * n * mb:.0f} MB)")
+        print(
+            f"    ratio 4N / N = {b[0] / a[0]:.2f}  (target <= 1.2; the 3N extra decoded slices are "
+            f"{3 * n * mb:.0f} MB)"
+        )
 
 
 def conv_flops(model) -> int:
@@ -437,8 +498,10 @@ def matmul_peak(repeats: int = 3) -> tuple[float, str]:
         a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
         b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
         ta, tb = tf.constant(a), tf.constant(b)
-        for name, fn in ((f"TF matmul {n}", lambda ta=ta, tb=tb: tf.matmul(ta, tb).numpy()),
-                         (f"NumPy matmul {n}", lambda a=a, b=b: a @ b)):
+        for name, fn in (
+            (f"TF matmul {n}", lambda ta=ta, tb=tb: tf.matmul(ta, tb).numpy()),
+            (f"NumPy matmul {n}", lambda a=a, b=b: a @ b),
+        ):
             best = max(best, (_rate(fn, 2 * n**3, repeats), name))
     return best
 
@@ -451,22 +514,31 @@ def bench_flops(args) -> None:
 
     cfg = load_config(args.config)
     peak, which = matmul_peak()
-    print(f"model efficiency: forward pass, float32, {os.cpu_count()} CPU cores, "
-          f"TF {tf.__version__}; peak = best large matmul ({which}) {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"model efficiency: forward pass, float32, {os.cpu_count()} CPU cores, "
+        f"TF {tf.__version__}; peak = best large matmul ({which}) {peak / 1e9:.1f} GFLOP/s"
+    )
     original = load_config(ROOT / "tests" / "data" / "original_train_eval_infer.config").model
-    cases = [(f"{args.config_name} architecture", dataclasses.replace(cfg.model, image_height=s, image_width=s), b)
-             for s, b in ((128, 16), (256, 8), (512, 2))]
+    cases = [
+        (f"{args.config_name} architecture", dataclasses.replace(cfg.model, image_height=s, image_width=s), b)
+        for s, b in ((128, 16), (256, 8), (512, 2))
+    ]
     cases.append(("original 11x11, 8 levels", original, 1))
     for name, m, batch in cases:
         from hippo_utils.model.flexunet import build_flexunet
 
         model = build_flexunet(m)
-        x = np.random.default_rng(0).uniform(0, 255, (batch, m.image_height, m.image_width,
-                                                      m.image_channels)).astype(np.float32)
+        x = (
+            np.random.default_rng(0)
+            .uniform(0, 255, (batch, m.image_height, m.image_width, m.image_channels))
+            .astype(np.float32)
+        )
         flops = conv_flops(model)
         rate = _rate(lambda model=model, x=x: model.predict_on_batch(x), batch, repeats=2)
-        print(f"  {name:30s} {m.image_height}x{m.image_width} batch {batch:2d}: {flops / 1e9:7.2f} GFLOP/image, "
-              f"{rate:7.2f} images/s = {rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of peak")
+        print(
+            f"  {name:30s} {m.image_height}x{m.image_width} batch {batch:2d}: {flops / 1e9:7.2f} GFLOP/image, "
+            f"{rate:7.2f} images/s = {rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of peak"
+        )
 
 
 def _policy_rates(cfg, policy: str, jit_compile="auto", steps: int = 20) -> dict[str, float]:
@@ -489,8 +561,10 @@ def _policy_rates(cfg, policy: str, jit_compile="auto", steps: int = 20) -> dict
     model = build_flexunet(m, seed=0, dtype_policy=policy)
     compile_model(model, cfg, jit_compile=jit_compile)
     out = {"estimate": memory_estimate(model, bs).total}
-    for what, run, n in (("training", lambda: model.train_on_batch(x, y), bs),
-                         ("inference", lambda: model.predict_on_batch(big), len(big))):
+    for what, run, n in (
+        ("training", lambda: model.train_on_batch(x, y), bs),
+        ("inference", lambda: model.predict_on_batch(big), len(big)),
+    ):
         for _ in range(3):
             run()
         if gpu:
@@ -518,16 +592,20 @@ def bench_precision(args) -> None:
     if gpu_with_tensor_cores():
         policies.append("mixed_float16")
     flags = sorted(cpu_flags() & {"amx_bf16", "amx_tile", "avx512_bf16", "avx512f"})
-    print(f"precision benchmark: {args.config_name}, {m.image_height}x{m.image_width}, training batch "
-          f"{cfg.train.batch_size}, CPU flags {flags}, "
-          f"GPU {gpu_with_tensor_cores() or 'none with tensor cores'}")
+    print(
+        f"precision benchmark: {args.config_name}, {m.image_height}x{m.image_width}, training batch "
+        f"{cfg.train.batch_size}, CPU flags {flags}, "
+        f"GPU {gpu_with_tensor_cores() or 'none with tensor cores'}"
+    )
     base = None
     for policy in policies:
         rates = _policy_rates(cfg, policy)
         base = base or rates
         train_x, infer_x = rates["training"] / base["training"], rates["inference"] / base["inference"]
-        print(f"  {policy:15s} training {rates['training']:6.1f} images/s ({train_x:.2f}x), "
-              f"inference {rates['inference']:6.1f} images/s ({infer_x:.2f}x)")
+        print(
+            f"  {policy:15s} training {rates['training']:6.1f} images/s ({train_x:.2f}x), "
+            f"inference {rates['inference']:6.1f} images/s ({infer_x:.2f}x)"
+        )
 
 
 def bench_gpu(args) -> None:
@@ -548,12 +626,20 @@ def bench_gpu(args) -> None:
     sets = [f"model.image_width={args.size}", f"model.image_height={args.size}"] if args.size else []
     cfg = load_config(args.gpu_config, sets)
     m = cfg.model
-    device = (tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name) if gpus
-              else f"CPU ({os.cpu_count()} cores)")
-    policies = ["float32", "mixed_float16" if gpu_with_tensor_cores() else None,
-                "mixed_bfloat16" if gpus or cpu_bfloat16_flags() else None]
-    print(f"gpu benchmark on {device}: {Path(args.gpu_config).name}, {m.image_height}x{m.image_width}, "
-          f"{m.num_layers} levels, {m.base_kernels} kernels, training batch {cfg.train.batch_size}")
+    device = (
+        tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+        if gpus
+        else f"CPU ({os.cpu_count()} cores)"
+    )
+    policies = [
+        "float32",
+        "mixed_float16" if gpu_with_tensor_cores() else None,
+        "mixed_bfloat16" if gpus or cpu_bfloat16_flags() else None,
+    ]
+    print(
+        f"gpu benchmark on {device}: {Path(args.gpu_config).name}, {m.image_height}x{m.image_width}, "
+        f"{m.num_layers} levels, {m.base_kernels} kernels, training batch {cfg.train.batch_size}"
+    )
     mib = 2**20
     base = None
     for policy in filter(None, policies):
@@ -564,22 +650,37 @@ def bench_gpu(args) -> None:
                 print(f"  {policy:15s} XLA {'on ' if jit else 'off'}: failed: {type(e).__name__}: {str(e)[:200]}")
                 continue
             base = base or rates
-            peaks = (f", peak GPU memory training {rates['training_peak'] / mib:,.0f} MiB (estimated "
-                     f"{rates['estimate'] / mib:,.0f}), inference {rates['inference_peak'] / mib:,.0f} MiB"
-                     if "training_peak" in rates else "")
-            print(f"  {policy:15s} XLA {'on ' if jit else 'off'}: training {rates['training']:7.2f} images/s "
-                  f"({rates['training'] / base['training']:.2f}x), inference {rates['inference']:7.2f} images/s "
-                  f"({rates['inference'] / base['inference']:.2f}x){peaks}", flush=True)
+            peaks = (
+                f", peak GPU memory training {rates['training_peak'] / mib:,.0f} MiB (estimated "
+                f"{rates['estimate'] / mib:,.0f}), inference {rates['inference_peak'] / mib:,.0f} MiB"
+                if "training_peak" in rates
+                else ""
+            )
+            print(
+                f"  {policy:15s} XLA {'on ' if jit else 'off'}: training {rates['training']:7.2f} images/s "
+                f"({rates['training'] / base['training']:.2f}x), inference {rates['inference']:7.2f} images/s "
+                f"({rates['inference'] / base['inference']:.2f}x){peaks}",
+                flush=True,
+            )
     if args.gpu_epochs:
         from hippo_utils.training.trainer import train
 
         demo = _demo_data(load_config(args.config))
         with tempfile.TemporaryDirectory() as tmp:
-            run = load_config(demo.path, [f"train.model_dir={tmp}/models", f"train.eval_dir={tmp}/eval",
-                                          f"train.epochs={args.gpu_epochs}", "train.epoch_change_infer=False"])
+            run = load_config(
+                demo.path,
+                [
+                    f"train.model_dir={tmp}/models",
+                    f"train.eval_dir={tmp}/eval",
+                    f"train.epochs={args.gpu_epochs}",
+                    "train.epoch_change_infer=False",
+                ],
+            )
             times = train(run, progress=False).history["epoch_time_s"]
-        print(f"  demo config ({args.config_name}): epoch times {', '.join(f'{t:.1f}' for t in times)} s "
-              f"(the first includes building and tracing)")
+        print(
+            f"  demo config ({args.config_name}): epoch times {', '.join(f'{t:.1f}' for t in times)} s "
+            f"(the first includes building and tracing)"
+        )
 
 
 def bench_levers(args) -> None:
@@ -592,25 +693,30 @@ def bench_levers(args) -> None:
     h, w, c = cfg.model.image_height, cfg.model.image_width, cfg.model.image_channels
     rng = np.random.default_rng(0)
     model = _model(cfg, compiled=False)
-    print(f"levers, forward pass of the {args.config_name} FlexUNet at {h}x{w}, {os.cpu_count()} CPU cores "
-          "(slices/s, best of 3):")
+    print(
+        f"levers, forward pass of the {args.config_name} FlexUNet at {h}x{w}, {os.cpu_count()} CPU cores "
+        "(slices/s, best of 3):"
+    )
     x64 = rng.uniform(0, 255, (64, h, w, c)).astype(np.float32)
     for bs in (1, 4, 8, 16, 32, 64):
+
         def run(bs=bs):
             for i in range(0, 64, bs):
-                model.predict_on_batch(x64[i:i + bs])
+                model.predict_on_batch(x64[i : i + bs])
+
         print(f"  batch size {bs:3d}: predict_on_batch {_rate(run, 64):7.1f}")
-    x = x64[:cfg.infer.batch_size]
+    x = x64[: cfg.infer.batch_size]
     n = len(x)
     eager = _rate(lambda: model(x, training=False).numpy(), n)
     compiled = _rate(lambda: model.predict_on_batch(x), n)
     xla = tf.function(lambda t: model(t, training=False), jit_compile=True)
     jit = _rate(lambda: xla(x).numpy(), n)
-    fixed = tf.function(lambda t: model(t, training=False),
-                        input_signature=[tf.TensorSpec((n, h, w, c), tf.float32)])
+    fixed = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec((n, h, w, c), tf.float32)])
     sig = _rate(lambda: fixed(x).numpy(), n)
-    print(f"  batch {n}: eager call {eager:.1f}, predict_on_batch {compiled:.1f}, tf.function with a fixed "
-          f"input signature {sig:.1f}, tf.function(jit_compile=True) {jit:.1f}")
+    print(
+        f"  batch {n}: eager call {eager:.1f}, predict_on_batch {compiled:.1f}, tf.function with a fixed "
+        f"input signature {sig:.1f}, tf.function(jit_compile=True) {jit:.1f}"
+    )
 
     from hippo_utils.data.dataset import make_dataset
 
@@ -620,18 +726,27 @@ def bench_levers(args) -> None:
     xs, ys = xs.numpy(), ys.numpy()
     for jit_compile in (False, True):
         m = _model(cfg, jit_compile=jit_compile)
-        rate = _rate(lambda m=m: m.fit(xs, ys, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
-                                       shuffle=False), len(xs), repeats=2)
-        print(f"  training, compile(jit_compile={jit_compile}) (in effect: {m.jit_compile}): {rate:.1f} images/s "
-              "(256 in-memory slices)")
+        rate = _rate(
+            lambda m=m: m.fit(xs, ys, batch_size=cfg.train.batch_size, epochs=1, verbose=0, shuffle=False),
+            len(xs),
+            repeats=2,
+        )
+        print(
+            f"  training, compile(jit_compile={jit_compile}) (in effect: {m.jit_compile}): {rate:.1f} images/s "
+            "(256 in-memory slices)"
+        )
     try:
         tf.nn.conv2d(tf.zeros((1, 3, 8, 8)), tf.zeros((3, 3, 3, 4)), 1, "SAME", data_format="NCHW")
         print("  channels-first (NCHW) convolution runs on this CPU")
     except Exception as exc:  # noqa: BLE001 (reported as a finding)
         print(f"  channels-first (NCHW) on CPU: {type(exc).__name__}: {str(exc).splitlines()[0][:110]}")
     for threads in ("1", "0"):
-        out = subprocess.run([sys.executable, __file__, "_forward_threads", "--config", args.config,
-                              "--threads", threads], capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [sys.executable, __file__, "_forward_threads", "--config", args.config, "--threads", threads],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         line = [x for x in out.stdout.splitlines() if x.startswith("RATE ")]
         if out.returncode or not line:
             raise SystemExit(f"thread child failed:\n{out.stderr[-3000:]}")
@@ -670,9 +785,19 @@ def bench_viewer(args) -> None:
             print(f"  {mode:12s} {plane:9s} median {viewer.time_updates(50):5.1f} ms per slider move (50 moves)")
 
 
-BENCHES = {"pipeline": bench_pipeline, "epochs": bench_epochs, "inference": bench_inference, "batch": bench_batch,
-           "precision": bench_precision, "gpu": bench_gpu, "folder": bench_folder,
-           "memory": bench_memory, "flops": bench_flops, "levers": bench_levers, "viewer": bench_viewer}
+BENCHES = {
+    "pipeline": bench_pipeline,
+    "epochs": bench_epochs,
+    "inference": bench_inference,
+    "batch": bench_batch,
+    "precision": bench_precision,
+    "gpu": bench_gpu,
+    "folder": bench_folder,
+    "memory": bench_memory,
+    "flops": bench_flops,
+    "levers": bench_levers,
+    "viewer": bench_viewer,
+}
 CHILDREN = {"_train_rss": _train_rss_child, "_forward_threads": _forward_threads_child}
 
 

@@ -91,9 +91,15 @@ def train_variant(config: str, split_by: str, seed: int, run: Path, extra: list[
     from hippo_utils.data.sources import ensure_dataset
     from hippo_utils.training.trainer import train
 
-    sets = [f'derive.split_by="{split_by}"', f"derive.output_dir={run / 'derived'}", f"train.seed={seed}",
-            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
-            f"train.epoch_change_infer_dir={run / 'previews'}", *extra]
+    sets = [
+        f'derive.split_by="{split_by}"',
+        f"derive.output_dir={run / 'derived'}",
+        f"train.seed={seed}",
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+        f"train.epoch_change_infer_dir={run / 'previews'}",
+        *extra,
+    ]
     cfg = load_config(config, sets)
     ensure_dataset(cfg)
     t0 = time.perf_counter()
@@ -106,12 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
     parser.add_argument("--seed", type=int, default=42, help="training seed of both models")
-    parser.add_argument("--subject-model", type=Path,
-                        help="a model folder already trained on the config's subject split (saves one training)")
+    parser.add_argument(
+        "--subject-model",
+        type=Path,
+        help="a model folder already trained on the config's subject split (saves one training)",
+    )
     parser.add_argument("--fresh", type=int, default=4, help="fresh subjects to draw (default 4)")
-    parser.add_argument("--holdout", type=int, default=0,
-                        help="real data ([derive] layout pairs): subjects held out as the fresh ones "
-                             "(default: --fresh)")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="real data ([derive] layout pairs): subjects held out as the fresh ones (default: --fresh)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "split_leakage")
     parser.add_argument("--set", action="append", default=[], help="config override, as in the CLI")
     args = parser.parse_args(argv)
@@ -133,10 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         fresh_dir = args.out / f"fresh_seed{base.synthetic.seed + 1}"
         if not fresh_dir.exists():
-            synthesize(fresh_dir, n_labelled=args.fresh, n_unlabelled=0, seed=base.synthetic.seed + 1,
-                       atrophy_fraction=base.synthetic.atrophy_fraction)
-        fresh = [(str(p), str(fresh_dir / "Train" / "Labels" / f"{p.stem}_Hipp_Labels.hdr"), None)
-                 for p in sorted((fresh_dir / "Train").glob("HFH_*.hdr"))]
+            synthesize(
+                fresh_dir,
+                n_labelled=args.fresh,
+                n_unlabelled=0,
+                seed=base.synthetic.seed + 1,
+                atrophy_fraction=base.synthetic.atrophy_fraction,
+            )
+        fresh = [
+            (str(p), str(fresh_dir / "Train" / "Labels" / f"{p.stem}_Hipp_Labels.hdr"), None)
+            for p in sorted((fresh_dir / "Train").glob("HFH_*.hdr"))
+        ]
         where = f"generator seed {base.synthetic.seed + 1}"
 
     variants = []
@@ -145,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_dataset(cfg)
         variants.append(("subject", cfg, args.subject_model))
     else:
-        variants.append(("subject", *train_variant(args.config, "subject", args.seed, args.out / "subject",
-                                                   args.set)))
+        variants.append(("subject", *train_variant(args.config, "subject", args.seed, args.out / "subject", args.set)))
     variants.append(("slice", *train_variant(args.config, "slice", args.seed, args.out / "slice", args.set)))
 
     print(f"\nforeground Dice pooled over slices, source grid ({len(fresh)} fresh subjects, {where})")

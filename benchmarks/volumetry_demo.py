@@ -42,12 +42,15 @@ def heads(source_dir: Path, dataset_dir: Path) -> dict[str, list[Path]]:
 
     found = find_subjects(source_dir)
     valid = set(read_dataset_meta(dataset_dir)["subjects"]["valid"])
-    return {"unseen": [s.image for s in found.unlabelled],
-            "valid": [s.image for s in found.labelled if s.name in valid]}
+    return {
+        "unseen": [s.image for s in found.unlabelled],
+        "valid": [s.image for s in found.labelled if s.name in valid],
+    }
 
 
-def score(model_dir: Path, source_dir: Path, images: list[Path], out: Path,
-          infer_set: list[str]) -> tuple[list[dict], dict]:
+def score(
+    model_dir: Path, source_dir: Path, images: list[Path], out: Path, infer_set: list[str]
+) -> tuple[list[dict], dict]:
     """The heads' volumes against the synthetic truth: per-subject rows and a summary."""
     from hippo_utils.inference.segment import infer_volumes
     from hippo_utils.inference.volumetry import read_synthetic_truth, volumetry_against_truth
@@ -59,28 +62,35 @@ def score(model_dir: Path, source_dir: Path, images: list[Path], out: Path,
     signed = np.array([[r["left_err_%"], r["right_err_%"]] for r in rows], float)
     made = sum((r["flag"] == r["atrophy_made"]) if r["atrophy_made"] != "-" else r["flag"] == "-" for r in rows)
     healthy_flagged = sum(r["atrophy_made"] == "-" and r["flag"] != "-" for r in rows)
-    summary = {"mean_abs_err_%": round(float(np.abs(signed).mean()), 1),
-               "max_abs_err_%": round(float(np.abs(signed).max()), 1),
-               "mean_signed_err_%": round(float(signed.mean()), 1),
-               "max_abs_AI_err": round(float(np.abs([r["AI_err"] for r in rows]).max()), 3),
-               "flags_right": f"{made}/{len(rows)}", "healthy_flagged": healthy_flagged}
-    summary["met"] = (summary["mean_abs_err_%"] <= 5 and summary["max_abs_AI_err"] <= 0.05 and made == len(rows))
+    summary = {
+        "mean_abs_err_%": round(float(np.abs(signed).mean()), 1),
+        "max_abs_err_%": round(float(np.abs(signed).max()), 1),
+        "mean_signed_err_%": round(float(signed.mean()), 1),
+        "max_abs_AI_err": round(float(np.abs([r["AI_err"] for r in rows]).max()), 3),
+        "flags_right": f"{made}/{len(rows)}",
+        "healthy_flagged": healthy_flagged,
+    }
+    summary["met"] = summary["mean_abs_err_%"] <= 5 and summary["max_abs_AI_err"] <= 0.05 and made == len(rows)
     return rows, summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.config"))
-    parser.add_argument("--seed", type=int, action="append",
-                        help="training seed (repeatable; default 42, 7 and 2026)")
-    parser.add_argument("--precision", action="append", choices=["float32", "auto", "bfloat16", "float16"],
-                        help="[train] mixed_precision (repeatable; default float32, and auto where this "
-                             "machine's auto picks a reduced precision)")
+    parser.add_argument("--seed", type=int, action="append", help="training seed (repeatable; default 42, 7 and 2026)")
+    parser.add_argument(
+        "--precision",
+        action="append",
+        choices=["float32", "auto", "bfloat16", "float16"],
+        help="[train] mixed_precision (repeatable; default float32, and auto where this "
+        "machine's auto picks a reduced precision)",
+    )
     parser.add_argument("--model-dir", type=Path, help="score this trained model instead of training one")
     parser.add_argument("--out", type=Path, help="runs folder (default runs/volumetry); each run in its own subfolder")
     parser.add_argument("--set", action="append", default=[], help="config override, as in the CLI")
-    parser.add_argument("--infer-set", action="append", default=[],
-                        help="[infer] override at inference only, e.g. infer.flip_tta=True")
+    parser.add_argument(
+        "--infer-set", action="append", default=[], help="[infer] override at inference only, e.g. infer.flip_tta=True"
+    )
     args = parser.parse_args(argv)
 
     from hippo_utils.core.backend import import_tensorflow
@@ -103,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         sets = list(args.set)
         if seed is not None:
             run = root / f"s{seed}_{precision}"
-            sets += [f"train.seed={seed}", f"train.mixed_precision={precision!r}" if precision != "float32"
-                     else "train.mixed_precision=False",
-                     f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
-                     f"train.epoch_change_infer_dir={run / 'previews'}"]
+            sets += [
+                f"train.seed={seed}",
+                f"train.mixed_precision={precision!r}" if precision != "float32" else "train.mixed_precision=False",
+                f"train.model_dir={run / 'models'}",
+                f"train.eval_dir={run / 'eval'}",
+                f"train.epoch_change_infer_dir={run / 'previews'}",
+            ]
         else:
             run = root / "scored"
         cfg = load_config(args.config, sets)
@@ -119,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         scored = heads(source_of(dataset_dir), dataset_dir)
         rows, summary = score(model_dir, source_of(dataset_dir), scored["unseen"], run / "volumes", args.infer_set)
         _, valid = score(model_dir, source_of(dataset_dir), scored["valid"], run / "valid_volumes", args.infer_set)
-        evaluated = evaluate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_dir=run / "eval")),
-                             model_dir=model_dir, progress=False)
+        evaluated = evaluate(
+            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_dir=run / "eval")),
+            model_dir=model_dir,
+            progress=False,
+        )
         test_dice = next(r["dice"] for r in evaluated.slices if r["class"] == 1)
         test_3d = float(np.mean([r["hippocampus_dice"] for r in evaluated.subjects])) if evaluated.subjects else None
         print(f"\n{model_dir} (seed {seed}, {precision}):")
@@ -128,15 +144,25 @@ def main(argv: list[str] | None = None) -> int:
         from hippo_utils.model.folder import read_state
 
         state = read_state(model_dir) or {}
-        summaries.append({"seed": seed if seed is not None else "-", "precision": precision or "-",
-                          "train_min": round(minutes, 1), "val_dice_fg": round(float(state.get("best", "nan")), 4),
-                          "test_dice_fg": round(test_dice, 4),
-                          "test_3d_dice": round(test_3d, 4) if test_3d is not None else "-", **summary,
-                          "valid_mean_abs_err_%": valid["mean_abs_err_%"], "valid_max_AI_err": valid["max_abs_AI_err"]})
+        summaries.append(
+            {
+                "seed": seed if seed is not None else "-",
+                "precision": precision or "-",
+                "train_min": round(minutes, 1),
+                "val_dice_fg": round(float(state.get("best", "nan")), 4),
+                "test_dice_fg": round(test_dice, 4),
+                "test_3d_dice": round(test_3d, 4) if test_3d is not None else "-",
+                **summary,
+                "valid_mean_abs_err_%": valid["mean_abs_err_%"],
+                "valid_max_AI_err": valid["max_abs_AI_err"],
+            }
+        )
         print(table(summaries[-1:]), flush=True)
-    print("\nvolumetry of the unseen synthetic heads, every run (targets: mean |volume error| <= 5 %, "
-          "max |AI error| <= 0.05, every one-sided atrophy flagged on its side and no healthy head flagged; "
-          "valid_*: the validation heads, on which settings are compared):")
+    print(
+        "\nvolumetry of the unseen synthetic heads, every run (targets: mean |volume error| <= 5 %, "
+        "max |AI error| <= 0.05, every one-sided atrophy flagged on its side and no healthy head flagged; "
+        "valid_*: the validation heads, on which settings are compared):"
+    )
     print(table(summaries))
     met = all(s["met"] for s in summaries)
     print(f"targets {'met by every run' if met else 'NOT met by every run'}")

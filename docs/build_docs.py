@@ -82,6 +82,7 @@ def url_of(staged_path: str) -> str:
 def rewrite_links(text: str, source: str, at: str | None = None) -> str:
     """``source`` is the page's path in the repository (README.md, notebooks/01_….ipynb);
     ``at``, where it is served when elsewhere (real/03_….ipynb)."""
+
     def sub(m: re.Match[str]) -> str:
         return m.group(1) + site_target(m.group(2), source, at) + m.group(3)
 
@@ -96,8 +97,13 @@ def execute(path: Path, config: Path) -> tuple[object, float]:
     nb = nbformat.read(path, as_version=4)
     os.environ["HIPPO_CONFIG"] = str(config)  # the kernel inherits this environment
     t0 = time.perf_counter()
-    NotebookClient(nb, timeout=1800, kernel_name="python3", store_widget_state=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=1800,
+        kernel_name="python3",
+        store_widget_state=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     return nb, time.perf_counter() - t0
 
 
@@ -128,8 +134,9 @@ def stage(pages: Path, config: Path | None, figures: Path = DOCS / "figures") ->
         shutil.rmtree(pages)
     (pages / "notebooks").mkdir(parents=True)
     (pages / "index.md").write_text(rewrite_links((ROOT / "README.md").read_text(), "README.md"))
-    (pages / "results.md").write_text(rewrite_links((ROOT / "benchmarks" / "RESULTS.md").read_text(),
-                                                    "benchmarks/RESULTS.md"))
+    (pages / "results.md").write_text(
+        rewrite_links((ROOT / "benchmarks" / "RESULTS.md").read_text(), "benchmarks/RESULTS.md")
+    )
     if figures.is_dir():
         shutil.copytree(figures, pages / "figures")
     times = {}
@@ -173,22 +180,49 @@ def build(pages: Path, site: Path) -> None:
     or anchor) fail the build."""
     config = pages.parent / "mkdocs.yml"
     config.write_text((DOCS / "mkdocs.yml").read_text() + f"\ndocs_dir: {pages.name}\n")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--clean", "-q",
-                           "-f", str(config), "-d", str(site.resolve())], capture_output=True, text=True,
-                          cwd=pages.parent)  # mkdocs-jupyter keeps its .cache/ in the working folder
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--clean",
+            "-q",
+            "-f",
+            str(config),
+            "-d",
+            str(site.resolve()),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=pages.parent,
+    )  # mkdocs-jupyter keeps its .cache/ in the working folder
     if done.returncode:
         sys.exit(f"mkdocs build failed:\n{done.stdout}{done.stderr}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.config",
-                        help="the config the notebooks run with (default: configs/demo.config)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "configs" / "demo.config",
+        help="the config the notebooks run with (default: configs/demo.config)",
+    )
     parser.add_argument("--site", type=Path, default=ROOT / "site", help="where the site goes (default: site/)")
-    parser.add_argument("--work", type=Path, default=ROOT / "build" / "docs",
-                        help="staging folder for the executed pages (default: build/docs/)")
-    parser.add_argument("--figures", type=Path, default=DOCS / "figures",
-                        help="the gallery the home page shows (default: docs/figures/, from make figures)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=ROOT / "build" / "docs",
+        help="staging folder for the executed pages (default: build/docs/)",
+    )
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=DOCS / "figures",
+        help="the gallery the home page shows (default: docs/figures/, from make figures)",
+    )
     parser.add_argument("--no-execute", action="store_true", help="render the notebooks without running them")
     args = parser.parse_args(argv)
     if not args.config.is_file():

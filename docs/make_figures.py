@@ -95,8 +95,9 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
     out.mkdir(parents=True, exist_ok=True)
     sizes = {}
 
-    sizes["derived_slices.png"] = save_small(figures.sample_grid(sample_slices(dataset_dir, rows, n=5, split="train")),
-                                             out / "derived_slices.png")
+    sizes["derived_slices.png"] = save_small(
+        figures.sample_grid(sample_slices(dataset_dir, rows, n=5, split="train")), out / "derived_slices.png"
+    )
 
     import json
 
@@ -104,25 +105,38 @@ def make_figures(config: Path, out: Path, msd_metrics: Path | None = None) -> di
     n = len(history["loss"])
     preview_dir = cfg.train.epoch_change_infer_dir
     names = sorted({p.stem.split("_", 2)[2] for p in preview_dir.glob("Epoch_1_*.png")})[:4]
-    fig = figures.epoch_previews(read_epoch_previews(preview_dir, dataset_dir / "mini_test" / "images",
-                                                   sorted({1, max(1, n // 2), n}), names,
-                                                   masks_dir=dataset_dir / "mini_test" / "masks"))
+    fig = figures.epoch_previews(
+        read_epoch_previews(
+            preview_dir,
+            dataset_dir / "mini_test" / "images",
+            sorted({1, max(1, n // 2), n}),
+            names,
+            masks_dir=dataset_dir / "mini_test" / "masks",
+        )
+    )
     sizes["epoch_previews.png"] = save_small(fig, out / "epoch_previews.png", max_width=640)
 
-    columns = [c for c in ("val_dice_fg", "val_dice_coef_multiclass", "dice_fg", "dice_coef_multiclass")
-               if c in history]
-    sizes["dice_curves.png"] = save_small(figures.history_plot(history, columns, "Dice per epoch"),
-                                          out / "dice_curves.png", max_width=560)
+    columns = [
+        c for c in ("val_dice_fg", "val_dice_coef_multiclass", "dice_fg", "dice_coef_multiclass") if c in history
+    ]
+    sizes["dice_curves.png"] = save_small(
+        figures.history_plot(history, columns, "Dice per epoch"), out / "dice_curves.png", max_width=560
+    )
 
     test = next(r for r in rows if r["split"] == "test")
     model, _ = load_model_dir(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
         result = infer_volume(model, cfg, Path(test["source"]), Path(tmp), qc=True)
-        sizes["volume_prediction.png"] = save_small(np.asarray(Image.open(result.qc_path).convert("RGB")),
-                                                    out / "volume_prediction.png")
-        viewer = SliceViewer(Path(test["source"]), label=Path(test["label_source"]), prediction=result.labels_path,
-                             rgb_map=cfg.mask.rgb_map,
-                             title=f"test subject {test['subject']}: ground truth (left), prediction (right)")
+        sizes["volume_prediction.png"] = save_small(
+            np.asarray(Image.open(result.qc_path).convert("RGB")), out / "volume_prediction.png"
+        )
+        viewer = SliceViewer(
+            Path(test["source"]),
+            label=Path(test["label_source"]),
+            prediction=result.labels_path,
+            rgb_map=cfg.mask.rgb_map,
+            title=f"test subject {test['subject']}: ground truth (left), prediction (right)",
+        )
         viewer.mode.value = "side by side"
         sizes["slice_viewer.png"] = save_small(viewer.snapshot(), out / "slice_viewer.png", max_width=860)
     if msd_metrics is not None:

@@ -45,35 +45,37 @@ def scrub(nb, places: dict[str, str]) -> None:
 # What differs from the synthetic demo the notebooks' prose was written for, per page.
 ON_THIS_DATA = {
     "03": "The TensorBoard picture (section 4) is of a demo run; the live panel and curves are this run's. "
-          "`msd_task04.config` keeps ce_dice at its default `dice_weight = 1`, with augmentation on.",
+    "`msd_task04.config` keeps ce_dice at its default `dice_weight = 1`, with augmentation on.",
     "04": "Here the subjects' 3D Dice is above the slice Dice (compare the two tables), unlike the demo's: the "
-          "crops have 1 mm voxels in every direction. HD95 steps of 1, 1.41, 1.73 mm are the voxel's side and "
-          "diagonals.",
+    "crops have 1 mm voxels in every direction. HD95 steps of 1, 1.41, 1.73 mm are the voxel's side and "
+    "diagonals.",
     "05": "A crop holds one hippocampus, so there is no left/right asymmetry index or atrophy flag here: the "
-          "volume table gives the two parts (label 1 anterior, label 2 posterior) and their sum; the sections "
-          "on AI and synthetic truth describe the demo.",
+    "volume table gives the two parts (label 1 anterior, label 2 posterior) and their sum; the sections "
+    "on AI and synthetic truth describe the demo.",
     "06": "The viewer's planes are the array's axes (the crops' affine is not anatomy, so there are no "
-          "direction letters and its 'scanner space' position is only the file's own); section 3 shows a "
-          "training crop with its labels only.",
+    "direction letters and its 'scanner space' position is only the file's own); section 3 shows a "
+    "training crop with its labels only.",
 }
 
 
 def real_data_header(name: str, command: str, device: str) -> str:
     """The page's first note: what it is, how it was made, and what in the prose below is the demo's."""
-    return (f"> **Real MRI.** This is notebook {name[:2]} run on the Medical Segmentation Decathlon's Task04 "
-            "hippocampus crops (208 real T1w scans split by subject: 146 train, 31 validation, 31 test; CC-BY-SA "
-            "4.0, Antonelli et al. 2022) with `configs/msd_task04.config` (18 epochs; outputs under `build/real/`), "
-            "as it ran: its outputs are real. Made by "
-            f"`{command}` (or `HIPPO_DATA=msd-task04 .venv/bin/python docs/render_real.py`, which downloads the "
-            "archive's 260 labelled crops, so its split differs) on "
-            f"{datetime.date.today().isoformat()} ({platform.machine()}, {device}).\n>\n"
-            "> **Reading it on this data.** The prose was written for the synthetic demo: here labels 1 and 2 are "
-            "the **anterior** and **posterior** hippocampus, not left and right (the figures colour them red and "
-            "green, the same colours as the agreement pictures' false and true positives: read each figure's "
-            "legend); the crops are 1 mm in every direction and sliced along array axis 1; the hippocampus is "
-            "about 6 % of a slice, not under 1 %, so an empty prediction scores about 0.87, not 0.99, on "
-            f"`dice_coef_multiclass`. {ON_THIS_DATA[name[:2]]} Figures the prose quotes for the demo (window "
-            "size, voxel sizes, volumes) are the demo's.")
+    return (
+        f"> **Real MRI.** This is notebook {name[:2]} run on the Medical Segmentation Decathlon's Task04 "
+        "hippocampus crops (208 real T1w scans split by subject: 146 train, 31 validation, 31 test; CC-BY-SA "
+        "4.0, Antonelli et al. 2022) with `configs/msd_task04.config` (18 epochs; outputs under `build/real/`), "
+        "as it ran: its outputs are real. Made by "
+        f"`{command}` (or `HIPPO_DATA=msd-task04 .venv/bin/python docs/render_real.py`, which downloads the "
+        "archive's 260 labelled crops, so its split differs) on "
+        f"{datetime.date.today().isoformat()} ({platform.machine()}, {device}).\n>\n"
+        "> **Reading it on this data.** The prose was written for the synthetic demo: here labels 1 and 2 are "
+        "the **anterior** and **posterior** hippocampus, not left and right (the figures colour them red and "
+        "green, the same colours as the agreement pictures' false and true positives: read each figure's "
+        "legend); the crops are 1 mm in every direction and sliced along array axis 1; the hippocampus is "
+        "about 6 % of a slice, not under 1 %, so an empty prediction scores about 0.87, not 0.99, on "
+        f"`dice_coef_multiclass`. {ON_THIS_DATA[name[:2]]} Figures the prose quotes for the demo (window "
+        "size, voxel sizes, volumes) are the demo's."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,20 +95,29 @@ def main(argv: list[str] | None = None) -> int:
     if chosen_source() is None:
         real = os.environ.get("HIPPO_REAL_DATA")
         if not real:
-            parser.error("name the data: HIPPO_REAL_DATA=<folder holding msd-task04-hippocampus/> or "
-                         "HIPPO_DATA=msd-task04")
+            parser.error(
+                "name the data: HIPPO_REAL_DATA=<folder holding msd-task04-hippocampus/> or HIPPO_DATA=msd-task04"
+            )
         os.environ["HIPPO_DATA"] = str(Path(real) / "msd-task04-hippocampus")
     work = args.work.resolve()
-    cfg = load_config(named_config("msd_task04"), [
-        f"derive.output_dir={work / 'derived'}", f"train.model_dir={work / 'runs' / 'models'}",
-        f"train.eval_dir={work / 'runs' / 'eval'}", f"train.epoch_change_infer_dir={work / 'runs' / 'previews'}",
-        f"infer.output_dir={work / 'runs' / 'out'}", *args.set])
+    cfg = load_config(
+        named_config("msd_task04"),
+        [
+            f"derive.output_dir={work / 'derived'}",
+            f"train.model_dir={work / 'runs' / 'models'}",
+            f"train.eval_dir={work / 'runs' / 'eval'}",
+            f"train.epoch_change_infer_dir={work / 'runs' / 'previews'}",
+            f"infer.output_dir={work / 'runs' / 'out'}",
+            *args.set,
+        ],
+    )
     work.mkdir(parents=True, exist_ok=True)
     config = work / "msd_task04.config"
     config.write_text(cfg.to_ini())
     device = describe_device(import_tensorflow()).removeprefix("device: ")
-    command = ("HIPPO_REAL_DATA=../shared/data .venv/bin/python docs/render_real.py"
-               + "".join(f" --set {s}" for s in args.set))
+    command = "HIPPO_REAL_DATA=../shared/data .venv/bin/python docs/render_real.py" + "".join(
+        f" --set {s}" for s in args.set
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     places = {str(ROOT): "."}
     if os.environ.get("HIPPO_REAL_DATA"):

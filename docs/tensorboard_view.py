@@ -45,9 +45,16 @@ def train_with_logs(config: str, epochs: int, tmp: Path) -> Path:
 
     cfg = load_config(config)
     ensure_dataset(cfg)
-    cfg = load_config(config, [f"train.model_dir={tmp}/models", f"train.eval_dir={tmp}/eval",
-                               f"train.epoch_change_infer_dir={tmp}/previews", f"train.epochs={epochs}",
-                               "train.tensorboard=True"])
+    cfg = load_config(
+        config,
+        [
+            f"train.model_dir={tmp}/models",
+            f"train.eval_dir={tmp}/eval",
+            f"train.epoch_change_infer_dir={tmp}/previews",
+            f"train.epochs={epochs}",
+            "train.tensorboard=True",
+        ],
+    )
     train(cfg, progress=False)
     return tmp / "eval" / "tensorboard"
 
@@ -58,8 +65,11 @@ def screenshots(logdir: Path, width: int = 1400, height: int = 540) -> list[byte
     from helpers import find_chromium, free_port
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port),
-                               "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(120):
@@ -95,8 +105,12 @@ def screenshots(logdir: Path, width: int = 1400, height: int = 540) -> list[byte
             page.get_by_text("Show actual image size").click()
             page.wait_for_timeout(3000)
             group = page.get_by_text("epoch_previews").first.bounding_box()  # the group's header
-            shots.append(page.screenshot(clip={"x": int(group["x"] - 12), "y": int(group["y"] - 12), "width": 900,
-                                               "height": 700}, full_page=True))
+            shots.append(
+                page.screenshot(
+                    clip={"x": int(group["x"] - 12), "y": int(group["y"] - 12), "width": 900, "height": 700},
+                    full_page=True,
+                )
+            )
             browser.close()
         return shots
     finally:
@@ -113,8 +127,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.logdir and not any(args.logdir.rglob("events.out.tfevents*")):
-        raise SystemExit(f"--logdir {args.logdir}: no TensorBoard event files there (train with "
-                         "[train] tensorboard = True, then give its eval_dir/tensorboard)")
+        raise SystemExit(
+            f"--logdir {args.logdir}: no TensorBoard event files there (train with "
+            "[train] tensorboard = True, then give its eval_dir/tensorboard)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.logdir or train_with_logs(args.config, args.epochs, Path(tmp))
         shots = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in screenshots(logdir)]

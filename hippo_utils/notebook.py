@@ -67,8 +67,9 @@ def named_config(name: str) -> Path:
     """A shipped config by name, whatever ``HIPPO_CONFIG`` says (``named_config("hfh_512")``)."""
     path = shipped_config_dir() / f"{name}.config"
     if not path.is_file():
-        raise FileNotFoundError(f"no shipped config {path.name} in {path.parent}; shipped: "
-                                f"{', '.join(shipped_configs())}")
+        raise FileNotFoundError(
+            f"no shipped config {path.name} in {path.parent}; shipped: {', '.join(shipped_configs())}"
+        )
     return path
 
 

@@ -48,14 +48,29 @@ def tiny_config(synthetic_hfh, tmp_path_factory):
     from helpers import write_config
 
     tmp = tmp_path_factory.mktemp("tiny")
-    extra = "\n".join([
-        "[train]", "epochs = 2", "batch_size = 16", "patience = 5", "num_infer_images = 2",
-        f"model_dir = {str(tmp / 'run' / 'models')!r}", f"eval_dir = {str(tmp / 'run' / 'eval')!r}",
-        f"epoch_change_infer_dir = {str(tmp / 'run' / 'previews')!r}",
-    ])
-    path = write_config(tmp / "tiny.config", {
-        "source_dir": str(synthetic_hfh), "output_dir": str(tmp / "derived"),
-        "split": (0.5, 0.25, 0.25), "mini_test_size": 2}, size=32, extra=extra)
+    extra = "\n".join(
+        [
+            "[train]",
+            "epochs = 2",
+            "batch_size = 16",
+            "patience = 5",
+            "num_infer_images = 2",
+            f"model_dir = {str(tmp / 'run' / 'models')!r}",
+            f"eval_dir = {str(tmp / 'run' / 'eval')!r}",
+            f"epoch_change_infer_dir = {str(tmp / 'run' / 'previews')!r}",
+        ]
+    )
+    path = write_config(
+        tmp / "tiny.config",
+        {
+            "source_dir": str(synthetic_hfh),
+            "output_dir": str(tmp / "derived"),
+            "split": (0.5, 0.25, 0.25),
+            "mini_test_size": 2,
+        },
+        size=32,
+        extra=extra,
+    )
     text = path.read_text().replace("num_layers = 4", "num_layers = 3\nbase_filters = 4\nlearning_rate = 0.003")
     path.write_text(text)
     cfg = load_config(path)
@@ -72,8 +87,14 @@ def tiny_model_dir(tiny_config, tmp_path_factory):
     from hippo_utils.training.trainer import train
 
     run = tmp_path_factory.mktemp("tinyrun")
-    cfg = load_config(tiny_config.path, [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
-                                         f"train.epoch_change_infer_dir={run / 'previews'}"])
+    cfg = load_config(
+        tiny_config.path,
+        [
+            f"train.model_dir={run / 'models'}",
+            f"train.eval_dir={run / 'eval'}",
+            f"train.epoch_change_infer_dir={run / 'previews'}",
+        ],
+    )
     keras.backend.clear_session()
     train(cfg, progress=False)
     return cfg

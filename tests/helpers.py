@@ -19,9 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 def write_config(path: Path, derive: dict, size: int = 64, extra: str = "") -> Path:
     """A small config file with the given [derive] values (Python literals)."""
     lines = [
-        "[model]", f"image_width = {size}", f"image_height = {size}", "num_layers = 4",
-        "base_kernels = (3,3)", "num_classes = 2", "[mask]", "rgb_map = {(0,0,0):0, (255,0,0):1}",
-        "[derive]", *(f"{k} = {v!r}" for k, v in derive.items()), extra,
+        "[model]",
+        f"image_width = {size}",
+        f"image_height = {size}",
+        "num_layers = 4",
+        "base_kernels = (3,3)",
+        "num_classes = 2",
+        "[mask]",
+        "rgb_map = {(0,0,0):0, (255,0,0):1}",
+        "[derive]",
+        *(f"{k} = {v!r}" for k, v in derive.items()),
+        extra,
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -33,8 +41,8 @@ def toy_volume(seed: int, shape=(20, 24, 18)) -> tuple[np.ndarray, np.ndarray]:
     img = rng.normal(100, 10, shape).astype(np.float32)
     lab = np.zeros(shape, np.uint8)
     c = np.array(shape) // 2 + rng.integers(-2, 3, 3)
-    lab[c[0] - 3:c[0] + 3, c[1] - 4:c[1], c[2] - 2:c[2] + 3] = 1
-    lab[c[0] - 3:c[0] + 3, c[1]:c[1] + 2 + seed % 4, c[2] - 2:c[2] + 3] = 2
+    lab[c[0] - 3 : c[0] + 3, c[1] - 4 : c[1], c[2] - 2 : c[2] + 3] = 1
+    lab[c[0] - 3 : c[0] + 3, c[1] : c[1] + 2 + seed % 4, c[2] - 2 : c[2] + 3] = 2
     img[lab > 0] += 80
     return img, lab
 
@@ -46,18 +54,27 @@ def write_nifti(path: Path, data: np.ndarray, affine=None) -> Path:
 
 
 # ------------------------------------------------------------------------------ browser
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser",
-                       "/Applications/Chromium.app/Contents/MacOS/Chromium",
-                       "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome")
-BROWSER_HINT = ("install one (Debian/Ubuntu: sudo apt-get install chromium; anywhere: "
-                ".venv/bin/playwright install chromium) or set HIPPO_CHROMIUM to a Chromium executable")
+CHROMIUM_CANDIDATES = (
+    "/usr/lib/chromium/chromium",
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+)
+BROWSER_HINT = (
+    "install one (Debian/Ubuntu: sudo apt-get install chromium; anywhere: "
+    ".venv/bin/playwright install chromium) or set HIPPO_CHROMIUM to a Chromium executable"
+)
 
 
 def find_chromium(pw=None) -> str | None:
     """A Chromium to drive: ``HIPPO_CHROMIUM``, the system's, or Playwright's own browser
     (after ``playwright install chromium``); None when there is none."""
-    found = [os.environ.get("HIPPO_CHROMIUM"), *CHROMIUM_CANDIDATES,
-             *(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))]
+    found = [
+        os.environ.get("HIPPO_CHROMIUM"),
+        *CHROMIUM_CANDIDATES,
+        *(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")),
+    ]
     if pw is not None:
         try:
             found.append(pw.chromium.executable_path)  # where `playwright install` puts it
@@ -78,10 +95,19 @@ def launch_chromium(pw):
             pytest.fail(f"HIPPO_REQUIRE_BROWSER=1 and {message}")
         pytest.skip(message)
     return pw.chromium.launch(
-        executable_path=path, headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage"])
+        executable_path=path,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ],
+    )
 
 
 def free_port() -> int:
@@ -106,8 +132,14 @@ def preinstalled_env(root: Path) -> tuple[Path, Path]:
         if name.startswith(("hippo_utils", "hippo-utils", "__editable__")) or name.endswith(".pth"):
             continue
         (base / entry.name).symlink_to(entry)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "preinstalled.pth").write_text(str(base) + "\n")
     return python, site
 
@@ -129,5 +161,5 @@ def colour_mask(rgb: np.ndarray, colour: str | tuple[int, int, int], tolerance: 
     """Where ``rgb`` shows ``colour`` (``"#rrggbb"`` or an RGB tuple), each channel within
     ``tolerance``."""
     if isinstance(colour, str):
-        colour = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        colour = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return (np.abs(rgb.astype(int) - np.asarray(colour)) <= tolerance).all(axis=-1)

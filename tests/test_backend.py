@@ -8,10 +8,12 @@ import sys
 
 from hippo_utils.core.backend import without_chatter
 
-STARTUP = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-           "I0000 00:00:1795609141.291294    7779 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
-           "GPU will not be used.\n"
-           "E0000 00:00:1795611615.662685   15700 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n")
+STARTUP = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1795609141.291294    7779 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+    "GPU will not be used.\n"
+    "E0000 00:00:1795611615.662685   15700 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n"
+)
 
 
 def test_start_up_notices_are_dropped_and_other_lines_kept():
@@ -20,10 +22,12 @@ def test_start_up_notices_are_dropped_and_other_lines_kept():
 
 
 def test_importing_tensorflow_prints_nothing_then_works():
-    code = ("from hippo_utils.core.backend import import_tensorflow\n"
-            "tf = import_tensorflow()\n"
-            "assert import_tensorflow() is tf\n"
-            "print(float(tf.reduce_sum(tf.ones((2, 3)))))\n")
+    code = (
+        "from hippo_utils.core.backend import import_tensorflow\n"
+        "tf = import_tensorflow()\n"
+        "assert import_tensorflow() is tf\n"
+        "print(float(tf.reduce_sum(tf.ones((2, 3)))))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": "/usr/bin"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "6.0" and done.stderr == "", done.stderr
@@ -61,9 +65,12 @@ def test_a_machine_with_a_gpu_that_tensorflow_cannot_see_is_told_so(monkeypatch,
     monkeypatch.setenv("COLAB_GPU", "1")
     assert backend.gpu_expected() == "Colab's GPU runtime"
     gpu = types.SimpleNamespace(name="/physical_device:GPU:0")
-    with_gpu = types.SimpleNamespace(config=types.SimpleNamespace(
-        list_physical_devices=lambda kind: [gpu],
-        experimental=types.SimpleNamespace(get_device_details=lambda g: {"device_name": "NVIDIA T4"})))
+    with_gpu = types.SimpleNamespace(
+        config=types.SimpleNamespace(
+            list_physical_devices=lambda kind: [gpu],
+            experimental=types.SimpleNamespace(get_device_details=lambda g: {"device_name": "NVIDIA T4"}),
+        )
+    )
     assert backend.describe_device(with_gpu) == "device: GPU (NVIDIA T4)"
 
 
@@ -72,5 +79,6 @@ def test_the_device_line_on_this_machine():
 
     tf = import_tensorflow()
     line = describe_device(tf)
-    assert line.startswith("device: GPU (") if tf.config.list_physical_devices("GPU") else \
-        line.startswith("device: CPU (")
+    assert (
+        line.startswith("device: GPU (") if tf.config.list_physical_devices("GPU") else line.startswith("device: CPU (")
+    )

@@ -61,8 +61,9 @@ def test_nan_and_constant_volumes(tmp_path):
         normalize_intensity(flat)
 
 
-@pytest.mark.parametrize("dtype, scale", [(np.int16, 32000), (np.uint16, 65000), (np.int32, 2_000_000_000),
-                                          (np.uint8, 255)])
+@pytest.mark.parametrize(
+    "dtype, scale", [(np.int16, 32000), (np.uint16, 65000), (np.int32, 2_000_000_000), (np.uint8, 255)]
+)
 def test_integer_ranges_normalise_alike(tmp_path, dtype, scale):
     img, _ = toy_volume(1)
     ref = normalize_intensity(img)
@@ -93,15 +94,23 @@ def test_non_image_files_mixed_in_are_ignored(tmp_path):
         write_nifti(root / "labels" / f"s{i}.nii.gz", lab)
     for junk in ("images/README.txt", "images/.DS_Store", "labels/notes.csv", "images/._s0.nii.gz"):
         (root / junk).write_text("junk")
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(root), "output_dir": str(tmp_path / "out"), "plane": "axis1"}, size=32))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {"source_dir": str(root), "output_dir": str(tmp_path / "out"), "plane": "axis1"},
+            size=32,
+        )
+    )
     result = derive_dataset(cfg, progress=False)
     assert sorted(sum(result.subjects.values(), [])) == ["s0", "s1", "s2"]
 
 
 def test_paths_that_do_not_exist(tmp_path):
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(tmp_path / "no_such_folder"), "output_dir": str(tmp_path / "out")}))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config", {"source_dir": str(tmp_path / "no_such_folder"), "output_dir": str(tmp_path / "out")}
+        )
+    )
     with pytest.raises(FileNotFoundError, match="source folder not found: .*no_such_folder"):
         derive_dataset(cfg, progress=False)
     from hippo_utils.data.dataset import make_dataset
@@ -132,16 +141,24 @@ def test_mask_of_another_size_than_its_image(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((40, 50), 90, np.uint8)).save(root / "images" / f"HFH_00{i}_010.png")
         Image.fromarray(np.zeros((40, 50 if i else 48, 3), np.uint8)).save(root / "masks" / f"HFH_00{i}_010.png")
-    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(root), "output_dir": str(tmp_path / "out"),
-                                                           "layout": "slices"}, size=32))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {"source_dir": str(root), "output_dir": str(tmp_path / "out"), "layout": "slices"},
+            size=32,
+        )
+    )
     with pytest.raises(ValueError, match=r"HFH_000_010\.png: mask size 48x40 differs from its image"):
         derive_dataset(cfg, progress=False)
     assert not (tmp_path / "out").exists()
 
 
 def test_too_many_layers_for_the_image_size(tmp_path):
-    with pytest.raises(ValueError, match=r"\[model\] image_height: 64 must be divisible by "
-                                         r"2\*\*\(num_layers-1\) = 128.*too many layers for this size \(at most 7\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"\[model\] image_height: 64 must be divisible by "
+        r"2\*\*\(num_layers-1\) = 128.*too many layers for this size \(at most 7\)",
+    ):
         load_config(write_config(tmp_path / "c.config", {}), ["model.num_layers=8"])
 
 
@@ -159,8 +176,11 @@ def test_checkpoint_folder_of_the_original_system(model_copy, tmp_path):
     original = tmp_path / "original_models"
     original.mkdir()
     (original / "best_model.h5").write_bytes((model_copy / "best.weights.h5").read_bytes())
-    with pytest.raises(FileNotFoundError, match=r"original_models: no train_eval_infer\.config\. It holds "
-                                                r"best_model\.h5: a model folder of another tool or of the original"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"original_models: no train_eval_infer\.config\. It holds "
+        r"best_model\.h5: a model folder of another tool or of the original",
+    ):
         load_model_dir(original)
     with pytest.raises(FileNotFoundError, match="model folder not found: .*nowhere"):
         load_model_dir(tmp_path / "nowhere")
@@ -177,8 +197,11 @@ def test_checkpoint_folder_from_another_version(model_copy, tiny_model_dir):
     (model_copy / "provenance.json").write_text(json.dumps(prov))
     # a checkpoint in a format this Keras cannot read
     (model_copy / "last.keras").write_bytes(b"PK\x03\x04 not this version's archive")
-    with pytest.raises(ValueError, match=r"last\.keras: cannot load this checkpoint.*written by hippo_utils 0\.0\.1 "
-                                         r"with Keras 2\.15\.0; this is hippo_utils"):
+    with pytest.raises(
+        ValueError,
+        match=r"last\.keras: cannot load this checkpoint.*written by hippo_utils 0\.0\.1 "
+        r"with Keras 2\.15\.0; this is hippo_utils",
+    ):
         load_model_dir(model_copy, which="last")
     # weights saved in another layout
     (model_copy / "best.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
@@ -225,65 +248,134 @@ CASES = [
     ("config: too many layers for the size", "test_bad_inputs.py", "test_too_many_layers_for_the_image_size"),
     ("config: num_classes disagreeing with rgb_map", "test_config.py", "test_invalid_values"),
     ("config: paths that do not exist", "test_bad_inputs.py", "test_paths_that_do_not_exist"),
-    ("weights into a model of a different config", "test_trainer.py",
-     "test_weights_from_another_architecture_are_refused"),
+    (
+        "weights into a model of a different config",
+        "test_trainer.py",
+        "test_weights_from_another_architecture_are_refused",
+    ),
     ("checkpoint folder from another version", "test_bad_inputs.py", "test_checkpoint_folder_from_another_version"),
     ("model folder of the original system", "test_bad_inputs.py", "test_checkpoint_folder_of_the_original_system"),
     # issue 18: batches of scans
     ("inputs that share a file name", "test_batch.py", "test_inputs_that_share_a_stem_get_distinct_traceable_names"),
     ("a second batch into the same --out", "test_batch.py", "test_a_second_batch_adds_rows_and_keeps_the_others"),
-    ("--out holding another model's results, or a file", "test_batch.py",
-     "test_results_of_another_model_or_a_file_as_out_are_refused"),
-    ("no usable voxel size (pixdim 0, no qform/sform)", "test_batch.py",
-     "test_missing_voxel_size_is_refused_unless_assumed"),
-    ("a header claiming more than the file or memory holds", "test_batch.py",
-     "test_headers_claiming_more_than_the_file_holds"),
-    ("two live processes on one folder, a stale lock", "test_batch.py",
-     "test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over"),
-    ("derivation and inference into a locked folder", "test_batch.py",
-     "test_derivation_and_inference_take_the_lock_too"),
+    (
+        "--out holding another model's results, or a file",
+        "test_batch.py",
+        "test_results_of_another_model_or_a_file_as_out_are_refused",
+    ),
+    (
+        "no usable voxel size (pixdim 0, no qform/sform)",
+        "test_batch.py",
+        "test_missing_voxel_size_is_refused_unless_assumed",
+    ),
+    (
+        "a header claiming more than the file or memory holds",
+        "test_batch.py",
+        "test_headers_claiming_more_than_the_file_holds",
+    ),
+    (
+        "two live processes on one folder, a stale lock",
+        "test_batch.py",
+        "test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over",
+    ),
+    (
+        "derivation and inference into a locked folder",
+        "test_batch.py",
+        "test_derivation_and_inference_take_the_lock_too",
+    ),
     ("implausible volumes (qc flags)", "test_batch.py", "test_qc_flags_on_a_hand_made_label_volume"),
-    ("raw system errors, --assume-voxel-size", "test_batch.py",
-     "test_command_line_marks_assumed_volumes_and_speaks_plainly"),
+    (
+        "raw system errors, --assume-voxel-size",
+        "test_batch.py",
+        "test_command_line_marks_assumed_volumes_and_speaks_plainly",
+    ),
     # issue 30: nothing the user had is lost
-    ("derive --force on a user's folder, the source, the current, home or config folder, a dataset "
-     "with a user's file or a model inside", "test_no_loss.py",
-     "test_derive_force_never_replaces_what_it_cannot_prove_it_made"),
-    ("derive --force on its own dataset; without --force", "test_no_loss.py",
-     "test_derive_force_replaces_its_own_dataset_and_says_so_otherwise"),
-    ("synthesize --force on a folder it did not make", "test_no_loss.py",
-     "test_synthesize_force_replaces_only_a_synthetic_set"),
+    (
+        "derive --force on a user's folder, the source, the current, home or config folder, a dataset "
+        "with a user's file or a model inside",
+        "test_no_loss.py",
+        "test_derive_force_never_replaces_what_it_cannot_prove_it_made",
+    ),
+    (
+        "derive --force on its own dataset; without --force",
+        "test_no_loss.py",
+        "test_derive_force_replaces_its_own_dataset_and_says_so_otherwise",
+    ),
+    (
+        "synthesize --force on a folder it did not make",
+        "test_no_loss.py",
+        "test_synthesize_force_replaces_only_a_synthetic_set",
+    ),
     ("infer with output_dir = images_dir", "test_no_loss.py", "test_infer_into_its_images_folder_is_refused"),
-    ("infer over a picture it did not write", "test_no_loss.py",
-     "test_infer_never_replaces_a_picture_it_did_not_write"),
-    ("a user's volumetry.csv, NAME_qc.png or run.json in --out", "test_no_loss.py",
-     "test_infer_volume_never_replaces_a_file_of_the_users"),
+    (
+        "infer over a picture it did not write",
+        "test_no_loss.py",
+        "test_infer_never_replaces_a_picture_it_did_not_write",
+    ),
+    (
+        "a user's volumetry.csv, NAME_qc.png or run.json in --out",
+        "test_no_loss.py",
+        "test_infer_volume_never_replaces_a_file_of_the_users",
+    ),
     ("a user's NAME_labels.nii.gz in --out", "test_no_loss.py", "test_a_label_volume_of_the_users_keeps_its_name"),
-    ("--out = an input, a parent of one, a model folder; results read as scans", "test_no_loss.py",
-     "test_infer_volume_keeps_apart_from_its_inputs_and_skips_its_own_results"),
+    (
+        "--out = an input, a parent of one, a model folder; results read as scans",
+        "test_no_loss.py",
+        "test_infer_volume_keeps_apart_from_its_inputs_and_skips_its_own_results",
+    ),
     ("--labels with invalid values", "test_no_loss.py", "test_bad_labels_are_refused_before_anything_is_written"),
-    ("a batch stopped by Ctrl-C, SIGTERM or SIGKILL, and its re-run", "test_no_loss.py",
-     "test_a_stopped_batch_keeps_its_finished_volumes_and_a_rerun_completes_it"),
-    ("a full disk, a read-only file system", "test_no_loss.py",
-     "test_a_full_disk_keeps_the_finished_volumes_and_a_rerun_completes_them"),
-    ("two trainings sharing eval_dir or the previews' folder; evaluating another model into it", "test_no_loss.py",
-     "test_two_runs_never_share_an_evaluation_or_preview_folder"),
-    ("a user's file in the model folder; model_dir = the dataset", "test_no_loss.py",
-     "test_training_never_writes_over_a_users_file_in_its_folders"),
-    ("complex or RGB volumes, 16-bit slices, mask colours of no class", "test_no_loss.py",
-     "test_inputs_that_would_be_misread_are_refused_or_read_right"),
-    ("empty image files, configs in UTF-16 or Latin-1", "test_no_loss.py",
-     "test_unreadable_images_and_configs_get_one_line"),
-    ("a batch size that cannot fit in memory", "test_no_loss.py",
-     "test_a_batch_that_cannot_fit_in_memory_is_refused_before_training"),
-    ("--force on a folder with look-alike temporaries, system files or links", "test_no_loss.py",
-     "test_a_folder_with_look_alike_temporaries_system_files_or_links_is_not_replaced"),
+    (
+        "a batch stopped by Ctrl-C, SIGTERM or SIGKILL, and its re-run",
+        "test_no_loss.py",
+        "test_a_stopped_batch_keeps_its_finished_volumes_and_a_rerun_completes_it",
+    ),
+    (
+        "a full disk, a read-only file system",
+        "test_no_loss.py",
+        "test_a_full_disk_keeps_the_finished_volumes_and_a_rerun_completes_them",
+    ),
+    (
+        "two trainings sharing eval_dir or the previews' folder; evaluating another model into it",
+        "test_no_loss.py",
+        "test_two_runs_never_share_an_evaluation_or_preview_folder",
+    ),
+    (
+        "a user's file in the model folder; model_dir = the dataset",
+        "test_no_loss.py",
+        "test_training_never_writes_over_a_users_file_in_its_folders",
+    ),
+    (
+        "complex or RGB volumes, 16-bit slices, mask colours of no class",
+        "test_no_loss.py",
+        "test_inputs_that_would_be_misread_are_refused_or_read_right",
+    ),
+    (
+        "empty image files, configs in UTF-16 or Latin-1",
+        "test_no_loss.py",
+        "test_unreadable_images_and_configs_get_one_line",
+    ),
+    (
+        "a batch size that cannot fit in memory",
+        "test_no_loss.py",
+        "test_a_batch_that_cannot_fit_in_memory_is_refused_before_training",
+    ),
+    (
+        "--force on a folder with look-alike temporaries, system files or links",
+        "test_no_loss.py",
+        "test_a_folder_with_look_alike_temporaries_system_files_or_links_is_not_replaced",
+    ),
     ("a user's file named like a lock", "test_no_loss.py", "test_a_file_in_the_way_of_a_lock_is_kept"),
-    ("--resume or evaluate with other [model] settings or another dataset", "test_no_loss.py",
-     "test_resuming_or_evaluating_with_other_settings_or_data_is_refused"),
+    (
+        "--resume or evaluate with other [model] settings or another dataset",
+        "test_no_loss.py",
+        "test_resuming_or_evaluating_with_other_settings_or_data_is_refused",
+    ),
     ("a refused training leaves no folder claimed", "test_no_loss.py", "test_a_refused_training_claims_nothing"),
-    ("images whose results would share a name; absurd voxel sizes", "test_no_loss.py",
-     "test_images_that_would_share_a_result_and_broken_voxel_sizes_are_refused"),
+    (
+        "images whose results would share a name; absurd voxel sizes",
+        "test_no_loss.py",
+        "test_images_that_would_share_a_result_and_broken_voxel_sizes_are_refused",
+    ),
     ("float64 or int32 values far from zero", "test_no_loss.py", "test_values_far_from_zero_keep_their_contrast"),
 ]
 
@@ -292,7 +384,9 @@ def test_every_case_has_its_test():
     import ast
 
     here = Path(__file__).parent
-    defined = {f: {n.name for n in ast.walk(ast.parse((here / f).read_text())) if isinstance(n, ast.FunctionDef)}
-               for f in {c[1] for c in CASES}}
+    defined = {
+        f: {n.name for n in ast.walk(ast.parse((here / f).read_text())) if isinstance(n, ast.FunctionDef)}
+        for f in {c[1] for c in CASES}
+    }
     missing = [c for c in CASES if c[2] not in defined[c[1]]]
     assert not missing, missing

@@ -99,13 +99,17 @@ def _zero_voxel_size(path):
 
 def test_missing_voxel_size_is_refused_unless_assumed(tiny_model_dir, tmp_path):
     path = _zero_voxel_size(tmp_path / "novox.nii")
-    with pytest.raises(ValueError, match=r"novox\.nii: pixdim\[1:4\] = \(0, 0, 0\), qform_code = 0, sform_code = 0: "
-                                         r"no voxel size.*--assume-voxel-size"):
+    with pytest.raises(
+        ValueError,
+        match=r"novox\.nii: pixdim\[1:4\] = \(0, 0, 0\), qform_code = 0, sform_code = 0: "
+        r"no voxel size.*--assume-voxel-size",
+    ):
         load_volume(path)
     vol = load_volume(path, assume_spacing=(0.5, 0.5, 2.0))
     assert vol.assumed_spacing and vol.spacing == (0.5, 0.5, 2.0)
-    (result,) = infer_volumes(tiny_model_dir.train.model_dir, [path], tmp_path / "out", progress=False,
-                              assume_voxel_size=(0.5, 0.5, 2.0))
+    (result,) = infer_volumes(
+        tiny_model_dir.train.model_dir, [path], tmp_path / "out", progress=False, assume_voxel_size=(0.5, 0.5, 2.0)
+    )
     assert "voxel size assumed" in result.volumetry["qc"] and "voxel size assumed" in _rows(tmp_path / "out")[0]["qc"]
     assert np.allclose(nib.load(str(result.labels_path)).affine[:3, :3], np.diag([-0.5, 0.5, 2.0]))  # LAS kept
 
@@ -126,8 +130,11 @@ def test_headers_claiming_more_than_the_file_holds(tmp_path, monkeypatch):
         load_volume(tmp_path / "huge.nii.gz")
     ok = write_nifti(tmp_path / "ok.nii.gz", toy_volume(0)[0])
     monkeypatch.setattr("hippo_utils.data.volumes.available_memory", lambda: 1000)
-    with pytest.raises(ValueError, match=r"ok\.nii\.gz: the header claims 20x24x18 voxels of float32 .*; loading "
-                                         r"it needs \d+ bytes of memory and 1000 bytes is free"):
+    with pytest.raises(
+        ValueError,
+        match=r"ok\.nii\.gz: the header claims 20x24x18 voxels of float32 .*; loading "
+        r"it needs \d+ bytes of memory and 1000 bytes is free",
+    ):
         load_volume(ok)
 
 
@@ -144,8 +151,13 @@ NO_FCNTL = "import sys; sys.modules['fcntl'] = None  # `import fcntl` fails, as 
 
 
 def _holder(folder, prelude=""):
-    proc = subprocess.Popen([sys.executable, "-c", prelude + HOLD, str(folder)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", prelude + HOLD, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -232,29 +244,34 @@ def test_derivation_and_inference_take_the_lock_too(tmp_path, tiny_config, tiny_
     assert not lock_path(out).exists()  # a holder that finishes removes its lock
 
 
-@pytest.mark.parametrize(("left", "right", "expected"), [
-    (3000, 2900, "ok"),
-    (3000, 1000, "right 1000 mm3 outside the adult range 1730-5680; asymmetry index +1.000 beyond +-0.1"),
-    (6000, 5600, "left 6000 mm3 outside the adult range 1730-5680"),
-    (0, 0, "empty prediction"),
-])
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        (3000, 2900, "ok"),
+        (3000, 1000, "right 1000 mm3 outside the adult range 1730-5680; asymmetry index +1.000 beyond +-0.1"),
+        (6000, 5600, "left 6000 mm3 outside the adult range 1730-5680"),
+        (0, 0, "empty prediction"),
+    ],
+)
 def test_qc_flags_on_a_hand_made_label_volume(tmp_path, left, right, expected):
     from hippo_utils import load_config
 
     from helpers import write_config
 
-    cfg = load_config(write_config(tmp_path / "c.config", {"label_map": {1: 1, 2: 1}},
-                                   extra="[infer]\nleft_right_labels = (1, 2)\n"))
+    cfg = load_config(
+        write_config(tmp_path / "c.config", {"label_map": {1: 1, 2: 1}}, extra="[infer]\nleft_right_labels = (1, 2)\n")
+    )
     labels = np.zeros((100, 100, 100), np.uint8)
     labels.reshape(-1)[:left] = 1  # 1 mm voxels: the counts are the volumes
-    labels.reshape(-1)[left:left + right] = 2
+    labels.reshape(-1)[left : left + right] = 2
     row = volumetry(labels, Volume(labels.astype(np.float32), np.eye(4)), cfg)
     assert (row["left_mm3"], row["right_mm3"]) == (left, right)
     assert plausibility_flags(row) == expected
     one_side = {"label_1_mm3": 900.0, "total_mm3": 900.0}  # a one-sided crop (MSD): the total is one hippocampus
     assert plausibility_flags(one_side, assumed_voxel_size=True) == (
         "hippocampus 900 mm3 outside the adult range 1730-5680; voxel size assumed (--assume-voxel-size): "
-        "volumes in assumed mm3")
+        "volumes in assumed mm3"
+    )
 
 
 def test_command_line_marks_assumed_volumes_and_speaks_plainly(tiny_model_dir, tmp_path, capsys):
@@ -265,8 +282,12 @@ def test_command_line_marks_assumed_volumes_and_speaks_plainly(tiny_model_dir, t
     assert main(["--quiet", "infer-volume", model_dir, str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: pixdim[1:4] = (0, 0, 0)") and err.count("\n") == 1  # one line
-    assert main(["--quiet", "infer-volume", model_dir, str(path), "--out", str(tmp_path / "o"),
-                 "--assume-voxel-size", "1"]) == 0
+    assert (
+        main(
+            ["--quiet", "infer-volume", model_dir, str(path), "--out", str(tmp_path / "o"), "--assume-voxel-size", "1"]
+        )
+        == 0
+    )
     assert "mm3 (assumed voxel size)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["infer-volume", model_dir, str(path), "--out", str(tmp_path / "o"), "--assume-voxel-size", "0"])
@@ -287,8 +308,14 @@ def test_an_assumed_voxel_size_keeps_the_orientation_and_reaches_the_labels(tiny
     (labels / "novox.nii").write_bytes(raw)
     vol = load_volume(image, assume_spacing=(2.0, 2.0, 2.0))
     assert "".join(vol.axcodes) == "LAS" and vol.spacing == (2.0, 2.0, 2.0)
-    (result,) = infer_volumes(tiny_model_dir.train.model_dir, [image], tmp_path / "out", labels_dir=labels,
-                              progress=False, assume_voxel_size=(2.0, 2.0, 2.0))
+    (result,) = infer_volumes(
+        tiny_model_dir.train.model_dir,
+        [image],
+        tmp_path / "out",
+        labels_dir=labels,
+        progress=False,
+        assume_voxel_size=(2.0, 2.0, 2.0),
+    )
     assert "hippocampus_dice" in result.metrics
     raw = bytearray(image.read_bytes())
     raw[252:254] = struct.pack("<h", 1)  # qform_code 1 with pixdim 0: nibabel would make it 1 mm
@@ -302,8 +329,9 @@ def test_scored_inputs_sharing_a_name_and_old_tables_are_refused(tiny_model_dir,
     b = write_nifti(tmp_path / "b" / "scan.nii.gz", toy_volume(1)[0])
     write_nifti(tmp_path / "labels" / "scan.nii.gz", toy_volume(0)[1])
     with pytest.raises(ValueError, match=r"--labels: .*a/scan\.nii\.gz and .*b/scan\.nii\.gz would both be scored"):
-        infer_volumes(tiny_model_dir.train.model_dir, [a, b], tmp_path / "out", labels_dir=tmp_path / "labels",
-                      progress=False)
+        infer_volumes(
+            tiny_model_dir.train.model_dir, [a, b], tmp_path / "out", labels_dir=tmp_path / "labels", progress=False
+        )
     old = tmp_path / "old"
     old.mkdir()
     write_json(old / "volumetry.json", [{"subject": "scan", "total_mm3": 3000.0}])  # an older version's table

@@ -29,18 +29,37 @@ def jupyterlab(tmp_path):
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(REPO / "notebooks" / "06_slice_viewer.ipynb", root / "notebooks")
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in [str(Path(sys.prefix) / "share" / "jupyter")] if p)
     log = (tmp_path / "jupyterlab.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+            f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -66,16 +85,20 @@ def test_slice_viewer_in_jupyterlab(browser, jupyterlab):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(f"{url}/lab/tree/notebooks/06_slice_viewer.ipynb?token={token}")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)
-    page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget;"
-                  " await nb.sessionContext.ready; }")
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.sessionContext",
+        timeout=90_000,
+    )
+    page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget; await nb.sessionContext.ready; }")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     viewer = page.locator(".hippo-slice-viewer").first
     image = viewer.locator("img")
     image.wait_for(state="visible", timeout=240_000)
-    page.wait_for_function("() => { const i = document.querySelector('.hippo-slice-viewer img');"
-                           " return i && i.naturalWidth > 0; }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.hippo-slice-viewer img'); return i && i.naturalWidth > 0; }",
+        timeout=60_000,
+    )
     image.scroll_into_view_if_needed()
     before_src = image.get_attribute("src")
     before_png = image.screenshot()
@@ -87,7 +110,10 @@ def test_slice_viewer_in_jupyterlab(browser, jupyterlab):
     page.keyboard.press("ArrowRight")  # the next slice, still through the hippocampus
     page.wait_for_function(
         "(old) => { const i = document.querySelector('.hippo-slice-viewer img');"
-        " return i && i.src !== old && i.naturalWidth > 0; }", arg=before_src, timeout=30_000)
+        " return i && i.src !== old && i.naturalWidth > 0; }",
+        arg=before_src,
+        timeout=30_000,
+    )
     page.wait_for_timeout(300)  # let the new PNG paint before the screenshot
     after_png = image.screenshot()
     status_after = status.inner_text()

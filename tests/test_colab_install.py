@@ -27,7 +27,7 @@ from helpers import REPO, preinstalled_env
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-RUNNER = textwrap.dedent('''
+RUNNER = textwrap.dedent("""
     import json, sys
     import nbformat
     from nbclient import NotebookClient
@@ -37,23 +37,24 @@ RUNNER = textwrap.dedent('''
     nb.cells = nb.cells[:count] + [nbformat.v4.new_code_cell(check)]
     NotebookClient(nb, timeout=600, kernel_name="python3").execute()
     print(json.dumps([o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream"]))
-''')
+""")
 
-CHECK = textwrap.dedent('''
+CHECK = textwrap.dedent("""
     import json, hippo_utils
     from hippo_utils import load_config
     from hippo_utils.notebook import config_path
     _cfg = load_config(config_path("demo"))
     print(json.dumps({"file": hippo_utils.__file__, "config": str(config_path("demo")),
                       "model_dir": str(_cfg.train.model_dir), "source_dir": str(_cfg.derive.source_dir)}))
-''')
+""")
 
 
 def _commit_checkout(dest: Path) -> None:
     """A git repository holding this working tree (tracked and new, unignored files), with
     the release tag the install cell names."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for name in filter(None, files):
         src = REPO / name
         if src.is_file():
@@ -79,8 +80,13 @@ def test_install_cell_installs_the_release_and_nothing_else(tmp_path):
 
     for i, notebook in enumerate(NOTEBOOKS):
         count = 4  # title, setup, the install cell, the imports cell
-        done = subprocess.run([str(python), str(tmp_path / "runner.py"), str(notebook), str(count), CHECK],
-                              cwd=content, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [str(python), str(tmp_path / "runner.py"), str(notebook), str(count), CHECK],
+            cwd=content,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, f"{notebook.name}:\n{(done.stdout + done.stderr)[-4000:]}"
         seen = json.loads(json.loads(done.stdout.strip().splitlines()[-1])[0])
         assert Path(seen["file"]).is_relative_to(site), f"{notebook.name} imported {seen['file']}"
@@ -91,7 +97,8 @@ def test_install_cell_installs_the_release_and_nothing_else(tmp_path):
             added = {p.name for p in site.iterdir()} - before
             assert {n.split("-")[0] for n in added} == {"hippo_utils"}, f"the install cell added {sorted(added)}"
     assert not (content / "runs").exists()  # loading a config writes nothing
-    installed = subprocess.run([str(python), "-m", "pip", "show", "-f", "hippo-utils"], capture_output=True,
-                               text=True, check=True).stdout
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "show", "-f", "hippo-utils"], capture_output=True, text=True, check=True
+    ).stdout
     assert "hippo_utils/configs/demo.config" in installed and f"Version: {RELEASE[1:]}" in installed
     assert sys.prefix not in installed.split("Location:")[1].splitlines()[0]

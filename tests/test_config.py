@@ -83,29 +83,36 @@ def test_values_are_never_evaluated(tmp_path):
         load_config(p)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("[model]\nimage_width = 100\nimage_height = 100\nnum_layers = 4\n",
-     "divisible by 2\\*\\*\\(num_layers-1\\) = 8"),
-    ("[model]\nbase_kernels = (4,4)\n", "must be odd"),
-    ("[model]\nnum_classes = 3\n", "rgb_map has 2 colours"),
-    ("[derive]\nsplit = (0.5, 0.2, 0.2)\n", "sum to 1"),
-    ("[derive]\nlayout = \"kaggle\"\n", "not one of auto, hfh, msd, pairs"),
-    ("[derive]\nplane = \"coronl\"\n", "Did you mean 'coronal'"),
-    ("[derive]\nlabel_map = {1: 5}\n", "classes run 0..1"),
-    ("[derive]\nsplit_by = \"slices\"\n", "split_by: 'slices' is not one of subject, slice"),
-    ("[model]\ndice_weight = -1\n", "dice_weight: must be zero or more"),
-    ("[mask]\nrgb_map = {(0,0,0):0, (300,0,0):1}\n", "outside 0..255"),
-    ("[train]\nlr_schedule = \"step\"\n", 'lr_schedule.*"plateau" or "cosine"'),
-    ("[train]\nlr_schedule = \"cosine\"\n", "set learning_rate_reducer = False too"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (
+            "[model]\nimage_width = 100\nimage_height = 100\nnum_layers = 4\n",
+            "divisible by 2\\*\\*\\(num_layers-1\\) = 8",
+        ),
+        ("[model]\nbase_kernels = (4,4)\n", "must be odd"),
+        ("[model]\nnum_classes = 3\n", "rgb_map has 2 colours"),
+        ("[derive]\nsplit = (0.5, 0.2, 0.2)\n", "sum to 1"),
+        ('[derive]\nlayout = "kaggle"\n', "not one of auto, hfh, msd, pairs"),
+        ('[derive]\nplane = "coronl"\n', "Did you mean 'coronal'"),
+        ("[derive]\nlabel_map = {1: 5}\n", "classes run 0..1"),
+        ('[derive]\nsplit_by = "slices"\n', "split_by: 'slices' is not one of subject, slice"),
+        ("[model]\ndice_weight = -1\n", "dice_weight: must be zero or more"),
+        ("[mask]\nrgb_map = {(0,0,0):0, (300,0,0):1}\n", "outside 0..255"),
+        ('[train]\nlr_schedule = "step"\n', 'lr_schedule.*"plateau" or "cosine"'),
+        ('[train]\nlr_schedule = "cosine"\n', "set learning_rate_reducer = False too"),
+    ],
+)
 def test_invalid_values(tmp_path, text, match):
     with pytest.raises(ValueError, match=match):
         load_config(_write(tmp_path, text))
 
 
 def test_overrides_use_the_same_parsing(tmp_path):
-    cfg = load_config(ORIGINAL, ["derive.output_dir=out/derived", "model.num_layers=5",
-                                 "model.image_width=64", "model.image_height=64"])
+    cfg = load_config(
+        ORIGINAL,
+        ["derive.output_dir=out/derived", "model.num_layers=5", "model.image_width=64", "model.image_height=64"],
+    )
     assert cfg.derive.output_dir == Path.cwd() / "out" / "derived"
     assert cfg.model.num_layers == 5
     assert cfg.train.images_dir.name == "images"  # explicit in the file: kept

@@ -33,7 +33,7 @@ def _head(shape=(96, 40, 96), spacing=(0.8, 2.0, 0.8), shift=(0, 0)):
     data = np.where(head, 100.0, 0.0).astype(np.float32)
     labels = np.zeros(shape, np.uint8)
     for side in (-1, 1):
-        labels[int(cx + side * 14) - 3:int(cx + side * 14) + 3, 15:25, int(cz) - 8:int(cz) - 3] = 1
+        labels[int(cx + side * 14) - 3 : int(cx + side * 14) + 3, 15:25, int(cz) - 8 : int(cz) - 3] = 1
     affine = np.diag([*spacing, 1.0])
     return Volume(data, affine), labels
 
@@ -60,7 +60,7 @@ def test_a_window_round_trips_and_is_background_outside():
     back = geom.from_model(probs)
     inside = np.zeros((96, 96), bool)
     top, left, h, w = geom.crop
-    inside[max(top, 0):top + h, max(left, 0):left + w] = True
+    inside[max(top, 0) : top + h, max(left, 0) : left + w] = True
     assert (back.argmax(-1) == 1).sum() == inside.sum() and back[~inside, 0].min() == 1
 
 
@@ -73,10 +73,13 @@ def test_the_window_follows_the_head_and_refuses_a_scan_that_does_not_hold_it():
     geom = slice_geometry(moved, "coronal", (32, 32), crop_mm=window)
     oriented = display_stack(moved_labels, *axes)
     top, left, h, w = geom.crop
-    assert oriented[:, top:top + h, left:left + w].sum() == oriented.sum()  # every labelled voxel in the window
+    assert oriented[:, top : top + h, left : left + w].sum() == oriented.sum()  # every labelled voxel in the window
     tiny = Volume(np.asarray(volume.data[40:56, :, 70:86]), volume.affine, None)
-    with pytest.raises(ValueError, match=r"volume: only \d+% of the window the model was trained on .* lies inside "
-                                         r"this scan's .* slices; the model needs whole-head scans"):
+    with pytest.raises(
+        ValueError,
+        match=r"volume: only \d+% of the window the model was trained on .* lies inside "
+        r"this scan's .* slices; the model needs whole-head scans",
+    ):
         slice_geometry(tiny, "coronal", (32, 32), crop_mm=window)
 
 
@@ -88,12 +91,29 @@ def test_derivation_learns_the_window_and_inference_writes_back_on_the_grid(synt
     from hippo_utils.model.folder import load_model_config
     from hippo_utils.training.trainer import train
 
-    extra = "\n".join(["[train]", "epochs = 1", "batch_size = 16", "num_infer_images = 1",
-                       f"model_dir = {str(tmp_path / 'models')!r}", f"eval_dir = {str(tmp_path / 'eval')!r}",
-                       f"epoch_change_infer_dir = {str(tmp_path / 'previews')!r}"])
-    path = write_config(tmp_path / "c.config", {"source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "d"),
-                                                "split": (0.5, 0.25, 0.25), "mini_test_size": 1, "crop": "auto"},
-                        size=32, extra=extra)
+    extra = "\n".join(
+        [
+            "[train]",
+            "epochs = 1",
+            "batch_size = 16",
+            "num_infer_images = 1",
+            f"model_dir = {str(tmp_path / 'models')!r}",
+            f"eval_dir = {str(tmp_path / 'eval')!r}",
+            f"epoch_change_infer_dir = {str(tmp_path / 'previews')!r}",
+        ]
+    )
+    path = write_config(
+        tmp_path / "c.config",
+        {
+            "source_dir": str(synthetic_hfh),
+            "output_dir": str(tmp_path / "d"),
+            "split": (0.5, 0.25, 0.25),
+            "mini_test_size": 1,
+            "crop": "auto",
+        },
+        size=32,
+        extra=extra,
+    )
     path.write_text(path.read_text().replace("num_layers = 4", "num_layers = 3\nbase_filters = 4"))
     cfg = load_config(path)
     result = derive_dataset(cfg, progress=False)

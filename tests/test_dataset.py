@@ -28,8 +28,7 @@ def _folder(tmp_path, n=4, size=32, bad_colour=None, missing_mask=None):
 
 
 def _cfg(tmp_path, img_dir, mask_dir, extra=""):
-    text = (f"[train]\nimages_dir = {str(img_dir)!r}\nmasks_dir = {str(mask_dir)!r}\nbatch_size = 2\n"
-            f"seed = 3\n{extra}")
+    text = f"[train]\nimages_dir = {str(img_dir)!r}\nmasks_dir = {str(mask_dir)!r}\nbatch_size = 2\nseed = 3\n{extra}"
     return load_config(write_config(tmp_path / "c.config", {}, size=32, extra=text))
 
 
@@ -62,8 +61,9 @@ def test_unknown_mask_colour_names_the_file(tmp_path):
 
 def test_augmentation_keeps_image_and_mask_aligned(tmp_path):
     img_dir, mask_dir = _folder(tmp_path, n=6, size=32)
-    cfg = _cfg(tmp_path, img_dir, mask_dir,
-               "[augment]\nenabled = True\nrotation = 20.0\nbrightness = 0.0\ncontrast = 0.0\n")
+    cfg = _cfg(
+        tmp_path, img_dir, mask_dir, "[augment]\nenabled = True\nrotation = 20.0\nbrightness = 0.0\ncontrast = 0.0\n"
+    )
     x, y = next(iter(make_dataset(cfg, "train", batch_size=6)))
     x, y = x.numpy()[..., 0], y.numpy()[..., 1]
     changed = not np.array_equal(y, (x > 128))  # something moved...

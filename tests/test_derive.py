@@ -20,9 +20,17 @@ from helpers import toy_volume, write_config, write_nifti
 @pytest.fixture(scope="module")
 def hfh_dataset(synthetic_hfh, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("der")
-    cfg = load_config(write_config(tmp / "c.config", {
-        "source_dir": str(synthetic_hfh), "output_dir": str(tmp / "out"),
-        "split": (0.5, 0.25, 0.25), "mini_test_size": 2}))
+    cfg = load_config(
+        write_config(
+            tmp / "c.config",
+            {
+                "source_dir": str(synthetic_hfh),
+                "output_dir": str(tmp / "out"),
+                "split": (0.5, 0.25, 0.25),
+                "mini_test_size": 2,
+            },
+        )
+    )
     return cfg, derive_dataset(cfg, progress=False)
 
 
@@ -93,9 +101,18 @@ def test_leakage_figure_shows_a_test_slice_its_neighbours_and_another_head(hfh_d
 def test_a_slice_split_mixes_every_subject_into_every_split(synthetic_hfh, tmp_path):
     """split_by = "slice" (for the leakage lesson) draws each slice on its own: the same
     slices as the subject split, but each subject's neighbours land in train and test."""
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out"),
-        "split": (0.5, 0.25, 0.25), "mini_test_size": 0}), ['derive.split_by="slice"'])
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {
+                "source_dir": str(synthetic_hfh),
+                "output_dir": str(tmp_path / "out"),
+                "split": (0.5, 0.25, 0.25),
+                "mini_test_size": 0,
+            },
+        ),
+        ['derive.split_by="slice"'],
+    )
     result = derive_dataset(cfg, progress=False)
     rows = read_manifest(result.output_dir)
     for subject in {r["subject"] for r in rows}:
@@ -143,8 +160,9 @@ def test_same_settings_give_the_same_bytes(hfh_dataset, tmp_path):
 def test_failure_leaves_no_partial_dataset(synthetic_hfh, tmp_path, monkeypatch):
     import hippo_utils.data.derive as derive_mod
 
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out")}))
+    cfg = load_config(
+        write_config(tmp_path / "c.config", {"source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out")})
+    )
     real = derive_mod._derive_subject
     calls = []
 
@@ -184,9 +202,18 @@ def test_pairs_and_msd_layouts(tmp_path):
     assert src.layout == "msd" and [s.name for s in src.labelled] == names
     results = {}
     for root, layout in ((pairs, "pairs"), (msd, "msd")):
-        cfg = load_config(write_config(tmp_path / f"{layout}.config", {
-            "source_dir": str(root), "output_dir": str(tmp_path / f"out_{layout}"),
-            "plane": "axis1", "label_map": {1: 1, 2: 1}}, size=32))
+        cfg = load_config(
+            write_config(
+                tmp_path / f"{layout}.config",
+                {
+                    "source_dir": str(root),
+                    "output_dir": str(tmp_path / f"out_{layout}"),
+                    "plane": "axis1",
+                    "label_map": {1: 1, 2: 1},
+                },
+                size=32,
+            )
+        )
         results[layout] = result = derive_dataset(cfg, progress=False)
         rows = read_manifest(result.output_dir)
         assert result.layout == layout and sum(result.counts.values()) == len(rows) > 0
@@ -195,8 +222,9 @@ def test_pairs_and_msd_layouts(tmp_path):
     a, b = (results[k].output_dir for k in ("pairs", "msd"))
     assert results["pairs"].counts == results["msd"].counts and results["pairs"].subjects == results["msd"].subjects
     ignore = {"source", "label_source"}  # where each volume came from: the one difference
-    assert [{k: v for k, v in r.items() if k not in ignore} for r in read_manifest(a)] == \
-        [{k: v for k, v in r.items() if k not in ignore} for r in read_manifest(b)]
+    assert [{k: v for k, v in r.items() if k not in ignore} for r in read_manifest(a)] == [
+        {k: v for k, v in r.items() if k not in ignore} for r in read_manifest(b)
+    ]
     pictures = sorted(p.relative_to(a) for p in a.rglob("*.png"))
     assert pictures and pictures == sorted(p.relative_to(b) for p in b.rglob("*.png"))
     assert all((a / p).read_bytes() == (b / p).read_bytes() for p in pictures)
@@ -307,8 +335,9 @@ def test_orientation_is_handled_explicitly():
         np.testing.assert_array_equal(s, slices[0])
 
 
-@pytest.mark.parametrize("spacing, size", [((1, 1, 1), (64, 64)), ((0.78, 2.0, 0.78), (48, 64)),
-                                           ((2.0, 1.0, 0.5), (40, 40))])
+@pytest.mark.parametrize(
+    "spacing, size", [((1, 1, 1), (64, 64)), ((0.78, 2.0, 0.78), (48, 64)), ((2.0, 1.0, 0.5), (40, 40))]
+)
 def test_geometry_round_trip(spacing, size):
     _, lab = toy_volume(1, shape=(30, 26, 34))
     vol = Volume(lab.astype(np.float32), np.diag([*spacing, 1.0]))
@@ -380,9 +409,13 @@ def test_mask_colours_map_through_rgb_map():
 
 def test_unknown_label_values_are_an_error(tmp_path):
     root = _pairs_tree(tmp_path / "p", ["s1", "s2", "s3"])
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(root), "output_dir": str(tmp_path / "out"), "plane": "axis1",
-        "label_map": {1: 1}}, size=32))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {"source_dir": str(root), "output_dir": str(tmp_path / "out"), "plane": "axis1", "label_map": {1: 1}},
+            size=32,
+        )
+    )
     with pytest.raises(ValueError, match=r"s\d.nii.gz: label values \[2\] are not in \[derive\] label_map"):
         derive_dataset(cfg, progress=False)
     assert not (tmp_path / "out").exists()
@@ -397,9 +430,18 @@ def test_real_msd_pairs(real_data, tmp_path):
         (subset / sub).mkdir(parents=True)
         for f in sorted((src / sub).glob("*.nii.gz"))[:12]:
             (subset / sub / f.name).symlink_to(f)
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(subset), "output_dir": str(tmp_path / "out"), "layout": "pairs",
-        "plane": "axis1", "label_map": {1: 1, 2: 1}}))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {
+                "source_dir": str(subset),
+                "output_dir": str(tmp_path / "out"),
+                "layout": "pairs",
+                "plane": "axis1",
+                "label_map": {1: 1, 2: 1},
+            },
+        )
+    )
     result = derive_dataset(cfg, progress=False)
     rows = read_manifest(result.output_dir)
     assert len({r["subject"] for r in rows}) == 12
@@ -408,11 +450,13 @@ def test_real_msd_pairs(real_data, tmp_path):
 
 
 @pytest.mark.real_data
-@pytest.mark.parametrize("folder, n_subjects", [("hfh-slices-atlan-antillia", 23),
-                                                ("hfh-slices-sarah-antillia", 8)])
+@pytest.mark.parametrize("folder, n_subjects", [("hfh-slices-atlan-antillia", 23), ("hfh-slices-sarah-antillia", 8)])
 def test_real_hfh_slice_folders(real_data, tmp_path, folder, n_subjects):
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(real_data / folder), "output_dir": str(tmp_path / "out")}))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config", {"source_dir": str(real_data / folder), "output_dir": str(tmp_path / "out")}
+        )
+    )
     result = derive_dataset(cfg, progress=False)
     assert result.layout == "slices"
     rows = read_manifest(result.output_dir)
@@ -428,9 +472,13 @@ def test_a_changed_image_is_seen_when_its_label_file_has_the_same_name(tmp_path)
         img, lab = toy_volume(i)
         write_nifti(msd / "imagesTr" / f"{name}.nii.gz", img)
         write_nifti(msd / "labelsTr" / f"{name}.nii.gz", lab)
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(msd), "output_dir": str(tmp_path / "out"), "plane": "axis1", "label_map": {1: 1, 2: 1}},
-        size=32))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {"source_dir": str(msd), "output_dir": str(tmp_path / "out"), "plane": "axis1", "label_map": {1: 1, 2: 1}},
+            size=32,
+        )
+    )
     first = derive_dataset(cfg, progress=False)
     meta = json.loads((first.output_dir / "dataset.json").read_text())
     assert {"imagesTr/case_00.nii.gz", "labelsTr/case_00.nii.gz"} <= set(meta["sources_sha256"])
@@ -449,8 +497,11 @@ def test_ensure_dataset_checks_what_is_there_against_the_config(tmp_path, monkey
         write_nifti(root / "images" / f"s{i}.nii.gz", img)
         write_nifti(root / "labels" / f"s{i}.nii.gz", lab)
     monkeypatch.setenv("HIPPO_DATA_DIR", str(root))  # the user's data, in another layout than the config's
-    path = write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "hfh"), "layout": "hfh",
-                                                "output_dir": str(tmp_path / "out"), "plane": "axis1"}, size=32)
+    path = write_config(
+        tmp_path / "c.config",
+        {"source_dir": str(tmp_path / "hfh"), "layout": "hfh", "output_dir": str(tmp_path / "out"), "plane": "axis1"},
+        size=32,
+    )
     cfg = load_config(path)
     out = ensure_dataset(cfg)
     meta = (out / "dataset.json").read_bytes()

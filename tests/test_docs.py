@@ -38,8 +38,7 @@ def _execute(path: Path, config: Path, monkeypatch) -> None:
 
     monkeypatch.setenv("HIPPO_CONFIG", str(config))
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()
     except CellExecutionError as exc:
@@ -55,11 +54,18 @@ def built(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         for path in reversed(NOTEBOOKS):
             _execute(path, config, monkeypatch)
-    for script, args in (("make_figures.py", ["--out", str(tmp / "figures")]),
-                         ("build_docs.py", ["--site", str(tmp / "site"), "--work", str(tmp / "work"),
-                                            "--figures", str(tmp / "figures")])):
-        done = subprocess.run([sys.executable, str(REPO / "docs" / script), "--config", str(config), *args],
-                              capture_output=True, text=True)
+    for script, args in (
+        ("make_figures.py", ["--out", str(tmp / "figures")]),
+        (
+            "build_docs.py",
+            ["--site", str(tmp / "site"), "--work", str(tmp / "work"), "--figures", str(tmp / "figures")],
+        ),
+    ):
+        done = subprocess.run(
+            [sys.executable, str(REPO / "docs" / script), "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, f"{script}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
     return tmp
 
@@ -85,8 +91,7 @@ def _page(built: Path, notebook: Path) -> Path:
 def test_every_notebook_page_shows_every_figure_its_notebook_draws(built):
     for notebook in NOTEBOOKS:
         nb = _executed(built, notebook)
-        pictures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                    if "image/png" in o.get("data", {})]
+        pictures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
         html = _page(built, notebook).read_text()
         shown = re.findall(r'<img[^>]+src="data:image/png;base64,', html)
         assert pictures and len(shown) >= len(pictures), f"{notebook.name}: {len(shown)} of {len(pictures)} shown"
@@ -166,8 +171,10 @@ def test_site_in_a_browser(browser, served, built):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     failed = []  # answers of the site other than 2xx/3xx (requests cut short by navigation are no failure)
-    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.url.startswith(served)
-            and r.status >= 400 else None)
+    page.on(
+        "response",
+        lambda r: failed.append(f"{r.status} {r.url}") if r.url.startswith(served) and r.status >= 400 else None,
+    )
     for path in ["", *(f"notebooks/{nb.stem}/" for nb in NOTEBOOKS), "results/"]:
         page.goto(urljoin(served, path), wait_until="load")
         images = page.evaluate("""() => [...document.querySelectorAll('article img')].map(i => ({
@@ -210,9 +217,21 @@ def test_the_real_mri_pages_name_no_local_folder_and_say_how_to_read_them():
     sys.path.insert(0, str(REPO / "docs"))
     from render_real import NOTEBOOKS, scrub
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
-        nbformat.v4.new_output("stream", name="stdout", text="model: /home/me/repo/build/real/runs/models\n"),
-        nbformat.v4.new_output("execute_result", data={"text/plain": "'/data/real/msd-task04-hippocampus'"})])])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "x",
+                outputs=[
+                    nbformat.v4.new_output(
+                        "stream", name="stdout", text="model: /home/me/repo/build/real/runs/models\n"
+                    ),
+                    nbformat.v4.new_output(
+                        "execute_result", data={"text/plain": "'/data/real/msd-task04-hippocampus'"}
+                    ),
+                ],
+            )
+        ]
+    )
     scrub(nb, {"/home/me/repo": ".", "/data/real": "$HIPPO_REAL_DATA"})
     outputs = nb.cells[0].outputs
     assert outputs[0].text == "model: ./build/real/runs/models\n"

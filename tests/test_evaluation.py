@@ -50,8 +50,12 @@ def _split(tmp_path):
         Image.fromarray(mask).save(out / "test" / "masks" / f"{name}.png")
     with (out / "manifest.csv").open("w", newline="") as fh:  # no volumes: slice-level only
         csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS).writeheader()
-    path = write_config(tmp_path / "eval.config", {"output_dir": str(out)}, size=8,
-                        extra=f"[train]\neval_dir = {str(tmp_path / 'eval')!r}\n")
+    path = write_config(
+        tmp_path / "eval.config",
+        {"output_dir": str(out)},
+        size=8,
+        extra=f"[train]\neval_dir = {str(tmp_path / 'eval')!r}\n",
+    )
     return load_config(path, ["model.image_channels=1"])
 
 
@@ -77,8 +81,15 @@ def test_every_reported_number_matches_a_hand_computation(tmp_path):
 
     # Pooled over the slices, class 1: TP 4, FP 1 (the 191 pixel), FN 2 (the 64 and 0 pixels).
     (row,) = _read_csv(result.eval_dir / "evaluation_slices.csv")
-    expected = {"class": 1, "dice": 8 / 11, "iou": 4 / 7, "precision": 4 / 5, "recall": 4 / 6,
-                "true_pixels": 6, "predicted_pixels": 5}
+    expected = {
+        "class": 1,
+        "dice": 8 / 11,
+        "iou": 4 / 7,
+        "precision": 4 / 5,
+        "recall": 4 / 6,
+        "true_pixels": 6,
+        "predicted_pixels": 5,
+    }
     assert list(row) == list(expected)
     for key, value in expected.items():
         assert float(row[key]) == pytest.approx(value, abs=1e-4), key

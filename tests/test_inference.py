@@ -48,12 +48,14 @@ def _blobs(shape=(40, 30, 36)):
 
 def _oblique_affine():
     """Anisotropic, rotated about two axes, not RAS (x flipped), with an offset."""
+
     def rot(axis, deg):
         c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
         m = np.eye(3)
         i, j = [a for a in range(3) if a != axis]
         m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
         return m
+
     aff = np.eye(4)
     aff[:3, :3] = rot(2, 12) @ rot(0, -8) @ np.diag([-0.9, 2.0, 1.1])
     aff[:3, 3] = [40.0, -20.0, 15.0]
@@ -83,8 +85,10 @@ def test_volume_comes_back_on_its_own_grid(tmp_path):
 def test_ensemble_fuses_planes_on_the_source_grid(tmp_path):
     img, lab = _blobs()
     vol = Volume(img, _oblique_affine())
-    cfgs = [load_config(write_config(tmp_path / f"{p}.config", {"plane": p, "label_map": {1: 1, 2: 1}}, size))
-            for p, size in (("coronal", 64), ("axial", 48), ("sagittal", 32))]
+    cfgs = [
+        load_config(write_config(tmp_path / f"{p}.config", {"plane": p, "label_map": {1: 1, 2: 1}}, size))
+        for p, size in (("coronal", 64), ("axial", 48), ("sagittal", 32))
+    ]
     model = BrightIsHippocampus()
     single = segment_volume(model, cfgs[0], vol)
     # one member: the same labels as the model alone (probabilities resized, then argmax)
@@ -98,8 +102,10 @@ def test_ensemble_fuses_planes_on_the_source_grid(tmp_path):
 
 def test_ensemble_refuses_models_of_other_classes(tmp_path):
     a = _cfg(tmp_path, label_map={1: 1, 2: 1})
-    b = load_config(write_config(tmp_path / "b.config", {"label_map": {1: 1, 2: 2}}),
-                    ["model.num_classes=3", "mask.rgb_map={(0,0,0):0, (255,0,0):1, (0,255,0):2}"])
+    b = load_config(
+        write_config(tmp_path / "b.config", {"label_map": {1: 1, 2: 2}}),
+        ["model.num_classes=3", "mask.rgb_map={(0,0,0):0, (255,0,0):1, (0,255,0):2}"],
+    )
     with pytest.raises(ValueError, match=r"runs/b: its \[model\] num_classes 3 differs from the first model's 2"):
         Ensemble(((None, a), (None, b)), ("runs/a", "runs/b"))
     with pytest.raises(ValueError, match="at least one model"):
@@ -132,8 +138,9 @@ def test_merged_classes_map_back_to_source_labels(tmp_path):
     merged = _cfg(tmp_path, extra="[infer]\nleft_right_labels = (1, 2)\n")
     np.testing.assert_array_equal(Labels.from_config(merged).to_source((lab > 0).astype(np.uint8), vol), lab)
     one_sided = _cfg(tmp_path, extra="[infer]\nleft_right_labels = None\n")
-    np.testing.assert_array_equal(Labels.from_config(one_sided).to_source((lab > 0).astype(np.uint8), vol),
-                                  (lab > 0) * 1)
+    np.testing.assert_array_equal(
+        Labels.from_config(one_sided).to_source((lab > 0).astype(np.uint8), vol), (lab > 0) * 1
+    )
 
 
 def test_keep_largest_components():
@@ -181,8 +188,11 @@ def test_folder_inference_is_batched_and_keeps_input_sizes(tmp_path):
         mask = np.zeros((*size, 3), np.uint8)
         mask[5:20, 4:16] = (255, 0, 0)
         Image.fromarray(mask).save(masks / f"s{i}.png")
-    cfg = _cfg(tmp_path, size=64, extra=f"[infer]\nimages_dir = {str(images)!r}\n"
-               f"output_dir = {str(tmp_path / 'out')!r}\nbatch_size = 2\n")
+    cfg = _cfg(
+        tmp_path,
+        size=64,
+        extra=f"[infer]\nimages_dir = {str(images)!r}\noutput_dir = {str(tmp_path / 'out')!r}\nbatch_size = 2\n",
+    )
     model = BrightIsHippocampus()
     result = infer_folder(model, cfg, progress=False)
     assert model.calls == 3  # 5 images in batches of 2, never one call per image
@@ -199,14 +209,21 @@ def test_folder_inference_is_batched_and_keeps_input_sizes(tmp_path):
         np.testing.assert_allclose(shown[on], 0.55 * grey[on][:, None] + 0.45 * np.array([255.0, 0, 0]), atol=1)
         merged = Image.open(result.merged_dir / f"s{i}.png")
         assert merged.size == (3 * size[1], size[0])
-        np.testing.assert_array_equal(np.asarray(merged.convert("RGB"))[:, :size[1]],  # the input comes first
-                                      np.repeat(grey[..., None], 3, axis=2))
+        np.testing.assert_array_equal(
+            np.asarray(merged.convert("RGB"))[:, : size[1]],  # the input comes first
+            np.repeat(grey[..., None], 3, axis=2),
+        )
 
 
 def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_path):
     cfg = tiny_model_dir
-    results = infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "out",
-                            labels_dir=synthetic_hfh / "Train" / "Labels", progress=False)
+    results = infer_volumes(
+        cfg.train.model_dir,
+        [synthetic_hfh / "Train" / "HFH_001.img"],
+        tmp_path / "out",
+        labels_dir=synthetic_hfh / "Train" / "Labels",
+        progress=False,
+    )
     src = load_volume(synthetic_hfh / "Train" / "HFH_001.img")
     out = nib.load(str(tmp_path / "out" / "HFH_001_labels.nii.gz"))
     assert out.shape == src.shape
@@ -227,14 +244,19 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     left, right = (labels == 1).sum() * voxel_mm3, (labels == 2).sum() * voxel_mm3
     volumes = {k: v for k, v in result.volumetry.items() if k != "qc"}
     assert volumes == {
-        "label_1_mm3": round(left, 2), "label_2_mm3": round(right, 2), "total_mm3": round(left + right, 2),
-        "left_mm3": round(left, 2), "right_mm3": round(right, 2),
-        "asymmetry_index": pytest.approx((left - right) / ((left + right) / 2), abs=1e-4, nan_ok=True)}
+        "label_1_mm3": round(left, 2),
+        "label_2_mm3": round(right, 2),
+        "total_mm3": round(left + right, 2),
+        "left_mm3": round(left, 2),
+        "right_mm3": round(right, 2),
+        "asymmetry_index": pytest.approx((left - right) / ((left + right) / 2), abs=1e-4, nan_ok=True),
+    }
     from hippo_utils.inference.volumetry import plausibility_flags
 
     assert result.volumetry["qc"] == plausibility_flags(volumes)  # a tiny model: its flags, whatever they are
-    assert {k: float(v) for k, v in rows[0].items() if k in volumes} == \
-        pytest.approx(volumes, nan_ok=True)  # the table says the same
+    assert {k: float(v) for k, v in rows[0].items() if k in volumes} == pytest.approx(
+        volumes, nan_ok=True
+    )  # the table says the same
     assert rows[0]["qc"] == result.volumetry["qc"] and rows[0]["input"] == str(result.source.resolve())
     truth = load_volume(synthetic_hfh / "Train" / "Labels" / "HFH_001_Hipp_Labels.img").data
     assert result.metrics["hippocampus_dice"] == round(dice_score(truth > 0, labels > 0), 4)
@@ -255,12 +277,12 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
         assert (len(patch) > 30) == bool((labels == value).any()), f"legend patch of label {value}"
         legend_top = min(legend_top, patch.min()) if len(patch) else legend_top
     for value in np.unique(labels[labels > 0]):  # over the slices: the label's colour blended at alpha 0.55
-        c = [int(LABEL_COLOURS[value][i:i + 2], 16) for i in (1, 3, 5)]
-        blended = ((np.abs((rgb[..., 0] - rgb[..., 1]) - 0.55 * (c[0] - c[1])) <= 2)
-                   & (np.abs((rgb[..., 1] - rgb[..., 2]) - 0.55 * (c[1] - c[2])) <= 2))
-        assert blended[:legend_top - 5].sum() > 50, f"label {value} is not drawn over the slices"
+        c = [int(LABEL_COLOURS[value][i : i + 2], 16) for i in (1, 3, 5)]
+        blended = (np.abs((rgb[..., 0] - rgb[..., 1]) - 0.55 * (c[0] - c[1])) <= 2) & (
+            np.abs((rgb[..., 1] - rgb[..., 2]) - 0.55 * (c[1] - c[2])) <= 2
+        )
+        assert blended[: legend_top - 5].sum() > 50, f"label {value} is not drawn over the slices"
     import json
-
 
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     from hippo_utils.data.volumes import volume_sha256
@@ -271,20 +293,44 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     # two model folders fuse; the same model twice gives the same labels
     from hippo_utils.cli import main
 
-    assert main(["--quiet", "infer-volume", str(cfg.train.model_dir), str(synthetic_hfh / "Train" / "HFH_001.img"),
-                 "--out", str(tmp_path / "fused"), "--add-model", str(cfg.train.model_dir)]) == 0
-    np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "fused" / "HFH_001_labels.nii.gz")).dataobj),
-                                  np.asarray(out.dataobj))
+    assert (
+        main(
+            [
+                "--quiet",
+                "infer-volume",
+                str(cfg.train.model_dir),
+                str(synthetic_hfh / "Train" / "HFH_001.img"),
+                "--out",
+                str(tmp_path / "fused"),
+                "--add-model",
+                str(cfg.train.model_dir),
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(str(tmp_path / "fused" / "HFH_001_labels.nii.gz")).dataobj), np.asarray(out.dataobj)
+    )
     fused = json.loads((tmp_path / "fused" / "run.json").read_text())
     assert [m["model_dir"] for m in fused["ensemble"]] == [str(cfg.train.model_dir.resolve())] * 2
 
     # [infer] settings can change at inference, nothing else
-    infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "tta",
-                  progress=False, overrides=["infer.flip_tta=True"])
+    infer_volumes(
+        cfg.train.model_dir,
+        [synthetic_hfh / "Train" / "HFH_001.img"],
+        tmp_path / "tta",
+        progress=False,
+        overrides=["infer.flip_tta=True"],
+    )
     assert nib.load(str(tmp_path / "tta" / "HFH_001_labels.nii.gz")).shape == src.shape
     with pytest.raises(ValueError, match=r"--set model.base_filters=8: only \[infer\] settings"):
-        infer_volumes(cfg.train.model_dir, [synthetic_hfh / "Train" / "HFH_001.img"], tmp_path / "bad",
-                      progress=False, overrides=["model.base_filters=8"])
+        infer_volumes(
+            cfg.train.model_dir,
+            [synthetic_hfh / "Train" / "HFH_001.img"],
+            tmp_path / "bad",
+            progress=False,
+            overrides=["model.base_filters=8"],
+        )
     assert not (tmp_path / "bad").exists()
 
 
@@ -326,14 +372,27 @@ def test_context_slices_feed_the_same_input_in_derivation_and_inference(tmp_path
         write_nifti(tmp_path / "src" / "labels" / f"s{i}.nii.gz", lab)
     images = {}
     for c, step in ((0, 1), (1, 1), (1, 2)):
-        cfg = load_config(write_config(tmp_path / f"c{c}{step}.config", {
-            "source_dir": str(tmp_path / "src"), "output_dir": str(tmp_path / f"out{c}{step}"), "plane": "axis1",
-            "context_slices": c, "context_step": step, "label_map": {1: 1, 2: 1}, "empty_slice_ratio": 1.0},
-            size=32), ["model.image_channels=3"])
+        cfg = load_config(
+            write_config(
+                tmp_path / f"c{c}{step}.config",
+                {
+                    "source_dir": str(tmp_path / "src"),
+                    "output_dir": str(tmp_path / f"out{c}{step}"),
+                    "plane": "axis1",
+                    "context_slices": c,
+                    "context_step": step,
+                    "label_map": {1: 1, 2: 1},
+                    "empty_slice_ratio": 1.0,
+                },
+                size=32,
+            ),
+            ["model.image_channels=3"],
+        )
         derive_dataset(cfg, progress=False)
         rows = [r for r in read_manifest(cfg.derive.output_dir) if r["subject"] == "s1"]
-        images[c, step] = {int(r["slice_index"]): np.asarray(Image.open(cfg.derive.output_dir / r["image"]))
-                     for r in rows}
+        images[c, step] = {
+            int(r["slice_index"]): np.asarray(Image.open(cfg.derive.output_dir / r["image"])) for r in rows
+        }
         vol = load_volume(tmp_path / "src" / "images" / "s1.nii.gz")
         geom = slice_geometry(vol, "axis1", cfg.image_size)
         norm = geom.orient(normalize_intensity(vol, cfg.derive.intensity_percentiles))
@@ -365,8 +424,9 @@ def test_context_slices_need_three_channels(tmp_path):
     with pytest.raises(ValueError, match=r"\[derive\] context_slices.*image_channels = 3"):
         load_config(write_config(tmp_path / "c.config", {"context_slices": 1}), ["model.image_channels=1"])
     with pytest.raises(ValueError, match=r"\[derive\] context_step.*got 0"):
-        load_config(write_config(tmp_path / "c.config", {"context_slices": 1, "context_step": 0}),
-                    ["model.image_channels=3"])
+        load_config(
+            write_config(tmp_path / "c.config", {"context_slices": 1, "context_step": 0}), ["model.image_channels=3"]
+        )
     with pytest.raises(ValueError, match=r"\[derive\] context_step.*context_slices = 0 there are none"):
         load_config(write_config(tmp_path / "c.config", {"context_step": 2}))
 
@@ -432,8 +492,10 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
 def test_folder_inference_reads_images_as_training_decodes_them(tmp_path, channels, order):
     """[image] color_order and [model] image_channels reach folder inference: a colour image's
     channels, reversed for BGR, or its grey for a one-channel model (hippo_utils.data.dataset)."""
-    cfg = load_config(write_config(tmp_path / "c.config", {}, size=32),
-                      [f"model.image_channels={channels}", f'image.color_order="{order}"'])
+    cfg = load_config(
+        write_config(tmp_path / "c.config", {}, size=32),
+        [f"model.image_channels={channels}", f'image.color_order="{order}"'],
+    )
     rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     (tmp_path / "imgs").mkdir()
     Image.fromarray(rgb).save(tmp_path / "imgs" / "a.png")
@@ -444,6 +506,9 @@ def test_folder_inference_reads_images_as_training_decodes_them(tmp_path, channe
             return np.stack([np.ones(x.shape[:3]), np.zeros(x.shape[:3])], axis=-1)
 
     infer_folder(model := Recorder(), cfg, tmp_path / "imgs", tmp_path / "out", progress=False)
-    expected = {"RGB": rgb, "BGR": rgb[..., ::-1]}[order] if channels == 3 else \
-        np.asarray(Image.fromarray(rgb).convert("L"))[..., None]
+    expected = (
+        {"RGB": rgb, "BGR": rgb[..., ::-1]}[order]
+        if channels == 3
+        else np.asarray(Image.fromarray(rgb).convert("L"))[..., None]
+    )
     np.testing.assert_array_equal(model.seen[0], expected.astype(np.float32))

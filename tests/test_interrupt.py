@@ -22,8 +22,9 @@ from helpers import write_config
 
 def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "hippo_utils", "-q", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hippo_utils", "-q", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
@@ -31,8 +32,10 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"the process ended (rc {proc.returncode}) before it could be killed part-way:\n"
-                        f"{proc.stdout.read().decode()[-2000:]}")
+            pytest.fail(
+                f"the process ended (rc {proc.returncode}) before it could be killed part-way:\n"
+                f"{proc.stdout.read().decode()[-2000:]}"
+            )
         if time.monotonic() > end:
             proc.kill()
             pytest.fail("timed out waiting for the process to get part-way")
@@ -45,15 +48,24 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
 
 def _tree(root: Path) -> dict[str, bytes]:
     """Every file's bytes, less the tool's records of what it wrote (they hold times)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != RECORD_NAME}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != RECORD_NAME
+    }
 
 
 def test_killed_derivation_leaves_nothing_and_reruns(synthetic_hfh, tmp_path):
     def config(name: str, seed: int) -> Path:
-        return write_config(tmp_path / f"{name}.config", {
-            "source_dir": str(synthetic_hfh), "output_dir": str(tmp_path / "out"), "seed": seed,
-            "empty_slice_ratio": 1.0})
+        return write_config(
+            tmp_path / f"{name}.config",
+            {
+                "source_dir": str(synthetic_hfh),
+                "output_dir": str(tmp_path / "out"),
+                "seed": seed,
+                "empty_slice_ratio": 1.0,
+            },
+        )
 
     first, other = config("first", 1), config("other", 2)
 
@@ -70,8 +82,9 @@ def test_killed_derivation_leaves_nothing_and_reruns(synthetic_hfh, tmp_path):
     complete = _tree(tmp_path / "out")
     reference = derive_dataset(load_config(first, [f"derive.output_dir={tmp_path / 'ref'}"]), progress=False)
     ref = _tree(reference.output_dir)
-    assert {k: v for k, v in complete.items() if k != "dataset.json"} == \
-        {k: v for k, v in ref.items() if k != "dataset.json"}
+    assert {k: v for k, v in complete.items() if k != "dataset.json"} == {
+        k: v for k, v in ref.items() if k != "dataset.json"
+    }
 
     # 2. killed while replacing it (--force, other settings): the complete dataset is untouched
     _kill_when(_start("derive", str(other), "--force"), building)
@@ -85,9 +98,14 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_config, 
     from hippo_utils.training.trainer import train
 
     run = tmp_path / "run"
-    sets = [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
-            f"train.epoch_change_infer_dir={run / 'previews'}", "train.epochs=40", "train.patience=100",
-            "train.learning_rate_reducer=False"]
+    sets = [
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+        f"train.epoch_change_infer_dir={run / 'previews'}",
+        "train.epochs=40",
+        "train.patience=100",
+        "train.learning_rate_reducer=False",
+    ]
     state_path = run / "models" / "state.json"
 
     def epochs_done() -> int:
@@ -111,13 +129,20 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_config, 
     checkpoint = run / "models" / state["checkpoint"]
     keras.models.load_model(checkpoint, compile=False)  # complete, and the one state.json names
 
-    cfg = load_config(tiny_config.path, [*sets[:3], "train.epochs=" + str(state["epoch"] + 2),
-                                         "train.patience=100", "train.learning_rate_reducer=False"])
+    cfg = load_config(
+        tiny_config.path,
+        [
+            *sets[:3],
+            "train.epochs=" + str(state["epoch"] + 2),
+            "train.patience=100",
+            "train.learning_rate_reducer=False",
+        ],
+    )
     keras.backend.clear_session()
     result = train(cfg, resume=True, progress=False)
     after = json.loads((run / "models" / "history.json").read_text())
     assert result.epochs_done == state["epoch"] + 2 and len(after["loss"]) == state["epoch"] + 2
-    assert after["loss"][:state["epoch"]] == history["loss"]  # the completed epochs are kept, not re-run
+    assert after["loss"][: state["epoch"]] == history["loss"]  # the completed epochs are kept, not re-run
     assert [p.name for p in (run / "models").glob("last.e*.keras")] == [f"last.e{state['epoch'] + 2:03d}.keras"]
 
 
@@ -128,9 +153,15 @@ def test_seeded_training_repeats_its_first_epoch(tiny_config, tmp_path):
 
     losses = []
     for i in range(2):
-        cfg = load_config(tiny_config.path, [f"train.model_dir={tmp_path / str(i) / 'models'}",
-                                             f"train.eval_dir={tmp_path / str(i) / 'eval'}",
-                                             "train.epochs=1", "train.epoch_change_infer=False"])
+        cfg = load_config(
+            tiny_config.path,
+            [
+                f"train.model_dir={tmp_path / str(i) / 'models'}",
+                f"train.eval_dir={tmp_path / str(i) / 'eval'}",
+                "train.epochs=1",
+                "train.epoch_change_infer=False",
+            ],
+        )
         keras.backend.clear_session()
         losses.append(train(cfg, progress=False).history["loss"][0])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)

@@ -18,8 +18,11 @@ LAYERS = {
     4: {"training", "evaluation", "inference"},
     5: {"display", "notebook", "cli", "__init__", "__main__"},
 }
-MODULES = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
-                 for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+MODULES = sorted(
+    ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+    for p in PACKAGE.rglob("*.py")
+    if "__pycache__" not in p.parts
+)
 
 
 def layer_of(module: str) -> int:
@@ -76,7 +79,7 @@ def test_no_import_cycle():
         state[module] = "open"
         for other in sorted(GRAPH[module]):
             if state.get(other) == "open":
-                cycle = path[path.index(other):] + [module, other] if other in path else [module, other]
+                cycle = path[path.index(other) :] + [module, other] if other in path else [module, other]
                 pytest.fail(f"import cycle: {' -> '.join(cycle)}")
             if other not in state:
                 visit(other, [*path, module])
@@ -89,8 +92,10 @@ def test_no_import_cycle():
 
 def test_the_checker_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from hippo_utils.display import figures\n    from hippo_utils import __version__\n"
-                      "    import hippo_utils.display.viewer\n    from hippo_utils.training.trainer import train\n")
+    source.write_text(
+        "def f():\n    from hippo_utils.display import figures\n    from hippo_utils import __version__\n"
+        "    import hippo_utils.display.viewer\n    from hippo_utils.training.trainer import train\n"
+    )
     assert imported_modules(source) == {"display.figures", "__init__", "display.viewer", "training.trainer"}
 
 

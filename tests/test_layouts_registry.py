@@ -25,8 +25,15 @@ def _flat_find(root: Path, skip_unpaired: bool):
 
 @pytest.fixture
 def flat():
-    register_layout(Layout("flat", "NAME.nii.gz beside NAME_seg.nii.gz in one folder",
-                           lambda root: any(root.glob(f"*{SEG}")), _flat_find, detect_rank=9))
+    register_layout(
+        Layout(
+            "flat",
+            "NAME.nii.gz beside NAME_seg.nii.gz in one folder",
+            lambda root: any(root.glob(f"*{SEG}")),
+            _flat_find,
+            detect_rank=9,
+        )
+    )
     yield
     LAYOUTS.pop("flat")
 
@@ -52,9 +59,20 @@ def test_a_registered_layout_is_detected_and_derived(flat, tmp_path):
     assert found.layout == "flat" and not found.slices
     assert [s.name for s in found.labelled] == [f"case_{i}" for i in range(4)]
     assert [s.name for s in found.unlabelled] == ["new_scan"]
-    cfg = load_config(write_config(tmp_path / "c.config", {
-        "source_dir": str(src), "output_dir": str(tmp_path / "out"), "layout": "flat", "plane": "axis1",
-        "split": (0.5, 0.25, 0.25), "label_map": {1: 1, 2: 1}}, size=32))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {
+                "source_dir": str(src),
+                "output_dir": str(tmp_path / "out"),
+                "layout": "flat",
+                "plane": "axis1",
+                "split": (0.5, 0.25, 0.25),
+                "label_map": {1: 1, 2: 1},
+            },
+            size=32,
+        )
+    )
     result = derive_dataset(cfg, progress=False)
     assert result.layout == "flat"
     assert {r["subject"] for r in read_manifest(result.output_dir)} == {f"case_{i}" for i in range(4)}

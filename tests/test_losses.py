@@ -42,8 +42,14 @@ def test_monitor_and_train_metrics_are_checked_against_what_is_logged(tmp_path):
         load_config(path, ['train.metrics=["iou"]'])
     with pytest.raises(ValueError, match=r"\[model\] optimizer: 'sgd' is not one of adam"):
         load_config(path, ["model.optimizer=sgd"])
-    assert logged_names(["dice_coef_multiclass"]) == ["loss", "dice_fg", "dice_coef_multiclass", "val_loss",
-                                                      "val_dice_fg", "val_dice_coef_multiclass"]
+    assert logged_names(["dice_coef_multiclass"]) == [
+        "loss",
+        "dice_fg",
+        "dice_coef_multiclass",
+        "val_loss",
+        "val_dice_fg",
+        "val_dice_coef_multiclass",
+    ]
 
 
 def test_custom_objects_come_from_the_registry(focal):
@@ -53,8 +59,13 @@ def test_custom_objects_come_from_the_registry(focal):
 
 def test_a_registered_loss_trains_resumes_and_loads(focal, tiny_config, tmp_path):
     run = tmp_path / "run"
-    sets = ['model.loss="focal"', "train.epochs=1", f"train.model_dir={run / 'models'}",
-            f"train.eval_dir={run / 'eval'}", f"train.epoch_change_infer_dir={run / 'previews'}"]
+    sets = [
+        'model.loss="focal"',
+        "train.epochs=1",
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+        f"train.epoch_change_infer_dir={run / 'previews'}",
+    ]
     train(load_config(tiny_config.path, sets), progress=False)
     resumed = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
     assert resumed.epochs_done == 2 and np.isfinite(resumed.history["loss"]).all()

@@ -97,10 +97,15 @@ def test_volumetry_against_truth_by_hand():
 
     assert asymmetry_index(3000, 2000) == pytest.approx(0.4)
     assert flagged_side(0.4) == "right" and flagged_side(-0.2) == "left" and flagged_side(0.05) == ""
-    measured = {"A": {"left_mm3": 3300.0, "right_mm3": 2000.0}, "B": {"left_mm3": 2900.0, "right_mm3": 3100.0},
-                "C": {"left_mm3": 1.0, "right_mm3": 1.0}}
-    truth = {"A": {"left_mm3": "3000", "right_mm3": "2000", "atrophy_side": "right"},
-             "B": {"left_mm3": "3000", "right_mm3": "3000", "atrophy_side": ""}}
+    measured = {
+        "A": {"left_mm3": 3300.0, "right_mm3": 2000.0},
+        "B": {"left_mm3": 2900.0, "right_mm3": 3100.0},
+        "C": {"left_mm3": 1.0, "right_mm3": 1.0},
+    }
+    truth = {
+        "A": {"left_mm3": "3000", "right_mm3": "2000", "atrophy_side": "right"},
+        "B": {"left_mm3": "3000", "right_mm3": "3000", "atrophy_side": ""},
+    }
     rows = volumetry_against_truth(measured, truth)
     assert [r["subject"] for r in rows] == ["A", "B"]  # C has no truth
     a, b = rows

@@ -31,8 +31,11 @@ from helpers import toy_volume, write_config, write_nifti
 
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` by its bytes' hash: what the user had."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _user_folder(path: Path) -> Path:
@@ -53,10 +56,13 @@ def _derive_config(tmp_path: Path, source: Path, output, name: str = "c.config",
 
 
 # ------------------------------------------------------------ replacing folders
-@pytest.mark.parametrize("case", ["user folder", "source", "current folder", "home folder", "config's folder",
-                                  "user file added", "model inside"])
-def test_derive_force_never_replaces_what_it_cannot_prove_it_made(case, synthetic_hfh, tmp_path, capsys,
-                                                                  monkeypatch, tiny_model_dir):
+@pytest.mark.parametrize(
+    "case",
+    ["user folder", "source", "current folder", "home folder", "config's folder", "user file added", "model inside"],
+)
+def test_derive_force_never_replaces_what_it_cannot_prove_it_made(
+    case, synthetic_hfh, tmp_path, capsys, monkeypatch, tiny_model_dir
+):
     source = tmp_path / "source"
     shutil.copytree(synthetic_hfh, source)
     out = tmp_path / "out"
@@ -84,10 +90,15 @@ def test_derive_force_never_replaces_what_it_cannot_prove_it_made(case, syntheti
     before = {"out": _snapshot(out), "source": _snapshot(source)}
     code, err = _cli(capsys, "derive", cfg, "--force")
     assert code == 2 and len(err.splitlines()) == 1, err
-    reason = {"user folder": "hippo_utils has no record of making it", "source": "it is the source folder",
-              "current folder": "it is the current folder", "home folder": "it is your home folder",
-              "config's folder": "it holds the config file", "user file added": "train/my_annotations.txt",
-              "model inside": "it holds a trained model (models/state.json)"}[case]
+    reason = {
+        "user folder": "hippo_utils has no record of making it",
+        "source": "it is the source folder",
+        "current folder": "it is the current folder",
+        "home folder": "it is your home folder",
+        "config's folder": "it holds the config file",
+        "user file added": "train/my_annotations.txt",
+        "model inside": "it holds a trained model (models/state.json)",
+    }[case]
     assert f"[derive] output_dir {out} cannot be replaced: " in err and reason in err, err
     assert "--force" not in err  # the refusal does not suggest what would not help
     assert {"out": _snapshot(out), "source": _snapshot(source)} == before
@@ -125,8 +136,17 @@ def test_synthesize_force_replaces_only_a_synthetic_set(tmp_path, capsys):
 def test_infer_into_its_images_folder_is_refused(tiny_model_dir, tmp_path, capsys):
     images = tiny_model_dir.derive.output_dir / "mini_test" / "images"
     before = _snapshot(images)
-    code, err = _cli(capsys, "infer", tiny_model_dir.path, "--set", f"infer.images_dir={images}",
-                     "--set", f"infer.output_dir={images}", "--model-dir", tiny_model_dir.train.model_dir)
+    code, err = _cli(
+        capsys,
+        "infer",
+        tiny_model_dir.path,
+        "--set",
+        f"infer.images_dir={images}",
+        "--set",
+        f"infer.output_dir={images}",
+        "--model-dir",
+        tiny_model_dir.train.model_dir,
+    )
     assert code == 2 and f"[infer] output_dir {images} is [infer] images_dir" in err, err
     assert _snapshot(images) == before
 
@@ -137,8 +157,17 @@ def test_infer_never_replaces_a_picture_it_did_not_write(tiny_model_dir, tmp_pat
     name = sorted(images.glob("*.png"))[0].name
     (out / "overlays").mkdir(parents=True)
     (out / "overlays" / name).write_bytes(b"my own overlay")
-    code, err = _cli(capsys, "infer", tiny_model_dir.path, "--set", f"infer.images_dir={images}",
-                     "--set", f"infer.output_dir={out}", "--model-dir", tiny_model_dir.train.model_dir)
+    code, err = _cli(
+        capsys,
+        "infer",
+        tiny_model_dir.path,
+        "--set",
+        f"infer.images_dir={images}",
+        "--set",
+        f"infer.output_dir={out}",
+        "--model-dir",
+        tiny_model_dir.train.model_dir,
+    )
     assert code == 2 and f"{out / 'overlays' / name} exists and was not written by hippo_utils" in err, err
     assert (out / "overlays" / name).read_bytes() == b"my own overlay"
     assert not list(out.glob("*.png"))  # refused before any picture was written
@@ -211,12 +240,16 @@ def test_bad_labels_are_refused_before_anything_is_written(tiny_model_dir, tmp_p
 # ------------------------------------------------------- every way out of a batch
 def _start(*args) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "hippo_utils", "-q", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hippo_utils", "-q", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _labels_written(out: Path) -> list[str]:
-    return sorted(p.name[:-len("_labels.nii.gz")] for p in out.glob("*_labels.nii.gz")) if out.is_dir() else []
+    return sorted(p.name[: -len("_labels.nii.gz")] for p in out.glob("*_labels.nii.gz")) if out.is_dir() else []
 
 
 def _rows(out: Path) -> list[str]:
@@ -227,7 +260,7 @@ def _rows(out: Path) -> list[str]:
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_a_stopped_batch_keeps_its_finished_volumes_and_a_rerun_completes_it(sig, code, tiny_model_dir, tmp_path):
     scans = tmp_path / "scans"
-    names = [p.name[:-len(".nii.gz")] for p in _scans(scans, 12, shape=(40, 48, 36))]
+    names = [p.name[: -len(".nii.gz")] for p in _scans(scans, 12, shape=(40, 48, 36))]
     out = tmp_path / "out"
     proc = _start("infer-volume", tiny_model_dir.train.model_dir, scans, "--out", out)
     end = time.monotonic() + 120
@@ -267,7 +300,7 @@ def _tmpfs(path: Path, size: str):
 
 def test_a_full_disk_keeps_the_finished_volumes_and_a_rerun_completes_them(tiny_model_dir, tmp_path, capsys):
     scans = tmp_path / "scans"
-    names = [p.name[:-len(".nii.gz")] for p in _scans(scans, 6, shape=(40, 48, 36))]
+    names = [p.name[: -len(".nii.gz")] for p in _scans(scans, 6, shape=(40, 48, 36))]
     model = tiny_model_dir.train.model_dir
     probe = tmp_path / "probe"
     assert _cli(capsys, "infer-volume", model, scans / "scan00.nii.gz", "--out", probe)[0] == 0
@@ -301,25 +334,39 @@ def test_two_runs_never_share_an_evaluation_or_preview_folder(tiny_model_dir, tm
     first = tiny_model_dir.train
     before = _snapshot(first.eval_dir)
     for key, folder in (("eval_dir", first.eval_dir), ("epoch_change_infer_dir", first.epoch_change_infer_dir)):
-        cfg = load_config(tiny_model_dir.path, [f"train.model_dir={tmp_path / key / 'models'}",
-                                                f"train.eval_dir={tmp_path / key / 'eval'}",
-                                                f"train.epoch_change_infer_dir={tmp_path / key / 'previews'}",
-                                                f"train.{key}={folder}"])
-        with pytest.raises(FileExistsError, match=rf"\[train\] {key} {folder} holds the outputs of another run "
-                                                  rf"\(model_dir {first.model_dir}\)"):
+        cfg = load_config(
+            tiny_model_dir.path,
+            [
+                f"train.model_dir={tmp_path / key / 'models'}",
+                f"train.eval_dir={tmp_path / key / 'eval'}",
+                f"train.epoch_change_infer_dir={tmp_path / key / 'previews'}",
+                f"train.{key}={folder}",
+            ],
+        )
+        with pytest.raises(
+            FileExistsError,
+            match=rf"\[train\] {key} {folder} holds the outputs of another run "
+            rf"\(model_dir {first.model_dir}\)",
+        ):
             train(cfg, progress=False)
         assert not (tmp_path / key / "models" / "state.json").exists()
     assert _snapshot(first.eval_dir) == before
     # evaluating another model into it is refused too
     other = shutil.copytree(first.model_dir, tmp_path / "other")
-    code, err = _cli(capsys, "evaluate", tiny_model_dir.path, "--model-dir", other, "--set",
-                     f"train.eval_dir={first.eval_dir}")
+    code, err = _cli(
+        capsys, "evaluate", tiny_model_dir.path, "--model-dir", other, "--set", f"train.eval_dir={first.eval_dir}"
+    )
     assert code == 2 and f"holds the outputs of another run (model_dir {first.model_dir})" in err, err
     assert _snapshot(first.eval_dir) == before
     # while a run writes it, its evaluation folder is locked like its model folder
-    cfg = load_config(tiny_model_dir.path, [f"train.model_dir={tmp_path / 'b' / 'models'}",
-                                            f"train.epoch_change_infer_dir={tmp_path / 'b' / 'previews'}",
-                                            f"train.eval_dir={tmp_path / 'b' / 'eval'}"])
+    cfg = load_config(
+        tiny_model_dir.path,
+        [
+            f"train.model_dir={tmp_path / 'b' / 'models'}",
+            f"train.epoch_change_infer_dir={tmp_path / 'b' / 'previews'}",
+            f"train.eval_dir={tmp_path / 'b' / 'eval'}",
+        ],
+    )
     with folder_lock(tmp_path / "b" / "eval", "train"), pytest.raises(FileExistsError, match="is in use"):
         train(cfg, progress=False)
 
@@ -330,8 +377,14 @@ def test_training_never_writes_over_a_users_file_in_its_folders(tiny_config, tmp
     models = tmp_path / "models"
     models.mkdir()
     (models / "train_eval_infer.config").write_text("; my own original config\n")
-    cfg = load_config(tiny_config.path, [f"train.model_dir={models}", f"train.eval_dir={tmp_path / 'eval'}",
-                                         f"train.epoch_change_infer_dir={tmp_path / 'previews'}"])
+    cfg = load_config(
+        tiny_config.path,
+        [
+            f"train.model_dir={models}",
+            f"train.eval_dir={tmp_path / 'eval'}",
+            f"train.epoch_change_infer_dir={tmp_path / 'previews'}",
+        ],
+    )
     with pytest.raises(FileExistsError, match=r"train_eval_infer\.config exists and was not written by hippo_utils"):
         train(cfg, progress=False)
     assert (models / "train_eval_infer.config").read_text() == "; my own original config\n"
@@ -377,10 +430,23 @@ def test_unreadable_images_and_configs_get_one_line(tiny_model_dir, tmp_path, ca
     images = tmp_path / "images"
     images.mkdir()
     (images / "empty.png").write_bytes(b"")
-    code, err = _cli(capsys, "infer", tiny_model_dir.path, "--set", f"infer.images_dir={images}",
-                     "--set", f"infer.output_dir={tmp_path / 'out'}", "--model-dir", tiny_model_dir.train.model_dir)
-    assert code == 2 and err == f"error: {images / 'empty.png'}: cannot read this file as an image (the file is " \
-                                "empty); a .png, .jpg, .bmp or .tif image is needed", err
+    code, err = _cli(
+        capsys,
+        "infer",
+        tiny_model_dir.path,
+        "--set",
+        f"infer.images_dir={images}",
+        "--set",
+        f"infer.output_dir={tmp_path / 'out'}",
+        "--model-dir",
+        tiny_model_dir.train.model_dir,
+    )
+    assert (
+        code == 2
+        and err
+        == f"error: {images / 'empty.png'}: cannot read this file as an image (the file is "
+        "empty); a .png, .jpg, .bmp or .tif image is needed"
+    ), err
     text = tiny_model_dir.path.read_text()
     (tmp_path / "utf16.config").write_bytes(text.encode("utf-16"))  # as a Windows editor may save it
     assert load_config(tmp_path / "utf16.config").train.epochs == tiny_model_dir.train.epochs
@@ -391,9 +457,19 @@ def test_unreadable_images_and_configs_get_one_line(tiny_model_dir, tmp_path, ca
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tiny_config, tmp_path, capsys):
     batch = 10**7  # terabytes of activations: the system would kill the run part-way
-    code, err = _cli(capsys, "train", tiny_config.path, "--set", f"train.batch_size={batch}",
-                     "--set", f"train.model_dir={tmp_path / 'models'}", "--set", f"train.eval_dir={tmp_path / 'eval'}",
-                     "--set", f"train.epoch_change_infer_dir={tmp_path / 'previews'}")
+    code, err = _cli(
+        capsys,
+        "train",
+        tiny_config.path,
+        "--set",
+        f"train.batch_size={batch}",
+        "--set",
+        f"train.model_dir={tmp_path / 'models'}",
+        "--set",
+        f"train.eval_dir={tmp_path / 'eval'}",
+        "--set",
+        f"train.epoch_change_infer_dir={tmp_path / 'previews'}",
+    )
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"[train] batch_size = {batch} cannot fit" in err and "set [train] batch_size = " in err, err
     assert not (tmp_path / "models" / "state.json").exists()
@@ -404,23 +480,28 @@ def test_a_folder_with_look_alike_temporaries_system_files_or_links_is_not_repla
     args = ("synthesize", dest, "--labelled", "1", "--unlabelled", "0")
     assert _cli(capsys, *args)[0] == 0
     elsewhere = _user_folder(tmp_path / "elsewhere")
-    for name, make in (("Train/notes.hippo-tmp-draft.txt", lambda p: p.write_text("mine")),
-                       ("Thumbs.db", lambda p: p.write_bytes(b"x")),
-                       ("Train/linkdir", lambda p: p.symlink_to(elsewhere, target_is_directory=True))):
+    for name, make in (
+        ("Train/notes.hippo-tmp-draft.txt", lambda p: p.write_text("mine")),
+        ("Thumbs.db", lambda p: p.write_bytes(b"x")),
+        ("Train/linkdir", lambda p: p.symlink_to(elsewhere, target_is_directory=True)),
+    ):
         make(dest / name)
         code, err = _cli(capsys, *args, "--force")
         assert code == 2 and name in err, err
         assert (dest / name).exists() or (dest / name).is_symlink()
         (dest / name).unlink()
-    assert _snapshot(elsewhere) == {"notes/scan_log.csv": _snapshot(elsewhere)["notes/scan_log.csv"],
-                                    "thesis.tex": _snapshot(elsewhere)["thesis.tex"]}
+    assert _snapshot(elsewhere) == {
+        "notes/scan_log.csv": _snapshot(elsewhere)["notes/scan_log.csv"],
+        "thesis.tex": _snapshot(elsewhere)["thesis.tex"],
+    }
 
 
 def test_a_file_in_the_way_of_a_lock_is_kept(tiny_model_dir, tmp_path, capsys):
     _scans(tmp_path / "scans", 1)
     (tmp_path / ".out.lock").write_text("the user's own file")
-    code, err = _cli(capsys, "infer-volume", tiny_model_dir.train.model_dir, tmp_path / "scans",
-                     "--out", tmp_path / "out")
+    code, err = _cli(
+        capsys, "infer-volume", tiny_model_dir.train.model_dir, tmp_path / "scans", "--out", tmp_path / "out"
+    )
     assert code == 2 and ".out.lock is in the way of" in err, err
     assert (tmp_path / ".out.lock").read_text() == "the user's own file"
 
@@ -432,20 +513,34 @@ def test_resuming_or_evaluating_with_other_settings_or_data_is_refused(tiny_conf
     from hippo_utils.evaluation.evaluate import evaluate
     from hippo_utils.training.trainer import train
 
-    run = [f"train.model_dir={tmp_path / 'models'}", f"train.eval_dir={tmp_path / 'eval'}",
-           f"train.epoch_change_infer_dir={tmp_path / 'previews'}", "train.epochs=1"]
+    run = [
+        f"train.model_dir={tmp_path / 'models'}",
+        f"train.eval_dir={tmp_path / 'eval'}",
+        f"train.epoch_change_infer_dir={tmp_path / 'previews'}",
+        "train.epochs=1",
+    ]
     train(load_config(tiny_config.path, run), progress=False)
     saved = (tmp_path / "models" / "train_eval_infer.config").read_text()
-    with pytest.raises(ValueError, match=r"--resume with other settings than the run began with: \[model\] "
-                                         r"base_filters = 16 \(was 4\)"):
-        train(load_config(tiny_config.path, [*run, "train.epochs=2", "model.base_filters=16"]), resume=True,
-              progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"--resume with other settings than the run began with: \[model\] "
+        r"base_filters = 16 \(was 4\)",
+    ):
+        train(
+            load_config(tiny_config.path, [*run, "train.epochs=2", "model.base_filters=16"]),
+            resume=True,
+            progress=False,
+        )
     assert (tmp_path / "models" / "train_eval_infer.config").read_text() == saved
-    other = load_config(tiny_config.path, [*run, "train.epochs=2", f"derive.output_dir={tmp_path / 'other'}",
-                                           "derive.seed=9"])
+    other = load_config(
+        tiny_config.path, [*run, "train.epochs=2", f"derive.output_dir={tmp_path / 'other'}", "derive.seed=9"]
+    )
     derive_dataset(other, progress=False)
-    with pytest.raises(ValueError, match=r"was trained on a dataset of fingerprint \w+, and .*other is \w+ "
-                                         r".*resume it"):
+    with pytest.raises(
+        ValueError,
+        match=r"was trained on a dataset of fingerprint \w+, and .*other is \w+ "
+        r".*resume it",
+    ):
         train(other, resume=True, progress=False)
     with pytest.raises(ValueError, match=r"evaluate it with the dataset it was trained on"):
         evaluate(dataclasses.replace(other), progress=False)
@@ -455,9 +550,14 @@ def test_resuming_or_evaluating_with_other_settings_or_data_is_refused(tiny_conf
 def test_a_refused_training_claims_nothing(tiny_model_dir, tmp_path):
     from hippo_utils.training.trainer import train
 
-    cfg = load_config(tiny_model_dir.path, [f"train.model_dir={tmp_path / 'models'}",
-                                            f"train.eval_dir={tmp_path / 'eval'}",
-                                            f"train.epoch_change_infer_dir={tiny_model_dir.train.epoch_change_infer_dir}"])
+    cfg = load_config(
+        tiny_model_dir.path,
+        [
+            f"train.model_dir={tmp_path / 'models'}",
+            f"train.eval_dir={tmp_path / 'eval'}",
+            f"train.epoch_change_infer_dir={tiny_model_dir.train.epoch_change_infer_dir}",
+        ],
+    )
     with pytest.raises(FileExistsError, match="holds the outputs of another run"):
         train(cfg, progress=False)
     assert not (tmp_path / "eval").exists()
@@ -471,8 +571,17 @@ def test_images_that_would_share_a_result_and_broken_voxel_sizes_are_refused(tin
     from PIL import Image
 
     Image.open(src).convert("RGB").save(images / "x.jpg")
-    code, err = _cli(capsys, "infer", tiny_model_dir.path, "--set", f"infer.images_dir={images}",
-                     "--set", f"infer.output_dir={tmp_path / 'out'}", "--model-dir", tiny_model_dir.train.model_dir)
+    code, err = _cli(
+        capsys,
+        "infer",
+        tiny_model_dir.path,
+        "--set",
+        f"infer.images_dir={images}",
+        "--set",
+        f"infer.output_dir={tmp_path / 'out'}",
+        "--model-dir",
+        tiny_model_dir.train.model_dir,
+    )
     assert code == 2 and "x.jpg and x.png would both be written as x.png" in err, err
     write_nifti(tmp_path / "vols" / "huge.nii.gz", toy_volume(0)[0], np.diag([1e6, 1, 1, 1]))
     code, err = _cli(capsys, "infer-volume", tiny_model_dir.train.model_dir, tmp_path / "vols", "--out", tmp_path / "o")

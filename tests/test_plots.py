@@ -115,8 +115,11 @@ def test_an_affine_not_read_as_anatomy_shows_array_axes():
     labels[5:8, 9:12, 30:33] = 1
     vol = Volume(data, np.diag([1.0, 2.0, 1.0, 1.0]))
     fig = plots.three_planes(vol, labels=labels, anatomical=False)
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["axis0: array axis 0 = 6", "axis1: array axis 1 = 10",
-                                                       "axis2: array axis 2 = 31"]
+    assert [ax.get_title() for ax in fig.axes[:3]] == [
+        "axis0: array axis 0 = 6",
+        "axis1: array axis 1 = 10",
+        "axis2: array axis 2 = 31",
+    ]
     assert all(not ax.texts for ax in fig.axes[:3]) and "no anatomical directions" in fig._suptitle.get_text()
     anatomical, as_stored = (pictures.qc_snapshot(vol, labels, data, anatomical=a) for a in (True, False))
     assert anatomical.shape != as_stored.shape or not np.array_equal(anatomical, as_stored)

@@ -43,8 +43,11 @@ def test_auto_asks_the_machine(monkeypatch):
 
 
 def test_bad_values_are_refused(tmp_path, tiny_config):
-    with pytest.raises(ValueError, match=r"\[train\] mixed_precision: must be False, \"float16\", \"bfloat16\" or "
-                                         r"\"auto\", got 'half'"):
+    with pytest.raises(
+        ValueError,
+        match=r"\[train\] mixed_precision: must be False, \"float16\", \"bfloat16\" or "
+        r"\"auto\", got 'half'",
+    ):
         load_config(tiny_config.path, ['train.mixed_precision="half"'])
 
 
@@ -56,8 +59,12 @@ def test_bfloat16_trains_resumes_and_segments(tiny_config, tmp_path, caplog):
     from hippo_utils.training.trainer import train
 
     run = tmp_path / "bf16"
-    sets = ['train.mixed_precision="bfloat16"', "train.epoch_change_infer=False",
-            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"]
+    sets = [
+        'train.mixed_precision="bfloat16"',
+        "train.epoch_change_infer=False",
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+    ]
 
     class Watcher:
         notes = []
@@ -68,7 +75,7 @@ def test_bfloat16_trains_resumes_and_segments(tiny_config, tmp_path, caplog):
     with caplog.at_level("INFO", logger="hippo_utils.training.trainer"):
         first = train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), watch=Watcher())
     assert "precision: mixed_bfloat16" in caplog.text and "model memory: parameters" in caplog.text
-    (text, warning), = Watcher.notes
+    ((text, warning),) = Watcher.notes
     assert text.startswith("precision: mixed_bfloat16 (set in") and "MiB at batch 16" in text and warning is None
     assert np.isfinite(first.history["loss"]).all() and np.isfinite(first.history["val_loss"]).all()
     prov = json.loads((run / "models" / "provenance.json").read_text())
@@ -109,8 +116,16 @@ def test_tensorboard_logs_losses_dice_learning_rate_and_previews(tiny_config, tm
     from hippo_utils.training.trainer import train
 
     run = tmp_path / "tb"
-    cfg = load_config(tiny_config.path, ["train.tensorboard=True", "train.epochs=2", "train.epoch_change_infer=False",
-                                         f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"])
+    cfg = load_config(
+        tiny_config.path,
+        [
+            "train.tensorboard=True",
+            "train.epochs=2",
+            "train.epoch_change_infer=False",
+            f"train.model_dir={run / 'models'}",
+            f"train.eval_dir={run / 'eval'}",
+        ],
+    )
     train(cfg, progress=False)
     logs = run / "eval" / "tensorboard"
 
@@ -177,8 +192,14 @@ def test_memory_estimate_against_the_measured_growth_per_image():
 
     from hippo_utils.model.flexunet import build_flexunet, memory_estimate
 
-    grown = {b: int(subprocess.run([sys.executable, "-c", PEAK, str(b)], capture_output=True, text=True,
-                                   check=True).stdout.split()[-1]) for b in (4, 32)}
+    grown = {
+        b: int(
+            subprocess.run(
+                [sys.executable, "-c", PEAK, str(b)], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for b in (4, 32)
+    }
     measured = (grown[32] - grown[4]) / 28
     model = build_flexunet(load_config("demo").model)
     estimate = memory_estimate(model, 32)

@@ -20,10 +20,17 @@ def test_the_six_notebooks_run_on_real_msd_data(real_data, tmp_path, monkeypatch
 
     source = real_data / "msd-task04-hippocampus"
     run = tmp_path / "runs"
-    cfg = load_config(named_config("msd_task04"), [
-        "train.epochs=1", f"derive.output_dir={tmp_path / 'derived'}", f"train.model_dir={run / 'models'}",
-        f"train.eval_dir={run / 'eval'}", f"train.epoch_change_infer_dir={run / 'previews'}",
-        f"infer.output_dir={run / 'out'}"])
+    cfg = load_config(
+        named_config("msd_task04"),
+        [
+            "train.epochs=1",
+            f"derive.output_dir={tmp_path / 'derived'}",
+            f"train.model_dir={run / 'models'}",
+            f"train.eval_dir={run / 'eval'}",
+            f"train.epoch_change_infer_dir={run / 'previews'}",
+            f"infer.output_dir={run / 'out'}",
+        ],
+    )
     config = tmp_path / "msd_task04_1epoch.config"
     config.write_text(cfg.to_ini())
     monkeypatch.setenv("HIPPO_CONFIG", str(config))  # the kernels inherit this environment
@@ -31,10 +38,16 @@ def test_the_six_notebooks_run_on_real_msd_data(real_data, tmp_path, monkeypatch
     printed = {}
     for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=1200, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()  # a failing cell raises
-        printed[path.name[:2]] = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                                         for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+        NotebookClient(
+            nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()  # a failing cell raises
+        printed[path.name[:2]] = "".join(
+            out.get("text", "")
+            for cell in nb.cells
+            if cell.cell_type == "code"
+            for out in cell.get("outputs", [])
+            if out.get("output_type") == "stream"
+        )
     assert f"Using your data in {source} (pairs layout)" in printed["01"]
     assert all("device: " in printed[n] for n in printed)
     meta = json.loads((tmp_path / "derived" / "dataset.json").read_text())

@@ -54,8 +54,9 @@ def test_notebook_pictures_show_where_the_notebook_is_opened_alone(path):
         text = "".join(cell["source"])
         targets = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text) + re.findall(r"<img[^>]+src=\"([^\"]+)\"", text)
         for target in targets:
-            assert target.startswith(("attachment:", "https://")), \
+            assert target.startswith(("attachment:", "https://")), (
                 f"{path.name}: picture {target!r} is a file path; attach it to its cell (docs/tensorboard_view.py)"
+            )
             if target.startswith("attachment:"):
                 data = cell.get("attachments", {}).get(target.removeprefix("attachment:"), {}).get("image/png")
                 assert data and base64.b64decode(data).startswith(b"\x89PNG"), f"{path.name}: {target} is not attached"
@@ -70,11 +71,13 @@ def test_notebook_opening_badge_guard_and_no_outputs(path):
     assert "You will learn" in first and "Prerequisites" in first
     badge = colab_badge_url(f"notebooks/{path.name}")
     assert f"]({badge})" in first, f"the Colab badge must point to {badge}"
-    assert "".join(cells[2]["source"]) == install_cell_source(), \
+    assert "".join(cells[2]["source"]) == install_cell_source(), (
         f"cell 3 must be the install cell of hippo_utils/notebook.py:\n{install_cell_source()}"
+    )
     code = [c for c in cells if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
         "notebooks in git carry no outputs (run nbstripout)"
+    )
     # The last cell is the summary, then the next steps: each heading on its own, in that order.
     last = "".join(cells[-1]["source"])
     assert cells[-1]["cell_type"] == "markdown" and last.startswith("## Summary\n"), "the last cell: ## Summary"
@@ -88,8 +91,9 @@ def test_notebook_opening_badge_guard_and_no_outputs(path):
         assert linked == [NOTEBOOKS[index + 1].name], f"Next steps must link {NOTEBOOKS[index + 1].name}"
     else:  # the last one sends the reader to their own scans, with the command to run
         assert linked == [] and "python -m hippo_utils infer-volume" in next_steps, "the last: your own scans"
-    sections = {"".join(c["source"]).split("\n", 1)[0]: "".join(c["source"]) for c in cells
-                if c["cell_type"] == "markdown"}
+    sections = {
+        "".join(c["source"]).split("\n", 1)[0]: "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+    }
     assert len(re.findall(r"^\d+\. \*\*", sections.get("## Try this", ""), re.M)) >= 2, "two or more exercises"
     reading = sections.get("## Further reading", "")
     assert len(re.findall(r"\(https://doi\.org/|\(https://pmc\.", reading)) >= 2, "citations with links"
@@ -117,8 +121,12 @@ def test_no_data_or_models_tracked():
     import subprocess
 
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
-    bad = [f for f in tracked if re.search(r"\.(nii|nii\.gz|img|hdr|keras|h5|bak)$", f)
-           or (f.startswith("data/") and not re.search(r"(README\.md|\.py)$", f))]
+    bad = [
+        f
+        for f in tracked
+        if re.search(r"\.(nii|nii\.gz|img|hdr|keras|h5|bak)$", f)
+        or (f.startswith("data/") and not re.search(r"(README\.md|\.py)$", f))
+    ]
     assert not bad
 
 
@@ -138,8 +146,13 @@ def test_every_third_party_import_of_the_package_is_declared():
     stdlib = set(sys.stdlib_module_names)
     for path in sorted((REPO / "hippo_utils").rglob("*.py")):  # every sub-package
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top in stdlib or top == "hippo_utils" or top == "__future__":
@@ -149,6 +162,17 @@ def test_every_third_party_import_of_the_package_is_declared():
                     assert dist in extras[OPTIONAL_IMPORTS[top]], f"{path.name}: {top} not in [{OPTIONAL_IMPORTS[top]}]"
                 else:
                     assert dist in declared, f"{path.name} imports {top}, which pyproject.toml does not declare"
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_code_is_lint_clean_and_formatted(command):
+    """``ruff check`` and ``ruff format --check`` over the whole repository (notebooks too), with
+    the ruff that pyproject.toml pins in the test extra, as pre-commit runs them."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ruff", *command, "."], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f"ruff {' '.join(command)}: run `ruff {command[0]} .` to fix\n{done.stdout[-3000:]}"
 
 
 def test_licence_and_citation_files():

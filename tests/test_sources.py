@@ -103,8 +103,11 @@ class _Server:
 def msd_server(tmp_path, monkeypatch):
     body = _msd_archive(tmp_path)
     server = _Server(body)
-    monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
-        download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
+    monkeypatch.setattr(
+        download,
+        "MSD_TASK04",
+        dataclasses.replace(download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()),
+    )
     yield server
     server.close()
 
@@ -115,9 +118,19 @@ def _leftovers(cache: Path) -> list[str]:
 
 def test_msd_task04_download_is_verified_extracted_and_reused(msd_server, tmp_path, monkeypatch):
     monkeypatch.setenv("HIPPO_DATA", "msd-task04")
-    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": "${HIPPO_REAL_DATA}/none", "layout": "pairs",
-                                                            "output_dir": str(tmp_path / "derived"), "plane": "axis1",
-                                                            "label_map": {1: 1, 2: 1}}, size=32))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {
+                "source_dir": "${HIPPO_REAL_DATA}/none",
+                "layout": "pairs",
+                "output_dir": str(tmp_path / "derived"),
+                "plane": "axis1",
+                "label_map": {1: 1, 2: 1},
+            },
+            size=32,
+        )
+    )
     source = resolve_source(cfg)
     cache = tmp_path / "cache"
     assert source.kind == "msd-task04" and source.path == cache / "Task04_Hippocampus"
@@ -157,8 +170,11 @@ def test_a_checksum_mismatch_leaves_nothing(msd_server, tmp_path, monkeypatch):
 def test_offline_is_one_clear_line(tmp_path, monkeypatch):
     from helpers import free_port
 
-    monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
-        download.MSD_TASK04, url=f"http://127.0.0.1:{free_port()}/Task04_Hippocampus.tar"))
+    monkeypatch.setattr(
+        download,
+        "MSD_TASK04",
+        dataclasses.replace(download.MSD_TASK04, url=f"http://127.0.0.1:{free_port()}/Task04_Hippocampus.tar"),
+    )
     monkeypatch.setenv("HIPPO_DATA", "msd-task04")
     cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "none")}))
     with pytest.raises(ConnectionError) as err:
@@ -190,9 +206,14 @@ def _kagglehub(monkeypatch, tmp_path, synthetic_hfh, fail=None):
 
 def test_kagglehub_is_used_when_named_and_never_otherwise(monkeypatch, tmp_path, synthetic_hfh):
     calls = _kagglehub(monkeypatch, tmp_path, synthetic_hfh)
-    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "synthetic"),
-                                                            "layout": "hfh", "output_dir": str(tmp_path / "derived")},
-                                   size=32, extra="[synthetic]\nn_labelled = 4\nn_unlabelled = 1"))
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.config",
+            {"source_dir": str(tmp_path / "synthetic"), "layout": "hfh", "output_dir": str(tmp_path / "derived")},
+            size=32,
+            extra="[synthetic]\nn_labelled = 4\nn_unlabelled = 1",
+        )
+    )
     unnamed = resolve_source(cfg)  # kagglehub installed (as on Colab), nothing named: the synthetic set
     assert unnamed.kind == "synthetic" and unnamed.path == tmp_path / "synthetic" and calls == []
     assert "SYNTHETIC" in unnamed.message
@@ -214,10 +235,13 @@ def test_kagglehub_is_used_when_named_and_never_otherwise(monkeypatch, tmp_path,
     assert (out / "dataset.json").read_bytes() == before and len(calls) == 1  # checked without downloading
 
 
-@pytest.mark.parametrize("fail, error, match", [
-    (None, ModuleNotFoundError, r"needs kagglehub: pip install kagglehub"),
-    (OSError("Name or service not known"), ConnectionError, r"could not download .*OSError: Name or service"),
-])
+@pytest.mark.parametrize(
+    "fail, error, match",
+    [
+        (None, ModuleNotFoundError, r"needs kagglehub: pip install kagglehub"),
+        (OSError("Name or service not known"), ConnectionError, r"could not download .*OSError: Name or service"),
+    ],
+)
 def test_kagglehub_missing_or_offline_is_an_error(monkeypatch, tmp_path, synthetic_hfh, fail, error, match):
     if fail is None:
         monkeypatch.setitem(sys.modules, "kagglehub", None)  # not installed
@@ -236,27 +260,42 @@ def test_a_named_folder_or_a_wrong_name(monkeypatch, tmp_path, synthetic_hfh):
     found = resolve_source(cfg)
     assert found.kind == "user" and found.path == synthetic_hfh and "hfh layout" in found.message
     monkeypatch.setenv("HIPPO_DATA", "msd_task04")  # a typo of a source's name
-    with pytest.raises(FileNotFoundError, match=r"HIPPO_DATA=msd_task04: no such folder.*synthetic, msd-task04, "
-                                                r"kaggle-hfh"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"HIPPO_DATA=msd_task04: no such folder.*synthetic, msd-task04, "
+        r"kaggle-hfh",
+    ):
         resolve_source(cfg)
-    real = load_config(write_config(tmp_path / "r.config", {"source_dir": str(synthetic_hfh.parent),
-                                                             "layout": "pairs"}))
+    real = load_config(
+        write_config(tmp_path / "r.config", {"source_dir": str(synthetic_hfh.parent), "layout": "pairs"})
+    )
     monkeypatch.setenv("HIPPO_DATA", "synthetic")
     with pytest.raises(ValueError, match=r"HIPPO_DATA=synthetic: .* is not the synthetic set's place"):
         resolve_source(real)
     monkeypatch.delenv("HIPPO_DATA")
     unset = load_config(write_config(tmp_path / "u.config", {"source_dir": "${HIPPO_NOT_SET}/msd", "layout": "pairs"}))
-    with pytest.raises(FileNotFoundError, match=r"is not a folder \(an environment variable in it is not set\); "
-                                                r"set HIPPO_DATA"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"is not a folder \(an environment variable in it is not set\); "
+        r"set HIPPO_DATA",
+    ):
         resolve_source(unset)
 
 
 def test_the_cli_derives_from_the_named_source(msd_server, tmp_path, capsys):
     from hippo_utils.cli import main
 
-    config = write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "none"), "layout": "pairs",
-                                                   "output_dir": str(tmp_path / "derived"), "plane": "axis1",
-                                                   "label_map": {1: 1, 2: 1}}, size=32)
+    config = write_config(
+        tmp_path / "c.config",
+        {
+            "source_dir": str(tmp_path / "none"),
+            "layout": "pairs",
+            "output_dir": str(tmp_path / "derived"),
+            "plane": "axis1",
+            "label_map": {1: 1, 2: 1},
+        },
+        size=32,
+    )
     assert main(["--quiet", "derive", str(config), "--data", "msd-task04"]) == 0
     out = capsys.readouterr().out
     assert "Using the real MSD Task04 hippocampus crops in" in out and "derived:" in out and "(msd layout)" in out
@@ -282,8 +321,11 @@ def test_a_copy_put_there_by_hand_is_checked_and_kept_when_wrong(msd_server, tmp
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "Task04_Hippocampus.tar").write_bytes(b"not the archive")
-    with pytest.raises(ValueError, match=r"Task04_Hippocampus\.tar: its MD5 is .*\(renamed to "
-                                         r"Task04_Hippocampus\.tar\.bad\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Task04_Hippocampus\.tar: its MD5 is .*\(renamed to "
+        r"Task04_Hippocampus\.tar\.bad\)",
+    ):
         download.fetch(progress=False)
     assert (cache / "Task04_Hippocampus.tar.bad").read_bytes() == b"not the archive"
     assert msd_server.ranges == []  # nothing was downloaded over it
@@ -320,18 +362,25 @@ def _member(name: str, link: str | None = None) -> tarfile.TarInfo:
     return member
 
 
-@pytest.mark.parametrize("member", [
-    _member("Task04_Hippocampus/imagesTr/evil.nii.gz", link="/etc/passwd"),
-    _member("Task04_Hippocampus/../escape.txt"),
-    _member("Task04_Hippocampus/C:evil.txt"),  # a drive (or an NTFS stream) on Windows
-    _member("Task04_Hippocampus/imagesTr/a\\..\\..\\b.txt"),  # Windows separators
-], ids=["symlink", "dotdot", "drive", "backslashes"])
+@pytest.mark.parametrize(
+    "member",
+    [
+        _member("Task04_Hippocampus/imagesTr/evil.nii.gz", link="/etc/passwd"),
+        _member("Task04_Hippocampus/../escape.txt"),
+        _member("Task04_Hippocampus/C:evil.txt"),  # a drive (or an NTFS stream) on Windows
+        _member("Task04_Hippocampus/imagesTr/a\\..\\..\\b.txt"),  # Windows separators
+    ],
+    ids=["symlink", "dotdot", "drive", "backslashes"],
+)
 def test_archive_members_that_are_not_plain_files_inside_its_folder_are_refused(tmp_path, monkeypatch, member):
     body = _msd_archive(tmp_path, extra=member)
     server = _Server(body)
     try:
-        monkeypatch.setattr(download, "MSD_TASK04", dataclasses.replace(
-            download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()))
+        monkeypatch.setattr(
+            download,
+            "MSD_TASK04",
+            dataclasses.replace(download.MSD_TASK04, url=server.url, md5=hashlib.md5(body).hexdigest()),
+        )
         refused = re.escape(member.name) + r" is not a plain file inside Task04_Hippocampus/"
         with pytest.raises(ValueError, match=refused):
             download.fetch(progress=False)
@@ -344,8 +393,9 @@ def test_archive_members_that_are_not_plain_files_inside_its_folder_are_refused(
 def test_a_real_data_config_never_gets_synthetic_data_in_its_folder(tmp_path):
     """hfh_512's folder is for the Kaggle data: with nothing named and the folder missing, the
     answer is an error, not a synthetic set made where the real data should go."""
-    cfg = load_config(write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "kaggle_hfh"),
-                                                            "layout": "hfh"}))
+    cfg = load_config(
+        write_config(tmp_path / "c.config", {"source_dir": str(tmp_path / "kaggle_hfh"), "layout": "hfh"})
+    )
     with pytest.raises(FileNotFoundError, match=r"kaggle_hfh is not a folder; set HIPPO_DATA"):
         resolve_source(cfg)
     assert not (tmp_path / "kaggle_hfh").exists()

@@ -11,7 +11,11 @@ from hippo_utils.data.volumes import load_labels, load_volume
 
 def test_kaggle_layout_and_analyze_format(synthetic_hfh):
     assert sorted(p.name for p in (synthetic_hfh / "Train").glob("*.img")) == [
-        "HFH_001.img", "HFH_002.img", "HFH_003.img", "HFH_004.img"]
+        "HFH_001.img",
+        "HFH_002.img",
+        "HFH_003.img",
+        "HFH_004.img",
+    ]
     assert (synthetic_hfh / "Train" / "Labels" / "HFH_001_Hipp_Labels.hdr").is_file()
     assert (synthetic_hfh / "Test" / "HFH_005.img").is_file()
     img = nib.load(str(synthetic_hfh / "Train" / "HFH_001.hdr"))
@@ -56,12 +60,12 @@ def test_healthy_asymmetry_stays_under_the_flag_and_atrophy_is_flagged():
     from hippo_utils.data.synthetic import ATROPHY_RANGE
     from hippo_utils.inference.volumetry import asymmetry_index
 
-    healthy = [make_subject(seed, shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))[1]
-               for seed in range(6)]
+    healthy = [make_subject(seed, shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))[1] for seed in range(6)]
     ai = [asymmetry_index(float((lab == 1).sum()), float((lab == 2).sum())) for lab in healthy]
     assert max(abs(a) for a in ai) <= 0.07 and np.mean(ai) < 0, ai
-    _, shrunk = make_subject(3, atrophy_side="left", atrophy_factor=ATROPHY_RANGE[1],
-                             shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625))
+    _, shrunk = make_subject(
+        3, atrophy_side="left", atrophy_factor=ATROPHY_RANGE[1], shape=(128, 60, 128), spacing=(1.5625, 3.3, 1.5625)
+    )
     assert asymmetry_index(float((shrunk == 1).sum()), float((shrunk == 2).sum())) < -0.15
 
 
@@ -97,8 +101,12 @@ def test_a_set_from_an_older_generator_is_not_reused(tmp_path):
     old = tmp_path / "syn"
     old.mkdir()
     s = cfg.synthetic
-    stamp = {"n_labelled": s.n_labelled, "n_unlabelled": s.n_unlabelled, "seed": s.seed,
-             "atrophy_fraction": s.atrophy_fraction}
+    stamp = {
+        "n_labelled": s.n_labelled,
+        "n_unlabelled": s.n_unlabelled,
+        "seed": s.seed,
+        "atrophy_fraction": s.atrophy_fraction,
+    }
     (old / "synthetic.json").write_text(json.dumps(stamp))
     with pytest.raises(FileExistsError, match=r"version 1 of the synthetic generator.*Remove"):
         ensure_synthetic(cfg)

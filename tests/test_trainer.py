@@ -26,8 +26,10 @@ def test_training_writes_the_original_outputs(trained):
         assert (t.model_dir / name).is_file(), name
     # The original's CSVs: a header with a trailing comma, then "epoch, value, value" per epoch, from the history.
     h = result.history
-    for name, cols in (("train_metrics", ("dice_coef_multiclass", "val_dice_coef_multiclass")),
-                       ("train_losses", ("loss", "val_loss"))):
+    for name, cols in (
+        ("train_metrics", ("dice_coef_multiclass", "val_dice_coef_multiclass")),
+        ("train_losses", ("loss", "val_loss")),
+    ):
         expected = ["epoch," + "".join(f"{c}," for c in cols)]
         expected += [f"{e}, " + ", ".join(f"{h[c][e]:.4f}" for c in cols) for e in range(2)]
         assert (t.eval_dir / f"{name}.csv").read_text() == "\n".join(expected) + "\n", name
@@ -85,8 +87,13 @@ def test_load_model_dir_predicts(trained):
     assert out.shape == (1, 32, 32, 2) and np.allclose(out.sum(-1), 1, atol=1e-4)
 
 
-@pytest.mark.parametrize("change", [("base_filters = 4", "base_filters = 8"),  # other widths
-                                    ("num_layers = 3", "num_layers = 2")])  # other depth
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("base_filters = 4", "base_filters = 8"),  # other widths
+        ("num_layers = 3", "num_layers = 2"),
+    ],
+)  # other depth
 def test_weights_from_another_architecture_are_refused(trained, tmp_path, change):
     cfg, _ = trained
     other = tmp_path / "other"
@@ -101,16 +108,25 @@ def test_weights_from_another_architecture_are_refused(trained, tmp_path, change
 
 def test_mirrored_strategy_option_trains(tiny_config, tmp_path):
     run = tmp_path / "mirrored"
-    cfg = load_config(tiny_config.path, ["train.distribute=True", "train.epochs=1", "train.epoch_change_infer=False",
-                                         f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"])
+    cfg = load_config(
+        tiny_config.path,
+        [
+            "train.distribute=True",
+            "train.epochs=1",
+            "train.epoch_change_infer=False",
+            f"train.model_dir={run / 'models'}",
+            f"train.eval_dir={run / 'eval'}",
+        ],
+    )
     result = train(cfg, progress=False)
     assert result.epochs_done == 1 and len(result.history["loss"]) == 1
     # the model was built, and so trained, under a MirroredStrategy: its variables are mirrored
     import tensorflow as tf
 
     assert isinstance(result.model.distribute_strategy, tf.distribute.MirroredStrategy)
-    assert result.model.weights and all(isinstance(w.value, tf.distribute.DistributedValues)
-                                        for w in result.model.weights)
+    assert result.model.weights and all(
+        isinstance(w.value, tf.distribute.DistributedValues) for w in result.model.weights
+    )
     # its saved weights (one epoch: the best is the last) give a plain model its predictions
     model, saved = load_model_dir(run / "models")
     assert saved.model == cfg.model and not isinstance(model.weights[0].value, tf.distribute.DistributedValues)
@@ -124,8 +140,13 @@ def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_pa
     from hippo_utils.training.callbacks import cosine_learning_rate
 
     run = tmp_path / "cosine"
-    sets = ["train.lr_schedule=\"cosine\"", "train.learning_rate_reducer=False", "train.epoch_change_infer=False",
-            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"]
+    sets = [
+        'train.lr_schedule="cosine"',
+        "train.learning_rate_reducer=False",
+        "train.epoch_change_infer=False",
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+    ]
     base = tiny_config.model.learning_rate
     expected = [base * 0.5 * (1 + math.cos(math.pi * e / 3)) for e in range(3)]
     assert [cosine_learning_rate(e, base=base, epochs=3) for e in range(3)] == pytest.approx(expected)
@@ -143,8 +164,13 @@ def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
     """The plateau reducer waits `reducer_patience` epochs in all, not afresh after --resume:
     a run stopped one epoch short of a reduction reduces in its first resumed epoch."""
     run = tmp_path / "reducer"
-    sets = ["train.reducer_patience=2", "train.reducer_factor=0.5", "train.epoch_change_infer=False",
-            f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}"]
+    sets = [
+        "train.reducer_patience=2",
+        "train.reducer_factor=0.5",
+        "train.epoch_change_infer=False",
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+    ]
     train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), progress=False)
     state_path = run / "models" / "state.json"
     state = json.loads(state_path.read_text())
@@ -185,9 +211,15 @@ class Recorder:
 
 def test_a_watcher_is_told_the_run_and_a_finished_run_is_shown(tiny_config, tmp_path):
     run = tmp_path / "watched"
-    cfg = load_config(tiny_config.path, ["train.epochs=2", f"train.model_dir={run / 'models'}",
-                                         f"train.eval_dir={run / 'eval'}",
-                                         f"train.epoch_change_infer_dir={run / 'previews'}"])
+    cfg = load_config(
+        tiny_config.path,
+        [
+            "train.epochs=2",
+            f"train.model_dir={run / 'models'}",
+            f"train.eval_dir={run / 'eval'}",
+            f"train.epoch_change_infer_dir={run / 'previews'}",
+        ],
+    )
     watch = Recorder()
     train(cfg, watch=watch)
     kinds = [e[0] for e in watch.events]
@@ -205,8 +237,11 @@ def test_a_watcher_is_told_the_run_and_a_finished_run_is_shown(tiny_config, tmp_
 
 
 def _run_sets(run) -> list[str]:
-    return [f"train.model_dir={run / 'models'}", f"train.eval_dir={run / 'eval'}",
-            f"train.epoch_change_infer_dir={run / 'previews'}"]
+    return [
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+        f"train.epoch_change_infer_dir={run / 'previews'}",
+    ]
 
 
 def test_resume_trains_on_the_configured_loss(tiny_config, tmp_path):

@@ -21,8 +21,14 @@ def test_controls_change_the_rendered_image(volume):
     img, lab, pred = volume
     v = SliceViewer(img, label=lab, prediction=pred, spacing=(1.0, 1.0, 1.0))
     first = v.image.value
-    for control, value in ((v.opacity, 0.9), (v.mode, "contour"), (v.mode, "side by side"),
-                           (v.show_label, False), (v.window, (0.2, 0.6)), (v.slider, 0)):
+    for control, value in (
+        (v.opacity, 0.9),
+        (v.mode, "contour"),
+        (v.mode, "side by side"),
+        (v.show_label, False),
+        (v.window, (0.2, 0.6)),
+        (v.slider, 0),
+    ):
         before = v.image.value
         control.value = value
         assert v.image.value != before, control.description
@@ -73,13 +79,16 @@ def test_info_reports_position_and_slice_dice(volume):
     v = SliceViewer(Volume(img, affine), label=lab, prediction=lab, plane="coronal")
     assert v.slider.max == img.shape[2] - 1
     v.slider.value = 11
-    assert v.status.value == ("<b>coronal</b> slice 11 (0–23, as the slider counts)<br>position -9.0 mm "
-                              "(y, scanner space)<br>slice Dice 1.000")
+    assert v.status.value == (
+        "<b>coronal</b> slice 11 (0–23, as the slider counts)<br>position -9.0 mm "
+        "(y, scanner space)<br>slice Dice 1.000"
+    )
     v.plane.value = "axial"  # along array axis 0 (z = 1.2 * index + 5.5); the viewer starts on the largest slice
     areas = (lab > 0).sum(axis=(1, 2))
     assert v.slider.value == int(np.argmax(areas)) == 10
-    assert v.status.value == ("<b>axial</b> slice 10 (0–29, as the slider counts)<br>position +17.5 mm "
-                              "(z, scanner space)<br>slice Dice 1.000")
+    assert v.status.value == (
+        "<b>axial</b> slice 10 (0–29, as the slider counts)<br>position +17.5 mm (z, scanner space)<br>slice Dice 1.000"
+    )
     # the Dice is the slice's own: the prediction is shifted one axial slice, and a third of slice 13 is cut
     pred = pred.copy()
     pred[13, 8:10] = 0  # 24 of its 36 voxels left, all inside the truth: Dice 2 * 24 / (36 + 24)
@@ -92,8 +101,9 @@ def test_info_reports_position_and_slice_dice(volume):
 
 def test_pages_through_a_derived_dataset(tiny_config):
     v = SliceViewer.from_dataset(tiny_config.derive.output_dir, "train", rgb_map=tiny_config.mask.rgb_map)
-    assert v.plane.disabled and v.slider.max + 1 == len(list((tiny_config.derive.output_dir / "train" / "images")
-                                                              .glob("*.png")))
+    assert v.plane.disabled and v.slider.max + 1 == len(
+        list((tiny_config.derive.output_dir / "train" / "images").glob("*.png"))
+    )
     before = v.image.value
     v.slider.value = index = (v.slider.value + 1) % (v.slider.max + 1)
     assert v.image.value != before
@@ -107,8 +117,9 @@ def test_pages_through_a_derived_dataset(tiny_config):
     shown = v.render()
     png = np.asarray(Image.open(files[index]).convert("L")).astype(int)
     h, w = png.shape
-    centres = np.ix_(((np.arange(h) + 0.5) * shown.shape[0] / h).astype(int),
-                     ((np.arange(w) + 0.5) * shown.shape[1] / w).astype(int))
+    centres = np.ix_(
+        ((np.arange(h) + 0.5) * shown.shape[0] / h).astype(int), ((np.arange(w) + 0.5) * shown.shape[1] / w).astype(int)
+    )
     assert np.abs(shown[..., 0][centres].astype(int) - png).max() <= 1
 
 

@@ -19,8 +19,22 @@ from helpers import REPO, preinstalled_env
 @pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
     dist = tmp_path / "dist"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
-                            "-w", str(dist), str(REPO)], capture_output=True, text=True)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "--disable-pip-version-check",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     assert "deprecat" not in (built.stdout + built.stderr).lower(), built.stderr
     (wheel,) = dist.glob("hippo_utils-*.whl")
@@ -32,8 +46,11 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
     assert sorted(n for n in names if n.endswith(".py")) == modules  # every sub-package, nothing else
 
     python, site = preinstalled_env(tmp_path)
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -46,9 +63,12 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
         return out.stdout
 
     assert "synthesize" in run("-m", "hippo_utils", "--help")
-    loaded = run("-c", "import hippo_utils, json; from hippo_utils import load_config; c = load_config('demo');"
-                       "print(json.dumps([hippo_utils.__file__, hippo_utils.__version__, str(c.path),"
-                       " str(c.train.model_dir)]))")
+    loaded = run(
+        "-c",
+        "import hippo_utils, json; from hippo_utils import load_config; c = load_config('demo');"
+        "print(json.dumps([hippo_utils.__file__, hippo_utils.__version__, str(c.path),"
+        " str(c.train.model_dir)]))",
+    )
     module, version, config, model_dir = __import__("json").loads(loaded)
     assert Path(module).is_relative_to(site) and version == __version__
     assert Path(config).parent == Path(module).parent / "configs"

@@ -67,8 +67,10 @@ def test_panel_follows_a_run_and_leaves_its_final_state_as_a_picture(displayed):
     panel.train_begin(total_epochs=3, steps=4, initial_epoch=0)
     assert displayed[0][0] == "display" and displayed[0][2]["raw"]
     assert WIDGET_VIEW_MIMETYPE in displayed[0][1] and "image/png" not in displayed[0][1]
-    panel.notice("precision: float32 (set in [train] mixed_precision); model memory: parameters 7.4 MiB",
-                 warning="set [train] batch_size = 10 or less")
+    panel.notice(
+        "precision: float32 (set in [train] mixed_precision); model memory: parameters 7.4 MiB",
+        warning="set [train] batch_size = 10 or less",
+    )
     assert "model memory" in panel.notes.value and "batch_size = 10" in panel.notes.value
     assert panel.notes in panel.box.children
 
@@ -80,8 +82,12 @@ def test_panel_follows_a_run_and_leaves_its_final_state_as_a_picture(displayed):
         for batch in range(4):
             panel.batch_end(batch)
         assert panel.bar.value == panel.bar.max == 4
-        logs = {"loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1), "dice_fg": 0.2 * epoch,
-                "val_dice_fg": 0.15 * epoch}
+        logs = {
+            "loss": 1.0 / (epoch + 1),
+            "val_loss": 1.2 / (epoch + 1),
+            "dice_fg": 0.2 * epoch,
+            "val_dice_fg": 0.15 * epoch,
+        }
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         panel.epoch_end(epoch, logs, history)
@@ -115,7 +121,7 @@ def test_viewer_displays_as_a_widget_with_its_current_view(tmp_path):
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).convert("RGB"))
     view = v.render()
     assert shown.shape[1] == view.shape[1] and shown.shape[0] > view.shape[0]  # the view under its caption
-    assert np.array_equal(shown[-view.shape[0]:], view)
+    assert np.array_equal(shown[-view.shape[0] :], view)
 
 
 def test_captions_draw_dashes_the_font_has():

@@ -65,8 +65,10 @@ def load_split(cfg) -> dict[str, list[tuple[str, object, np.ndarray, np.ndarray]
     """(name, volume, image scaled to 0..1, labels) of every subject of the derivation, by split."""
     listing = Path(cfg.derive.output_dir) / "dataset.json"
     if not listing.exists():
-        raise SystemExit(f"{listing}: no MSD derivation; run `python -m hippo_utils derive {CONFIG}` "
-                         "(or benchmarks/accuracy_msd.py) first")
+        raise SystemExit(
+            f"{listing}: no MSD derivation; run `python -m hippo_utils derive {CONFIG}` "
+            "(or benchmarks/accuracy_msd.py) first"
+        )
     source = Path(cfg.derive.source_dir)
     out: dict[str, list] = {}
     for split, names in json.loads(listing.read_text())["subjects"].items():
@@ -94,17 +96,25 @@ def scores(truths: list[np.ndarray], probs: list[np.ndarray]) -> np.ndarray:
         classes = keep_largest(p.argmax(-1).astype(np.uint8), 1)
         k_true, k_pred = first_anterior_slice(truth), first_anterior_slice(classes)
         offset = np.nan if k_true is None or k_pred is None else k_pred - k_true
-        rows.append([dice_score(truth == 1, classes == 1), dice_score(truth == 2, classes == 2),
-                     dice_score(truth > 0, classes > 0), offset])
+        rows.append(
+            [
+                dice_score(truth == 1, classes == 1),
+                dice_score(truth == 2, classes == 2),
+                dice_score(truth > 0, classes > 0),
+                offset,
+            ]
+        )
     return np.asarray(rows, float)
 
 
 def line(name: str, rows: np.ndarray) -> str:
     s, (lo, hi) = np.nanmean(rows, axis=0), bootstrap_ci(rows[:, :2].mean(axis=1))
     off = rows[:, 3][np.isfinite(rows[:, 3])]
-    return (f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} [{lo:.4f}, {hi:.4f}] "
-            f"whole {s[2]:.4f}; boundary on the true slice {int((off == 0).sum())}/{len(off)}, "
-            f"mean |offset| {np.abs(off).mean():.2f}")
+    return (
+        f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} [{lo:.4f}, {hi:.4f}] "
+        f"whole {s[2]:.4f}; boundary on the true slice {int((off == 0).sum())}/{len(off)}, "
+        f"mean |offset| {np.abs(off).mean():.2f}"
+    )
 
 
 def main() -> None:
@@ -150,8 +160,12 @@ def main() -> None:
                 image, where = pad_to(image, big)
                 labels, _ = pad_to(labels, big)
                 centre = [(w.start + w.stop) // 2 + rng.integers(-4, 5) for w in where]
-                box = tuple(slice(o, o + p) for o, p in (
-                    (int(np.clip(c - p // 2, 0, b - p)), p) for c, p, b in zip(centre, patch, big, strict=True)))
+                box = tuple(
+                    slice(o, o + p)
+                    for o, p in (
+                        (int(np.clip(c - p // 2, 0, b - p)), p) for c, p, b in zip(centre, patch, big, strict=True)
+                    )
+                )
                 x, y = image[box], labels[box]
                 if a.enabled and a.hflip and rng.random() < 0.5:
                     x, y = x[:, :, ::-1], y[:, :, ::-1]
@@ -173,12 +187,17 @@ def main() -> None:
         return [s[3] for s in data[split]], [probabilities(s[2]) for s in data[split]]
 
     if args.load:
-        results = {split: ([s[3] for s in data[split]], load_probabilities(args.load, split, data[split]))
-                   for split in ("valid", "test")}
+        results = {
+            split: ([s[3] for s in data[split]], load_probabilities(args.load, split, data[split]))
+            for split in ("valid", "test")
+        }
     else:
-        print(f"3D U-Net, {model.count_params():,} parameters, {args.levels} levels, {args.filters} base filters, "
-              f"patch {patch}, batch {args.batch}, {args.precision}, {len(data['train'])} training subjects, "
-              f"{args.minutes:g} min on {os.cpu_count()} CPU cores", flush=True)
+        print(
+            f"3D U-Net, {model.count_params():,} parameters, {args.levels} levels, {args.filters} base filters, "
+            f"patch {patch}, batch {args.batch}, {args.precision}, {len(data['train'])} training subjects, "
+            f"{args.minutes:g} min on {os.cpu_count()} CPU cores",
+            flush=True,
+        )
         steps = len(data["train"]) // args.batch
         start, epoch = time.perf_counter(), 0
         while (elapsed := time.perf_counter() - start) < args.minutes * 60:
@@ -186,8 +205,11 @@ def main() -> None:
             model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
             epoch += 1
             if epoch % args.every == 0:
-                print(f"epoch {epoch} ({time.perf_counter() - start:.0f} s) "
-                      + line("valid:", scores(*evaluate("valid"))), flush=True)
+                print(
+                    f"epoch {epoch} ({time.perf_counter() - start:.0f} s) "
+                    + line("valid:", scores(*evaluate("valid"))),
+                    flush=True,
+                )
         print(f"trained {epoch} epochs in {time.perf_counter() - start:.0f} s", flush=True)
         results = {split: evaluate(split) for split in ("valid", "test")}
     if args.compare:
@@ -203,8 +225,12 @@ def main() -> None:
         if args.compare:
             rows2d = scores(truths, flat[split])
             print(line(f"2D, {split}:", rows2d))
-            print(line(f"average of the two, {split}:",
-                       scores(truths, [(p + q) / 2 for p, q in zip(probs, flat[split], strict=True)])))
+            print(
+                line(
+                    f"average of the two, {split}:",
+                    scores(truths, [(p + q) / 2 for p, q in zip(probs, flat[split], strict=True)]),
+                )
+            )
             print("  " + agreement(rows2d[:, 3], rows3d[:, 3], rng))
         if args.save and not args.load:
             args.save.mkdir(parents=True, exist_ok=True)
@@ -234,9 +260,12 @@ def agreement(first: np.ndarray, second: np.ndarray, rng: np.random.Generator, d
 
     both = int(((a != 0) & (b != 0)).sum())
     chance = np.mean([same(a, rng.permutation(b)) for _ in range(draws)])
-    return (f"boundary: both models off in {both} of {len(a)} subjects, on the same wrong slice in {same(a, b)} "
-            f"(chance, the subjects paired at random: {chance:.1f}); correlation of the offsets over all "
-            f"{len(a)} subjects {np.corrcoef(a, b)[0, 1]:.2f}")
+    return (
+        f"boundary: both models off in {both} of {len(a)} subjects, on the same wrong slice in {same(a, b)} "
+        f"(chance, the subjects paired at random: {chance:.1f}); correlation of the offsets over all "
+        f"{len(a)} subjects {np.corrcoef(a, b)[0, 1]:.2f}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -40,10 +40,14 @@ def first_anterior_slice(labels: np.ndarray) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", type=Path, nargs="?", help="folder of NAME_labels.nii.gz")
-    parser.add_argument("--shape-rule", action="store_true",
-                        help="how well the masks' shape alone places the boundary (no predictions needed)")
-    parser.add_argument("--labels", type=Path, help="ground truth folder (default: "
-                        "$HIPPO_REAL_DATA/msd-task04-hippocampus/labels)")
+    parser.add_argument(
+        "--shape-rule",
+        action="store_true",
+        help="how well the masks' shape alone places the boundary (no predictions needed)",
+    )
+    parser.add_argument(
+        "--labels", type=Path, help="ground truth folder (default: $HIPPO_REAL_DATA/msd-task04-hippocampus/labels)"
+    )
     args = parser.parse_args()
     labels_dir = args.labels or Path(os.environ.get("HIPPO_REAL_DATA", "")) / "msd-task04-hippocampus" / "labels"
     if args.shape_rule:
@@ -77,12 +81,18 @@ def main() -> None:
     off, as_is, oracle = np.array(offsets), np.array(as_is), np.array(oracle)
     print(f"{len(preds)} subjects; axis-1 slices holding both labels in the truth: {mixed} of {fg_slices}")
     counts = {int(k): int(n) for k, n in zip(*np.unique(off, return_counts=True), strict=True)}
-    print(f"predicted boundary - true boundary (slices): {counts}; "
-          f"exact in {np.mean(off == 0):.0%}, mean |offset| {np.abs(off).mean():.2f}")
-    print(f"class Dice as predicted:           anterior {as_is[:, 0].mean():.4f}, posterior {as_is[:, 1].mean():.4f}, "
-          f"mean {as_is.mean():.4f}")
-    print(f"same masks split at the true slice: anterior {oracle[:, 0].mean():.4f}, "
-          f"posterior {oracle[:, 1].mean():.4f}, mean {oracle.mean():.4f}")
+    print(
+        f"predicted boundary - true boundary (slices): {counts}; "
+        f"exact in {np.mean(off == 0):.0%}, mean |offset| {np.abs(off).mean():.2f}"
+    )
+    print(
+        f"class Dice as predicted:           anterior {as_is[:, 0].mean():.4f}, posterior {as_is[:, 1].mean():.4f}, "
+        f"mean {as_is.mean():.4f}"
+    )
+    print(
+        f"same masks split at the true slice: anterior {oracle[:, 0].mean():.4f}, "
+        f"posterior {oracle[:, 1].mean():.4f}, mean {oracle.mean():.4f}"
+    )
 
 
 def shape_rule(labels_dir: Path) -> None:
@@ -109,8 +119,10 @@ def shape_rule(labels_dir: Path) -> None:
             w, *_ = np.linalg.lstsq(x[keep][:, columns], y[keep], rcond=None)
             errors.append(x[i, columns] @ w - y[i])
         errors = np.abs(np.asarray(errors))
-        print(f"{len(y)} subjects, boundary from the mask's {what}: mean |error| {errors.mean():.2f} slices, "
-              f"within half a slice in {np.mean(errors < 0.5):.0%}")
+        print(
+            f"{len(y)} subjects, boundary from the mask's {what}: mean |error| {errors.mean():.2f} slices, "
+            f"within half a slice in {np.mean(errors < 0.5):.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -181,16 +181,23 @@ def score(subjects, model=None, weight: float = 1.0) -> np.ndarray:
             refined[src] = np.asarray(model.predict_on_batch(x[None]))[0][dst]
             probs = weight * refined + (1 - weight) * probs
         classes = keep_largest(probs.argmax(-1).astype(np.uint8), 1)
-        rows.append([dice_score(labels == 1, classes == 1), dice_score(labels == 2, classes == 2),
-                     dice_score(labels > 0, classes > 0)])
+        rows.append(
+            [
+                dice_score(labels == 1, classes == 1),
+                dice_score(labels == 2, classes == 2),
+                dice_score(labels > 0, classes > 0),
+            ]
+        )
     return np.asarray(rows)
 
 
 def line(name: str, rows: np.ndarray) -> str:
     """The mean Dice of each class and of the two, with the 95% bootstrap interval of the mean."""
     s, lo_hi = rows.mean(axis=0), bootstrap_ci(rows[:, :2].mean(axis=1))
-    return (f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} "
-            f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}] whole {s[2]:.4f}")
+    return (
+        f"{name} anterior {s[0]:.4f} posterior {s[1]:.4f} mean {s[:2].mean():.4f} "
+        f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}] whole {s[2]:.4f}"
+    )
 
 
 def main() -> None:
@@ -200,8 +207,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of the 3D stage")
     parser.add_argument("--train-split", choices=("train", "valid"), default="train")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--boundary-jitter", type=int, default=0, metavar="N",
-                        help="residual: in training, move the 2D boundary by 1..N slices (half the time)")
+    parser.add_argument(
+        "--boundary-jitter",
+        type=int,
+        default=0,
+        metavar="N",
+        help="residual: in training, move the 2D boundary by 1..N slices (half the time)",
+    )
     args = parser.parse_args()
 
     import keras
@@ -232,8 +244,10 @@ def main() -> None:
     dataset = tf.data.Dataset.from_generator(examples, output_signature=spec).batch(2).prefetch(2)
     model = stage("residual" if args.mode == "residual" else "image")
     model.compile(keras.optimizers.Adam(1e-3), ce_dice)
-    print(f"3D stage ({args.mode}, {model.count_params():,} parameters), trained on the "
-          f"{len(train)} {args.train_split} subjects for {args.minutes:g} min, {os.cpu_count()} CPU cores")
+    print(
+        f"3D stage ({args.mode}, {model.count_params():,} parameters), trained on the "
+        f"{len(train)} {args.train_split} subjects for {args.minutes:g} min, {os.cpu_count()} CPU cores"
+    )
     start, epoch = time.perf_counter(), 0
     while time.perf_counter() - start < args.minutes * 60:
         model.fit(dataset, steps_per_epoch=len(train) // 2, epochs=1, verbose=0)

@@ -25,9 +25,12 @@ from hippo_utils.data.volumes import load_labels, load_volume
 from hippo_utils.inference.predict import prepare_volume, smooth_across_slices
 from hippo_utils.model.folder import load_model_dir
 
-TRANSFORMS = {"as configured": [(0.0, 1.0)], "rotations": [(0.0, 1.0), (-7.0, 1.0), (7.0, 1.0)],
-              "scales": [(0.0, 1.0), (0.0, 0.92), (0.0, 1.08)],
-              "both": [(0.0, 1.0), (-7.0, 1.0), (7.0, 1.0), (0.0, 0.92), (0.0, 1.08)]}
+TRANSFORMS = {
+    "as configured": [(0.0, 1.0)],
+    "rotations": [(0.0, 1.0), (-7.0, 1.0), (7.0, 1.0)],
+    "scales": [(0.0, 1.0), (0.0, 0.92), (0.0, 1.08)],
+    "both": [(0.0, 1.0), (-7.0, 1.0), (7.0, 1.0), (0.0, 0.92), (0.0, 1.08)],
+}
 
 
 def matrix(size: tuple[int, int], degrees: float, scale: float) -> np.ndarray:
@@ -42,9 +45,13 @@ def warp(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.constant(x, tf.float32), transforms=tf.constant(np.tile(m, (len(x), 1))),
-        output_shape=tf.constant(x.shape[1:3]), interpolation="BILINEAR", fill_mode="NEAREST",
-        fill_value=0.0).numpy()
+        images=tf.constant(x, tf.float32),
+        transforms=tf.constant(np.tile(m, (len(x), 1))),
+        output_shape=tf.constant(x.shape[1:3]),
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+        fill_value=0.0,
+    ).numpy()
 
 
 def main() -> None:
@@ -74,8 +81,11 @@ def main() -> None:
         for what, transforms in TRANSFORMS.items():
             for t in transforms:
                 if t not in done:
-                    done[t] = (predict(prepared.inputs) if t == (0.0, 1.0) else
-                               warp(predict(warp(prepared.inputs, matrix(size, *t))), matrix(size, -t[0], 1 / t[1])))
+                    done[t] = (
+                        predict(prepared.inputs)
+                        if t == (0.0, 1.0)
+                        else warp(predict(warp(prepared.inputs, matrix(size, *t))), matrix(size, -t[0], 1 / t[1]))
+                    )
             mean = sum(done[t] for t in transforms) / len(transforms)
             if cfg.infer.slice_smoothing:
                 mean = smooth_across_slices(mean)

@@ -89,12 +89,13 @@ def describe_device(tf=None) -> str:
         return f"device: GPU ({', '.join(names)})"
     expected = gpu_expected()
     if expected and os.name == "nt":  # TensorFlow has no GPU build for native Windows
-        return (f"device: CPU ({cpu_cores()} cores; TensorFlow uses an NVIDIA GPU on Windows only inside "
-                "WSL2)")
+        return f"device: CPU ({cpu_cores()} cores; TensorFlow uses an NVIDIA GPU on Windows only inside WSL2)"
     if expected:
-        return (f"device: CPU ({cpu_cores()} cores). WARNING: {expected} says this machine has an NVIDIA GPU, "
-                "but TensorFlow sees none: the CUDA lines above say why (pip install 'tensorflow[and-cuda]'; "
-                "on Colab, Runtime > Change runtime type)")
+        return (
+            f"device: CPU ({cpu_cores()} cores). WARNING: {expected} says this machine has an NVIDIA GPU, "
+            "but TensorFlow sees none: the CUDA lines above say why (pip install 'tensorflow[and-cuda]'; "
+            "on Colab, Runtime > Change runtime type)"
+        )
     return f"device: CPU ({cpu_cores()} cores; no GPU)"
 
 

@@ -136,18 +136,17 @@ def _convert(value: Any, tp: Any, where: _Where, base_dir: Path) -> Any:
         if not isinstance(value, dict):
             fail()
         kt, vt = typing.get_args(tp)
-        return {
-            _convert(k, kt, where, base_dir): _convert(v, vt, where, base_dir)
-            for k, v in value.items()
-        }
+        return {_convert(k, kt, where, base_dir): _convert(v, vt, where, base_dir) for k, v in value.items()}
     raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
 
 
 def _expand_vars(text: str) -> str:
     """Expand ``$VAR``/``${VAR}`` that are set and non-empty; leave others visible, so
     that a "not found" error still names the variable."""
+
     def sub(m: re.Match[str]) -> str:
         return os.environ.get(m.group(1) or m.group(2)) or m.group(0)
+
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, text)
 
 
@@ -160,8 +159,7 @@ def _parse_literal(text: str, where: _Where, tp: Any, lenient_strings: bool) -> 
             return text.strip()
         hint = ' Strings must be quoted, e.g. "Adam".' if wants_text else ""
         raise ValueError(
-            f"{where}: malformed value {text.strip()!r}; expected a Python literal "
-            f"({_type_name(tp)}).{hint}"
+            f"{where}: malformed value {text.strip()!r}; expected a Python literal ({_type_name(tp)}).{hint}"
         ) from None
 
 
@@ -213,8 +211,10 @@ def resolve_config(name_or_path: str | os.PathLike[str]) -> Path:
         shipped = shipped_config_dir() / (text if text.endswith(".config") else f"{text}.config")
         if shipped.is_file():
             return shipped
-    raise FileNotFoundError(f"config file not found: {name_or_path} (give a path, or the name of a shipped "
-                            f"config: {', '.join(shipped_configs())})")
+    raise FileNotFoundError(
+        f"config file not found: {name_or_path} (give a path, or the name of a shipped "
+        f"config: {', '.join(shipped_configs())})"
+    )
 
 
 def config_base_dir(path: Path) -> Path:
@@ -236,16 +236,21 @@ def read_config_text(path: Path) -> str:
         ValueError: any other encoding (it would be misread), naming the file and the line.
     """
     data = path.read_bytes()
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                       (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
         if data.startswith(bom):
             return data.decode(codec)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file "
-                         "as UTF-8 (or UTF-16 with a byte-order mark)") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file "
+            "as UTF-8 (or UTF-16 with a byte-order mark)"
+        ) from None
 
 
 def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> Config:
@@ -268,8 +273,11 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
     """
     path = resolve_config(path)
     parser = configparser.ConfigParser(
-        interpolation=None, comment_prefixes=(";", "#"), inline_comment_prefixes=None,
-        strict=True, empty_lines_in_values=False,
+        interpolation=None,
+        comment_prefixes=(";", "#"),
+        inline_comment_prefixes=None,
+        strict=True,
+        empty_lines_in_values=False,
     )
     parser.optionxform = str  # keys are case-sensitive, as in the original
     try:
@@ -282,8 +290,9 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
     notices: list[str] = []
     for section in parser.sections():
         if section in ORIGINAL_UNUSED_SECTIONS:
-            notices.append(f"{path}: [{section}] belongs to the original FlexUNet system "
-                           "and is not used here; ignored.")
+            notices.append(
+                f"{path}: [{section}] belongs to the original FlexUNet system and is not used here; ignored."
+            )
             continue
         if section not in SECTIONS:
             raise ValueError(
@@ -296,12 +305,12 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
             where = _Where(path, section, key)
             if key not in fields_:
                 if key in ORIGINAL_UNUSED_KEYS.get(section, ()):
-                    notices.append(f"{where} is a setting of the original FlexUNet system "
-                                   "that this project does not use; ignored.")
+                    notices.append(
+                        f"{where} is a setting of the original FlexUNet system that this project does not use; ignored."
+                    )
                     continue
                 raise ValueError(
-                    f"{where}: unknown key.{_closest(key, fields_)} "
-                    f"Valid keys in [{section}]: {', '.join(fields_)}."
+                    f"{where}: unknown key.{_closest(key, fields_)} Valid keys in [{section}]: {', '.join(fields_)}."
                 )
             value = _parse_literal(text, where, fields_[key], lenient_strings=False)
             raw[section][key] = _convert(value, fields_[key], where, base_dir)
@@ -318,23 +327,28 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
 
 def _parse_override(item: str, path: Path) -> tuple[str, str, Any]:
     if "=" not in item or "." not in item.split("=", 1)[0]:
-        raise ValueError(f"--set {item!r}: expected section.key=value, "
-                         "e.g. --set derive.output_dir=out/derived")
+        raise ValueError(f"--set {item!r}: expected section.key=value, e.g. --set derive.output_dir=out/derived")
     name, text = item.split("=", 1)
     section, key = name.strip().split(".", 1)
     if section not in SECTIONS:
         raise ValueError(f"--set {item!r}: unknown section [{section}].{_closest(section, SECTIONS)}")
     fields_ = _section_fields(SECTIONS[section])
     if key not in fields_:
-        raise ValueError(f"--set {item!r}: unknown key [{section}] {key}.{_closest(key, fields_)} "
-                         f"Valid keys: {', '.join(fields_)}.")
+        raise ValueError(
+            f"--set {item!r}: unknown key [{section}] {key}.{_closest(key, fields_)} Valid keys: {', '.join(fields_)}."
+        )
     where = _Where("--set", section, key)
     value = _parse_literal(text, where, fields_[key], lenient_strings=True)
     return section, key, _convert(value, fields_[key], where, Path.cwd())
 
 
-def _build(raw: dict[str, dict[str, Any]], path: Path | None, present: frozenset[str],
-           notices: tuple[str, ...], overridden: frozenset[tuple[str, str]] = frozenset()) -> Config:
+def _build(
+    raw: dict[str, dict[str, Any]],
+    path: Path | None,
+    present: frozenset[str],
+    notices: tuple[str, ...],
+    overridden: frozenset[tuple[str, str]] = frozenset(),
+) -> Config:
     sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
     cfg = Config(**sections, path=path, sections_present=present, notices=notices)
     cfg = _fill_dataset_dirs(cfg)
@@ -360,8 +374,12 @@ def _fill_dataset_dirs(cfg: Config) -> Config:
     if infer.images_dir is None:
         infer = dataclasses.replace(infer, images_dir=out / "mini_test" / "images")
     return dataclasses.replace(
-        cfg, derive=derive, train=dirs(cfg.train, "train"), valid=dirs(cfg.valid, "valid"),
-        test=dirs(cfg.test, "test"), infer=infer,
+        cfg,
+        derive=derive,
+        train=dirs(cfg.train, "train"),
+        valid=dirs(cfg.valid, "valid"),
+        test=dirs(cfg.test, "test"),
+        infer=infer,
     )
 
 
@@ -380,17 +398,18 @@ def _raiser(cfg: Config, overridden: frozenset[tuple[str, str]] = frozenset()) -
     return err
 
 
-
 def _check_model(cfg: Config, err: Invalid) -> None:
     """[model]: sizes, depth, kernels, dropout and the optimiser's numbers."""
     m = cfg.model
     if m.model != "TensorFlowFlexUNet":
         err("model", "model", f'{m.model!r}: this project builds one model, the FlexUNet; use "TensorFlowFlexUNet"')
     if cfg.dataset.class_name != "ImageCategorizedMaskDataset":
-        err("dataset", "class_name", f'{cfg.dataset.class_name!r}: this project reads one kind of dataset; use '
-            '"ImageCategorizedMaskDataset"')
-    for key in ("image_width", "image_height", "image_channels", "num_classes",
-                "base_filters", "num_layers"):
+        err(
+            "dataset",
+            "class_name",
+            f'{cfg.dataset.class_name!r}: this project reads one kind of dataset; use "ImageCategorizedMaskDataset"',
+        )
+    for key in ("image_width", "image_height", "image_channels", "num_classes", "base_filters", "num_layers"):
         if getattr(m, key) < 1:
             err("model", key, f"must be a positive integer, got {getattr(m, key)}")
     if m.image_channels not in (1, 3):
@@ -410,14 +429,22 @@ def _check_model(cfg: Config, err: Invalid) -> None:
         size = getattr(m, key)
         if size % factor:
             most = 1 + ((size & -size).bit_length() - 1)  # each level halves the image
-            err("model", key, f"{size} must be divisible by 2**(num_layers-1) = {factor} "
+            err(
+                "model",
+                key,
+                f"{size} must be divisible by 2**(num_layers-1) = {factor} "
                 f"for num_layers = {m.num_layers}: too many layers for this size (at most {most}); "
-                f"use a multiple of {factor} or fewer layers")
+                f"use a multiple of {factor} or fewer layers",
+            )
     if not 0 <= m.dropout_rate < 1:
         err("model", "dropout_rate", f"must be in [0, 1), got {m.dropout_rate}")
     if m.dropout_rate * (m.num_layers - 1) >= 1:
-        err("model", "dropout_rate", f"dropout_rate * (num_layers-1) = "
-            f"{m.dropout_rate * (m.num_layers - 1):g} must stay below 1 (the deepest level's rate)")
+        err(
+            "model",
+            "dropout_rate",
+            f"dropout_rate * (num_layers-1) = "
+            f"{m.dropout_rate * (m.num_layers - 1):g} must stay below 1 (the deepest level's rate)",
+        )
     if m.learning_rate <= 0:
         err("model", "learning_rate", f"must be positive, got {m.learning_rate}")
     if m.clipvalue is not None and m.clipvalue <= 0:
@@ -455,8 +482,12 @@ def _check_train(cfg: Config, err: Invalid) -> None:
     if t.lr_schedule not in ("plateau", "cosine"):
         err("train", "lr_schedule", f'must be "plateau" or "cosine", got {t.lr_schedule!r}')
     if t.lr_schedule == "cosine" and t.learning_rate_reducer:
-        err("train", "lr_schedule", '"cosine" sets the learning rate of every epoch itself; set '
-            "learning_rate_reducer = False too, or keep lr_schedule = \"plateau\"")
+        err(
+            "train",
+            "lr_schedule",
+            '"cosine" sets the learning rate of every epoch itself; set '
+            'learning_rate_reducer = False too, or keep lr_schedule = "plateau"',
+        )
     if not 0 < t.reducer_factor < 1:
         err("train", "reducer_factor", f"must be between 0 and 1, got {t.reducer_factor}")
     if t.jit_compile not in (True, False, "auto"):
@@ -501,27 +532,36 @@ def _check_mask(cfg: Config, err: Invalid) -> None:
     if classes != list(range(len(rgb_map))):
         err("mask", "rgb_map", f"class indices must be 0..{len(rgb_map) - 1}, each once; got {classes}")
     if m.num_classes != len(rgb_map):
-        err("model", "num_classes", f"is {m.num_classes} but [mask] rgb_map has {len(rgb_map)} "
-            f"colours (classes {classes}); they must agree")
+        err(
+            "model",
+            "num_classes",
+            f"is {m.num_classes} but [mask] rgb_map has {len(rgb_map)} colours (classes {classes}); they must agree",
+        )
     if cfg.mask.mask_file_format.lower() not in (".png",):
-        err("mask", "mask_file_format", f'only ".png" is supported (lossless), got '
-            f"{cfg.mask.mask_file_format!r}")
+        err("mask", "mask_file_format", f'only ".png" is supported (lossless), got {cfg.mask.mask_file_format!r}')
 
 
 def _check_derive_context(cfg: Config, err: Invalid) -> None:
     """[derive] context_slices and context_step: the 2.5D channels against [model] and [image]."""
     c, m = cfg.derive.context_slices, cfg.model
     if c < 0 or (c and 2 * c + 1 != m.image_channels):
-        err("derive", "context_slices", f"{c}: use 0 (one slice, grey) or 1 (slices i-1, i, i+1 as the "
-            f"3 channels, with [model] image_channels = 3); [model] image_channels is {m.image_channels}")
+        err(
+            "derive",
+            "context_slices",
+            f"{c}: use 0 (one slice, grey) or 1 (slices i-1, i, i+1 as the "
+            f"3 channels, with [model] image_channels = 3); [model] image_channels is {m.image_channels}",
+        )
     if cfg.derive.context_step < 1:
         err("derive", "context_step", f"must be 1 (adjacent slices) or more, got {cfg.derive.context_step}")
     if cfg.derive.context_step != 1 and not c:
-        err("derive", "context_step", f"{cfg.derive.context_step} spaces the neighbouring slices of "
-            "context_slices = 1; with context_slices = 0 there are none (set context_slices = 1, or remove it)")
+        err(
+            "derive",
+            "context_step",
+            f"{cfg.derive.context_step} spaces the neighbouring slices of "
+            "context_slices = 1; with context_slices = 0 there are none (set context_slices = 1, or remove it)",
+        )
     if c and cfg.image.color_order != "RGB":
-        err("derive", "context_slices", 'neighbouring slices are stored in RGB order; set [image] '
-            'color_order = "RGB"')
+        err("derive", "context_slices", 'neighbouring slices are stored in RGB order; set [image] color_order = "RGB"')
 
 
 def _check_derive(cfg: Config, err: Invalid) -> None:
@@ -531,40 +571,55 @@ def _check_derive(cfg: Config, err: Invalid) -> None:
     if d.layout not in layouts:
         err("derive", "layout", f"{d.layout!r} is not one of {', '.join(layouts)}.{_closest(d.layout, layouts)}")
     if d.plane not in VALID_PLANES:
-        err("derive", "plane", f"{d.plane!r} is not one of {', '.join(VALID_PLANES)}."
-            f"{_closest(d.plane, VALID_PLANES)}")
+        err("derive", "plane", f"{d.plane!r} is not one of {', '.join(VALID_PLANES)}.{_closest(d.plane, VALID_PLANES)}")
     if any(f < 0 for f in d.split) or abs(sum(d.split) - 1) > 1e-6 or d.split[0] == 0:
-        err("derive", "split", f"train, valid and test fractions must be >= 0, sum to 1 and "
-            f"give train a share; got {d.split}")
+        err(
+            "derive",
+            "split",
+            f"train, valid and test fractions must be >= 0, sum to 1 and give train a share; got {d.split}",
+        )
     if d.split_by not in VALID_SPLIT_BY:
         err("derive", "split_by", f"{d.split_by!r} is not one of {', '.join(VALID_SPLIT_BY)}")
     if d.empty_slice_ratio < 0:
         err("derive", "empty_slice_ratio", f"must be zero or more, got {d.empty_slice_ratio}")
     if d.crop not in ("none", "auto"):
-        err("derive", "crop", f'must be "none" (whole slices) or "auto" (a window learned from the training '
-            f'labels), got {d.crop!r}')
+        err(
+            "derive",
+            "crop",
+            f'must be "none" (whole slices) or "auto" (a window learned from the training labels), got {d.crop!r}',
+        )
     if not 0 <= d.crop_margin_mm <= 100:
         err("derive", "crop_margin_mm", f"must be 0..100 mm, got {d.crop_margin_mm}")
     if d.crop_box_mm is not None:
         top, bottom, left, right = d.crop_box_mm
         if not (top < bottom and left < right):
-            err("derive", "crop_box_mm", f"(top, bottom, left, right) in mm with top < bottom and left < right, "
-                f"got {d.crop_box_mm}")
+            err(
+                "derive",
+                "crop_box_mm",
+                f"(top, bottom, left, right) in mm with top < bottom and left < right, got {d.crop_box_mm}",
+            )
     lo, hi = d.intensity_percentiles
     if not 0 <= lo < hi <= 100:
         err("derive", "intensity_percentiles", f"need 0 <= low < high <= 100, got {(lo, hi)}")
     if d.image_size is not None and min(d.image_size) < 8:
         err("derive", "image_size", f"must be at least (8, 8), got {d.image_size}")
     if cfg.image_size != (m.image_height, m.image_width):
-        err("derive", "image_size", f"{cfg.image_size} differs from [model] image_height, "
-            f"image_width = {(m.image_height, m.image_width)}; the model reads the derived slices")
+        err(
+            "derive",
+            "image_size",
+            f"{cfg.image_size} differs from [model] image_height, "
+            f"image_width = {(m.image_height, m.image_width)}; the model reads the derived slices",
+        )
     for src_label, cls in d.label_map.items():
         if src_label <= 0:
-            err("derive", "label_map", f"source label {src_label}: only labels > 0 are mapped "
-                "(0 is background)")
+            err("derive", "label_map", f"source label {src_label}: only labels > 0 are mapped (0 is background)")
         if not 0 <= cls < m.num_classes:
-            err("derive", "label_map", f"label {src_label} -> class {cls}, but classes run "
-                f"0..{m.num_classes - 1} ([model] num_classes = {m.num_classes})")
+            err(
+                "derive",
+                "label_map",
+                f"label {src_label} -> class {cls}, but classes run "
+                f"0..{m.num_classes - 1} ([model] num_classes = {m.num_classes})",
+            )
     if d.mini_test_size < 0:
         err("derive", "mini_test_size", f"must be zero or more, got {d.mini_test_size}")
 
@@ -573,15 +628,23 @@ def _check_synthetic(cfg: Config, err: Invalid) -> None:
     """[synthetic]: the generator's subject counts."""
     syn = cfg.synthetic
     if syn.n_labelled < 3 or syn.n_unlabelled < 0:
-        err("synthetic", "n_labelled", f"need at least 3 labelled subjects (one per split), got "
-            f"{syn.n_labelled}")
+        err("synthetic", "n_labelled", f"need at least 3 labelled subjects (one per split), got {syn.n_labelled}")
     if not 0 <= syn.atrophy_fraction <= 1:
         err("synthetic", "atrophy_fraction", f"must be in [0, 1], got {syn.atrophy_fraction}")
 
 
 # One small check per section, in this order (a key of one section may be checked against another's).
-_CHECKS = (_check_model, _check_train, _check_augment, _check_infer, _check_image, _check_derive_context,
-           _check_mask, _check_derive, _check_synthetic)
+_CHECKS = (
+    _check_model,
+    _check_train,
+    _check_augment,
+    _check_infer,
+    _check_image,
+    _check_derive_context,
+    _check_mask,
+    _check_derive,
+    _check_synthetic,
+)
 
 
 def validate(cfg: Config, overridden: frozenset[tuple[str, str]] = frozenset()) -> None:

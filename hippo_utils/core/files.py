@@ -15,6 +15,7 @@ from hippo_utils.core import ownership
 
 _cleaned: set[Path] = set()  # folders whose stale temporary files this process has removed
 
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], input: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -34,8 +35,9 @@ def atomic_path(path: str | os.PathLike[str], input: str | None = None) -> Itera
     if path.parent not in _cleaned:  # what killed runs of ours left here
         ownership.remove_stale_temps(path.parent)
         _cleaned.add(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=ownership.temp_prefix(path), suffix="".join(path.suffixes) or ".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=ownership.temp_prefix(path), suffix="".join(path.suffixes) or ".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~ownership.umask())  # mkstemp makes 0600; the result is an ordinary file
@@ -64,9 +66,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str], kind: str, replace: bool = False,
-               inputs: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
-               what: str = "the output folder") -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str],
+    kind: str,
+    replace: bool = False,
+    inputs: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
+    what: str = "the output folder",
+) -> Iterator[Path]:
     """Build a folder under a temporary name beside ``path``, then rename it into place.
 
     Args:
@@ -107,9 +113,12 @@ def atomic_dir(path: str | os.PathLike[str], kind: str, replace: bool = False,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_replaceable(path: str | os.PathLike[str], kind: str,
-                      inputs: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
-                      what: str = "the output folder") -> None:
+def check_replaceable(
+    path: str | os.PathLike[str],
+    kind: str,
+    inputs: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
+    what: str = "the output folder",
+) -> None:
     """Refuse to replace ``path`` unless the tool can prove it made it as a ``kind`` and it
     holds nothing else, and it is not the current, home or an input's folder, nor holds one.
 
@@ -121,8 +130,10 @@ def check_replaceable(path: str | os.PathLike[str], kind: str,
         return
     reason = ownership.protected_reason(path, inputs) or ownership.why_not_replaceable(path, kind)
     if reason:
-        raise ownership.NotOurs(f"{what} {path} cannot be replaced: {reason}. Nothing was changed; choose "
-                                "another folder, or move this one away yourself")
+        raise ownership.NotOurs(
+            f"{what} {path} cannot be replaced: {reason}. Nothing was changed; choose "
+            "another folder, or move this one away yourself"
+        )
 
 
 def remove_stale_builds(path: str | os.PathLike[str]) -> list[Path]:
@@ -134,7 +145,7 @@ def remove_stale_builds(path: str | os.PathLike[str]) -> list[Path]:
     path = Path(path)
     removed = []
     for tmp in path.parent.glob(f".{path.name}.tmp-*-*"):
-        pid = tmp.name[len(f".{path.name}.tmp-"):].split("-", 1)[0]
+        pid = tmp.name[len(f".{path.name}.tmp-") :].split("-", 1)[0]
         if pid.isdigit() and not ownership.alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)

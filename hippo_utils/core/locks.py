@@ -143,12 +143,16 @@ def _acquire(path: Path, folder: str | os.PathLike[str]):
         if locked is False or (locked is None and holder and _runs(holder)):
             fh.close()
             where = f"; if it no longer runs, remove {path}" if locked is None else ""
-            raise FolderLocked(f"{folder} is in use: {_describe(holder)} is writing it. Wait for it to "
-                               f"finish, or choose another output folder{where}") from None
+            raise FolderLocked(
+                f"{folder} is in use: {_describe(holder)} is writing it. Wait for it to "
+                f"finish, or choose another output folder{where}"
+            ) from None
         if holder and not (isinstance(holder.get("pid"), int) and "started" in holder):
             fh.close()  # a file of someone else's that has the lock's name: left as it is
-            raise FileExistsError(f"{path} is in the way of {folder}'s lock and is not one: hippo_utils "
-                                  "would replace it. Move it away, or choose another output folder")
+            raise FileExistsError(
+                f"{path} is in the way of {folder}'s lock and is not one: hippo_utils "
+                "would replace it. Move it away, or choose another output folder"
+            )
         try:
             if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
                 return fh, locked is None
@@ -188,8 +192,12 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "write") -> Iterator
     stale = _read_holder(fh)
     fh.seek(0)
     fh.truncate()
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-              "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200]}
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "command": f"{what}: {Path(sys.argv[0]).name} {' '.join(sys.argv[1:4])}"[:200],
+    }
     fh.write(" " + json.dumps(record))  # the first byte is the one Windows locks
     fh.flush()
     if unlocked:  # no system lock: of two that wrote at once, the record left says who goes on

@@ -64,8 +64,7 @@ def _write_record(folder: Path, record: dict) -> None:
 def _new_record(kind: str | None = None, build: str | None = None) -> dict:
     from hippo_utils._version import __version__
 
-    return {"made_by": "hippo_utils", "version": __version__, "kind": kind, "build": build, "owner": None,
-            "files": {}}
+    return {"made_by": "hippo_utils", "version": __version__, "kind": kind, "build": build, "owner": None, "files": {}}
 
 
 def umask() -> int:
@@ -116,8 +115,11 @@ def result_files(folder: str | os.PathLike[str]) -> set[str]:
     record = read_record(folder)
     if record is None:
         return set()
-    return {name for name, entry in record["files"].items()
-            if isinstance(entry, dict) and entry.get("input") and _matches(Path(folder) / name, entry)}
+    return {
+        name
+        for name, entry in record["files"].items()
+        if isinstance(entry, dict) and entry.get("input") and _matches(Path(folder) / name, entry)
+    }
 
 
 def recorded_input(path: str | os.PathLike[str]) -> str | None:
@@ -139,11 +141,15 @@ def check_may_write(path: str | os.PathLike[str]) -> None:
     if not (path.exists() or path.is_symlink()):
         return
     if path.is_dir() and not path.is_symlink():
-        raise NotOurs(f"{path} is a folder where hippo_utils writes a file; it is left as it is. "
-                      "Move it away, or choose another output folder")
+        raise NotOurs(
+            f"{path} is a folder where hippo_utils writes a file; it is left as it is. "
+            "Move it away, or choose another output folder"
+        )
     if not is_ours(path):
-        raise NotOurs(f"{path} exists and was not written by hippo_utils (or was changed since); it is left "
-                      "as it is. Move it away, or choose another output folder")
+        raise NotOurs(
+            f"{path} exists and was not written by hippo_utils (or was changed since); it is left "
+            "as it is. Move it away, or choose another output folder"
+        )
 
 
 def remember(tmp: str | os.PathLike[str], path: str | os.PathLike[str], input: str | None = None) -> None:
@@ -201,17 +207,24 @@ def claim(folder: str | os.PathLike[str], owner: dict, what: str, check_only: bo
         record = read_record(folder) or _new_record()
         before = record.get("owner")
         if not before:  # a folder the run would share with files it did not write: refused now, not mid-run
-            ours = {name for name, entry in record["files"].items() if isinstance(entry, dict)
-                    and _matches(folder / name, entry)}
+            ours = {
+                name
+                for name, entry in record["files"].items()
+                if isinstance(entry, dict) and _matches(folder / name, entry)
+            }
             foreign = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name not in ours)
             if foreign:
-                raise NotOurs(f"{what} {folder} holds files hippo_utils did not write ({_describe(foreign)}); "
-                              f"choose another {what}, a folder of this run's own")
+                raise NotOurs(
+                    f"{what} {folder} holds files hippo_utils did not write ({_describe(foreign)}); "
+                    f"choose another {what}, a folder of this run's own"
+                )
         if before and before != owner:
             theirs = ", ".join(f"{k} {v}" for k, v in before.items())
             mine = ", ".join(f"{k} {v}" for k, v in owner.items())
-            raise NotOurs(f"{what} {folder} holds the outputs of another run ({theirs}); this run ({mine}) "
-                          f"would overwrite them. Choose another {what}")
+            raise NotOurs(
+                f"{what} {folder} holds the outputs of another run ({theirs}); this run ({mine}) "
+                f"would overwrite them. Choose another {what}"
+            )
         if before != owner and not check_only:
             record["owner"] = owner
             _write_record(folder, record)
@@ -287,8 +300,10 @@ def _contains(outer: Path, inner: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def protected_reason(folder: str | os.PathLike[str], inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (),
-                     ) -> str | None:
+def protected_reason(
+    folder: str | os.PathLike[str],
+    inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (),
+) -> str | None:
     """Why ``folder`` must never be replaced or emptied whatever made it, or None.
 
     Args:
@@ -311,8 +326,10 @@ def protected_reason(folder: str | os.PathLike[str], inputs: Iterable[tuple[str,
     return None
 
 
-def check_outputs_apart(outputs: Iterable[tuple[str, str | os.PathLike[str] | None]],
-                        inputs: Iterable[tuple[str, str | os.PathLike[str] | None]]) -> None:
+def check_outputs_apart(
+    outputs: Iterable[tuple[str, str | os.PathLike[str] | None]],
+    inputs: Iterable[tuple[str, str | os.PathLike[str] | None]],
+) -> None:
     """Refuse an output path that is, or holds, an input.
 
     Raises:
@@ -326,8 +343,10 @@ def check_outputs_apart(outputs: Iterable[tuple[str, str | os.PathLike[str] | No
         for in_what, path in inputs:
             if _contains(out_r, path):
                 how = "is" if out_r == path else "holds"
-                raise ValueError(f"{what} {out} {how} {in_what} {path}: results would be written over "
-                                 f"or among the inputs. Choose an output folder apart from the inputs")
+                raise ValueError(
+                    f"{what} {out} {how} {in_what} {path}: results would be written over "
+                    f"or among the inputs. Choose an output folder apart from the inputs"
+                )
 
 
 # ------------------------------------------------------------------ temporaries
@@ -343,8 +362,13 @@ def _stale_temp(path: Path) -> bool:
     """Whether ``path`` is a temporary file of this tool (as named by :func:`temp_prefix`) whose
     process no longer runs: a killed write's leftover, not anyone's data."""
     m = _TEMP_NAME.fullmatch(path.name)
-    return (m is not None and int(m.group(1)) != os.getpid() and not alive(int(m.group(1)))
-            and path.is_file() and not path.is_symlink())
+    return (
+        m is not None
+        and int(m.group(1)) != os.getpid()
+        and not alive(int(m.group(1)))
+        and path.is_file()
+        and not path.is_symlink()
+    )
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:

@@ -45,8 +45,9 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         why = "the file is empty" if path.is_file() and path.stat().st_size == 0 else str(exc)
-        raise ValueError(f"{path}: cannot read this file as an image ({why}); a .png, .jpg, .bmp or .tif "
-                         "image is needed") from None
+        raise ValueError(
+            f"{path}: cannot read this file as an image ({why}); a .png, .jpg, .bmp or .tif image is needed"
+        ) from None
     return image
 
 
@@ -54,8 +55,10 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file as a uint8 (H, W, 3) RGB array (masks, previews, strips)."""
     with open_image(path) as image:
         if image.mode in HIGH_DEPTH_MODES:
-            raise ValueError(f"{path}: a {image.mode} (more than 8-bit grey) image where a colour mask is "
-                             "needed; save the mask as an 8-bit PNG")
+            raise ValueError(
+                f"{path}: a {image.mode} (more than 8-bit grey) image where a colour mask is "
+                "needed; save the mask as an 8-bit PNG"
+            )
         return np.asarray(image.convert("RGB"))
 
 

@@ -190,7 +190,6 @@ class ImageSection:
     color_order: str = "RGB"
 
 
-
 SECTIONS: dict[str, type] = {
     "model": ModelSection,
     "dataset": DatasetSection,
@@ -210,23 +209,45 @@ SECTIONS: dict[str, type] = {
 ORIGINAL_UNUSED_KEYS: dict[str, set[str]] = {
     "model": {"dropout_seed_fixing", "seed", "activation", "generator"},
     "train": {
-        "create_backup", "steps_per_epoch", "validation_steps", "dataset_splitter",
-        "seedreset_callback", "epoch_change_tiledinfer", "epoch_change_tiledinfer_dir",
-        "epoch_change_tiled_infer", "epoch_change_tiled_infer_dir", "image_datapath",
-        "mask_datapath", "save_model_file",
+        "create_backup",
+        "steps_per_epoch",
+        "validation_steps",
+        "dataset_splitter",
+        "seedreset_callback",
+        "epoch_change_tiledinfer",
+        "epoch_change_tiledinfer_dir",
+        "epoch_change_tiled_infer",
+        "epoch_change_tiled_infer_dir",
+        "image_datapath",
+        "mask_datapath",
+        "save_model_file",
     },
     "valid": {"image_datapath", "mask_datapath"},
     "test": {"image_datapath", "mask_datapath"},
     "infer": {"binarize", "threshold", "mask_colorize", "sharpening", "color_converter"},
     "image": {"color_converter", "gamma", "sharpening"},
     "mask": {
-        "mask_datatype", "blur", "blur_size", "binarize", "threshold", "grayscaling",
+        "mask_datatype",
+        "blur",
+        "blur_size",
+        "binarize",
+        "threshold",
+        "grayscaling",
         "color_order",
     },
 }
 ORIGINAL_UNUSED_SECTIONS = {
-    "eval", "tiledinfer", "segmentation", "generator", "augmentor", "deformation",
-    "distortion", "barrdistortion", "pincdistortion", "sharpening", "brightening",
+    "eval",
+    "tiledinfer",
+    "segmentation",
+    "generator",
+    "augmentor",
+    "deformation",
+    "distortion",
+    "barrdistortion",
+    "pincdistortion",
+    "sharpening",
+    "brightening",
 }
 
 VALID_PLANES = ("coronal", "axial", "sagittal", "axis0", "axis1", "axis2")

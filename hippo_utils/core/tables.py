@@ -51,8 +51,9 @@ def write_table(rows: Sequence[Mapping], csv_path: str | os.PathLike[str], with_
     write_json(csv_path.with_suffix(".json"), table)
 
 
-def write_history_csv(path: str | os.PathLike[str], history: Mapping[str, Sequence[float]],
-                      columns: Sequence[str]) -> None:
+def write_history_csv(
+    path: str | os.PathLike[str], history: Mapping[str, Sequence[float]], columns: Sequence[str]
+) -> None:
     """Per-epoch values in the original system's ``epoch,metric,val_metric,`` format."""
     cols = [c for c in columns if c in history]
     epochs = len(history.get("loss", []))
@@ -85,8 +86,10 @@ def read_rows(json_path: str | os.PathLike[str], key: str) -> list[dict]:
         raise ValueError(f"{json_path}: not a table this version wrote ({rows!r}); use another folder")
     summaries = ("mean", "std")
     if any(key not in r and next(iter(r.values()), None) not in summaries for r in rows):
-        raise ValueError(f"{json_path}: a table from an older version, whose rows do not name their {key}; "
-                         "adding to it would lose them. Use another folder")
+        raise ValueError(
+            f"{json_path}: a table from an older version, whose rows do not name their {key}; "
+            "adding to it would lose them. Use another folder"
+        )
     return [r for r in rows if key in r]
 
 

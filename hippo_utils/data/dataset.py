@@ -33,16 +33,19 @@ def pair_files(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     """
     for d in (images_dir, masks_dir):
         if not Path(d).is_dir():
-            raise FileNotFoundError(f"folder not found: {d} (derive the dataset first: "
-                                    "python -m hippo_utils derive CONFIG)")
+            raise FileNotFoundError(
+                f"folder not found: {d} (derive the dataset first: python -m hippo_utils derive CONFIG)"
+            )
     images = {p.stem: p for p in Path(images_dir).iterdir() if p.suffix.lower() in DATASET_SUFFIXES}
     masks = {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in DATASET_SUFFIXES}
     if not images:
         raise ValueError(f"{images_dir}: no .png or .jpg images")
     only_img, only_mask = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if only_img or only_mask:
-        raise ValueError(f"{images_dir} and {masks_dir} do not match by name: images without mask "
-                         f"{only_img[:5]}, masks without image {only_mask[:5]}")
+        raise ValueError(
+            f"{images_dir} and {masks_dir} do not match by name: images without mask "
+            f"{only_img[:5]}, masks without image {only_mask[:5]}"
+        )
     return [(images[k], masks[k]) for k in sorted(images)]
 
 
@@ -65,7 +68,8 @@ def _colour_table(labels: Labels):
 
     keys, classes = labels.colour_table()
     return tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(classes)), default_value=-1)
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(classes)), default_value=-1
+    )
 
 
 def decode_pair_fn(cfg: Config):
@@ -78,16 +82,23 @@ def decode_pair_fn(cfg: Config):
     rgb_map_text = str(dict(cfg.mask.rgb_map))
 
     def decode(img_path, mask_path):
-        image = tf.io.decode_image(tf.io.read_file(img_path), channels=m.image_channels,
-                                   expand_animations=False)
+        image = tf.io.decode_image(tf.io.read_file(img_path), channels=m.image_channels, expand_animations=False)
         if cfg.image.color_order == "BGR" and m.image_channels == 3:
             image = image[..., ::-1]
         mask = tf.io.decode_image(tf.io.read_file(mask_path), channels=3, expand_animations=False)
-        tf.debugging.assert_equal(tf.shape(image)[:2], size, message=(
-            f"image size differs from [model] image_height x image_width = {m.image_height}x{m.image_width}"
-            " (re-derive the dataset with this config); file:"), summarize=3, name=None)
-        tf.debugging.assert_equal(tf.shape(mask)[:2], tf.shape(image)[:2],
-                                  message="mask size differs from its image; file:")
+        tf.debugging.assert_equal(
+            tf.shape(image)[:2],
+            size,
+            message=(
+                f"image size differs from [model] image_height x image_width = {m.image_height}x{m.image_width}"
+                " (re-derive the dataset with this config); file:"
+            ),
+            summarize=3,
+            name=None,
+        )
+        tf.debugging.assert_equal(
+            tf.shape(mask)[:2], tf.shape(image)[:2], message="mask size differs from its image; file:"
+        )
         m32 = tf.cast(mask, tf.int32)
         classes = table.lookup(m32[..., 0] * 65536 + m32[..., 1] * 256 + m32[..., 2])
         ok = tf.reduce_all(classes >= 0)
@@ -112,8 +123,13 @@ def augment_fn(cfg: Config):
     def transform(x, matrix, interpolation):
         x = tf.cast(x, tf.float32)[None]
         out = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=matrix[None], output_shape=tf.constant([h, w]),
-            interpolation=interpolation, fill_mode="CONSTANT", fill_value=0.0)
+            images=x,
+            transforms=matrix[None],
+            output_shape=tf.constant([h, w]),
+            interpolation=interpolation,
+            fill_mode="CONSTANT",
+            fill_value=0.0,
+        )
         return out[0]
 
     def augment(image, classes):
@@ -138,8 +154,14 @@ def augment_fn(cfg: Config):
     return augment
 
 
-def make_dataset(cfg: Config, split: str = "train", training: bool | None = None,
-                 batch_size: int | None = None, cache: str | None = None, repeat: bool = False):
+def make_dataset(
+    cfg: Config,
+    split: str = "train",
+    training: bool | None = None,
+    batch_size: int | None = None,
+    cache: str | None = None,
+    repeat: bool = False,
+):
     """A batched ``tf.data.Dataset`` of (float32 image 0..255, one-hot float32 mask).
 
     Args:

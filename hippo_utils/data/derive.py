@@ -57,10 +57,29 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 DATASET_KIND = "derived-dataset"  # its record (hippo_utils.core.ownership): only such a folder is replaced
 MANIFEST_COLUMNS = (
-    "subject", "split", "slice_index", "image", "mask", "source", "label_source", "has_label",
-    "label_pixels", "spacing", "source_shape",
-    "plane", "axis", "row_axis", "col_axis", "flip_rows", "flip_cols", "in_shape", "pixel_mm",
-    "resized", "pad", "out_size", "crop",
+    "subject",
+    "split",
+    "slice_index",
+    "image",
+    "mask",
+    "source",
+    "label_source",
+    "has_label",
+    "label_pixels",
+    "spacing",
+    "source_shape",
+    "plane",
+    "axis",
+    "row_axis",
+    "col_axis",
+    "flip_rows",
+    "flip_cols",
+    "in_shape",
+    "pixel_mm",
+    "resized",
+    "pad",
+    "out_size",
+    "crop",
 )
 
 
@@ -75,8 +94,7 @@ class DeriveResult:
     skipped: bool  # True when an identical dataset was already there
 
 
-def split_subjects(names: list[str], fractions: tuple[float, float, float],
-                   seed: int) -> dict[str, list[str]]:
+def split_subjects(names: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
     """Assign whole subjects to train/valid/test, reproducibly from ``seed``.
 
     The names are sorted first, so the split does not depend on listing order. Every
@@ -94,7 +112,7 @@ def split_subjects(names: list[str], fractions: tuple[float, float, float],
         raise ValueError(f"[derive] split {fractions} leaves no training subject out of {n}")
     out, start = {}, 0
     for split, c in zip(SPLITS, counts, strict=True):
-        out[split] = sorted(perm[start:start + c])
+        out[split] = sorted(perm[start : start + c])
         start += c
     return out
 
@@ -111,10 +129,17 @@ def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> s
     """Hash of everything that determines the derived files."""
     d = cfg.derive
     settings = {
-        "layout": sources.layout, "plane": d.plane, "image_size": list(cfg.image_size),
-        "split": list(d.split), "split_by": d.split_by, "seed": d.seed, "empty_slice_ratio": d.empty_slice_ratio,
-        "label_map": sorted(d.label_map.items()), "percentiles": list(d.intensity_percentiles),
-        "mini_test_size": d.mini_test_size, "rgb_map": sorted(cfg.mask.rgb_map.items()),
+        "layout": sources.layout,
+        "plane": d.plane,
+        "image_size": list(cfg.image_size),
+        "split": list(d.split),
+        "split_by": d.split_by,
+        "seed": d.seed,
+        "empty_slice_ratio": d.empty_slice_ratio,
+        "label_map": sorted(d.label_map.items()),
+        "percentiles": list(d.intensity_percentiles),
+        "mini_test_size": d.mini_test_size,
+        "rgb_map": sorted(cfg.mask.rgb_map.items()),
         "sources": sorted(checksums.items()),
         # How masks are resized (preprocess.resize_labels); nearest-neighbour datasets are stale.
         "label_resize": "filtered",
@@ -128,8 +153,9 @@ def fingerprint(cfg: Config, sources: SourceSet, checksums: dict[str, str]) -> s
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _select_slices(classes: np.ndarray, tissue: np.ndarray, ratio: float,
-                   rng: np.random.Generator) -> tuple[list[int], list[int]]:
+def _select_slices(
+    classes: np.ndarray, tissue: np.ndarray, ratio: float, rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
     """Indices of labelled slices, and of label-free slices with tissue to keep."""
     area = classes.reshape(classes.shape[0], -1).astype(bool).sum(axis=1)
     labelled = np.nonzero(area > 0)[0]
@@ -145,19 +171,29 @@ def _slice_splitter(cfg: Config, name: str) -> Callable[[int], str]:
     return lambda _index: SPLITS[int(rng.choice(len(SPLITS), p=cfg.derive.split))]
 
 
-def _write_pair(out: Path, split: str, stem: str, image8: np.ndarray, classes: np.ndarray,
-                labels: Labels) -> dict:
+def _write_pair(out: Path, split: str, stem: str, image8: np.ndarray, classes: np.ndarray, labels: Labels) -> dict:
     """Write one model-size image (uint8, H x W x C) and its mask (classes, coloured by
     [mask] rgb_map); their manifest columns."""
     img_rel, mask_rel = f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"
     (out / img_rel).write_bytes(png_bytes(image8[..., 0] if image8.shape[-1] == 1 else image8))
     (out / mask_rel).write_bytes(png_bytes(labels.colours[classes]))
-    return {"split": split, "image": img_rel, "mask": mask_rel, "has_label": int(classes.any()),
-            "label_pixels": int(np.count_nonzero(classes))}
+    return {
+        "split": split,
+        "image": img_rel,
+        "mask": mask_rel,
+        "has_label": int(classes.any()),
+        "label_pixels": int(np.count_nonzero(classes)),
+    }
 
 
-def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
-                    labels: Labels, box: tuple[float, float, float, float] | None = None) -> list[dict]:
+def _derive_subject(
+    subject: Subject,
+    split: Callable[[int], str],
+    cfg: Config,
+    out: Path,
+    labels: Labels,
+    box: tuple[float, float, float, float] | None = None,
+) -> list[dict]:
     d = cfg.derive
     volume = load_volume(subject.image)
     classes_src = labels.to_classes(load_labels(subject.label, like=volume), str(subject.label))
@@ -173,35 +209,49 @@ def _derive_subject(subject: Subject, split: Callable[[int], str], cfg: Config, 
     rows = []
     for idx, image8 in zip(kept, images, strict=True):
         mask_cls = geom.to_model(classes[idx], is_label=True)
-        rows.append({
-            "subject": subject.name, "slice_index": idx, "source": str(subject.image),
-            "label_source": str(subject.label),
-            **_write_pair(out, split(idx), f"{subject.name}_{idx:03d}", image8, mask_cls, labels),
-            "spacing": "x".join(f"{s:g}" for s in volume.spacing),
-            "source_shape": "x".join(str(s) for s in volume.shape), **geom.as_row(),
-        })
+        rows.append(
+            {
+                "subject": subject.name,
+                "slice_index": idx,
+                "source": str(subject.image),
+                "label_source": str(subject.label),
+                **_write_pair(out, split(idx), f"{subject.name}_{idx:03d}", image8, mask_cls, labels),
+                "spacing": "x".join(f"{s:g}" for s in volume.spacing),
+                "source_shape": "x".join(str(s) for s in volume.shape),
+                **geom.as_row(),
+            }
+        )
     return rows
 
 
-def _derive_slice_pair(subject: Subject, split: Callable[[int], str], cfg: Config, out: Path,
-                       labels: Labels, box: None = None) -> list[dict]:
+def _derive_slice_pair(
+    subject: Subject, split: Callable[[int], str], cfg: Config, out: Path, labels: Labels, box: None = None
+) -> list[dict]:
     """One 2D image/mask pair of the ``slices`` layout -> a model-size pair."""
     image = read_grey_values(subject.image)  # a 16-bit slice keeps its precision
     mask = read_rgb(subject.label)
     if mask.shape[:2] != image.shape:
-        raise ValueError(f"{subject.label}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
-                         f"its image {subject.image.name} ({image.shape[1]}x{image.shape[0]})")
+        raise ValueError(
+            f"{subject.label}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
+            f"its image {subject.image.name} ({image.shape[1]}x{image.shape[0]})"
+        )
     # External masks are often JPEG or resized: each pixel takes the nearest rgb_map colour.
     classes = labels.mask_to_classes(mask, str(subject.label), exact=False)
     geom = image_geometry(image.shape, cfg.image_size)
     norm = normalize_intensity(image, cfg.derive.intensity_percentiles)
     cls = geom.to_model(classes, is_label=True)
-    return [{
-        "subject": slice_subject(subject.name), "slice_index": 0, "source": str(subject.image),
-        "label_source": str(subject.label),
-        **_write_pair(out, split(0), subject.name, model_slices(norm[None], geom)[0], cls, labels),
-        "spacing": "1x1x1", "source_shape": f"{image.shape[0]}x{image.shape[1]}", **geom.as_row(),
-    }]
+    return [
+        {
+            "subject": slice_subject(subject.name),
+            "slice_index": 0,
+            "source": str(subject.image),
+            "label_source": str(subject.label),
+            **_write_pair(out, split(0), subject.name, model_slices(norm[None], geom)[0], cls, labels),
+            "spacing": "1x1x1",
+            "source_shape": f"{image.shape[0]}x{image.shape[1]}",
+            **geom.as_row(),
+        }
+    ]
 
 
 def learn_crop(cfg: Config, subjects: Sequence[Subject], labels: Labels) -> tuple[float, float, float, float]:
@@ -222,11 +272,16 @@ def learn_crop(cfg: Config, subjects: Sequence[Subject], labels: Labels) -> tupl
         if box is not None:
             boxes.append(box)
     if not boxes:
-        raise ValueError(f"{cfg.path}: [derive] crop = \"auto\" learns its window from the training subjects' "
-                         "labels, and none of them has one; set crop = \"none\"")
+        raise ValueError(
+            f'{cfg.path}: [derive] crop = "auto" learns its window from the training subjects\' '
+            'labels, and none of them has one; set crop = "none"'
+        )
     window = crop_window(boxes, d.crop_margin_mm, cfg.image_size)
-    logger.info("crop window %s mm from the head's centre (top, bottom, left, right), from %d training subjects",
-                window, len(boxes))
+    logger.info(
+        "crop window %s mm from the head's centre (top, bottom, left, right), from %d training subjects",
+        window,
+        len(boxes),
+    )
     return window
 
 
@@ -242,15 +297,18 @@ def crop_box(cfg: Config) -> tuple[float, float, float, float] | None:
         return d.crop_box_mm
     box = read_dataset_meta(d.output_dir).get("crop_box_mm")
     if box is None:
-        raise ValueError(f"{d.output_dir / 'dataset.json'}: no crop window recorded, but [derive] crop = "
-                         "\"auto\"; derive the dataset again")
+        raise ValueError(
+            f"{d.output_dir / 'dataset.json'}: no crop window recorded, but [derive] crop = "
+            '"auto"; derive the dataset again'
+        )
     return tuple(float(v) for v in box)
 
 
 def _choose_mini_test(rows: list[dict], n: int) -> list[dict]:
     """Up to ``n`` labelled test slices, spread over subjects, largest label area first."""
-    pool = [r for r in rows if r["split"] == "test" and r["has_label"]] or \
-           [r for r in rows if r["split"] == "valid" and r["has_label"]]
+    pool = [r for r in rows if r["split"] == "test" and r["has_label"]] or [
+        r for r in rows if r["split"] == "valid" and r["has_label"]
+    ]
     by_subject: dict[str, list[dict]] = {}
     for r in sorted(pool, key=lambda r: (-r["label_pixels"], r["image"])):
         by_subject.setdefault(r["subject"], []).append(r)
@@ -266,8 +324,7 @@ def read_manifest(dataset_dir: str | Path) -> list[dict[str, str]]:
     """The rows of ``dataset_dir/manifest.csv`` as dicts of strings."""
     path = Path(dataset_dir) / "manifest.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; derive the dataset first "
-                                "(python -m hippo_utils derive CONFIG)")
+        raise FileNotFoundError(f"{path} not found; derive the dataset first (python -m hippo_utils derive CONFIG)")
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
 
@@ -331,11 +388,15 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
         raise ValueError(f"{cfg.path}: [derive] source_dir is not set; point it at the volumes")
     sources = find_subjects(d.source_dir, d.layout, d.skip_unpaired)
     if (d.crop != "none" or d.crop_box_mm is not None) and sources.slices:
-        raise ValueError(f"{cfg.path}: [derive] crop needs volumes (it is placed from the head's centre), but "
-                         f"{d.source_dir} holds 2D slices (layout \"slices\"); set crop = \"none\"")
+        raise ValueError(
+            f"{cfg.path}: [derive] crop needs volumes (it is placed from the head's centre), but "
+            f'{d.source_dir} holds 2D slices (layout "slices"); set crop = "none"'
+        )
     if d.context_slices and sources.slices:
-        raise ValueError(f"{cfg.path}: [derive] context_slices = {d.context_slices} needs volumes, but "
-                         f"{d.source_dir} holds 2D slices (layout \"slices\"); set context_slices = 0")
+        raise ValueError(
+            f"{cfg.path}: [derive] context_slices = {d.context_slices} needs volumes, but "
+            f'{d.source_dir} holds 2D slices (layout "slices"); set context_slices = 0'
+        )
     checksums = {}  # by the path inside source_dir: MSD's image and label files share their names
     for s in sources.labelled:
         for f in (s.image, s.label):
@@ -346,8 +407,9 @@ def derive_dataset(cfg: Config, force: bool = False, progress: bool = True) -> D
         return _derive_into(cfg, sources, checksums, fp, force, progress)
 
 
-def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp: str, force: bool,
-                 progress: bool) -> DeriveResult:
+def _derive_into(
+    cfg: Config, sources: SourceSet, checksums: dict[str, str], fp: str, force: bool, progress: bool
+) -> DeriveResult:
     """The body of :func:`derive_dataset`, run while it holds the output folder's lock."""
     d = cfg.derive
     out = d.output_dir
@@ -370,8 +432,7 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
                 "the new one is complete)"
             )
 
-    subject_of = {s.name: (slice_subject(s.name) if sources.slices else s.name)
-                  for s in sources.labelled}
+    subject_of = {s.name: (slice_subject(s.name) if sources.slices else s.name) for s in sources.labelled}
     split = split_subjects(sorted(set(subject_of.values())), d.split, d.seed)
     split_of = {name: sp for sp, names in split.items() for name in names}
     derive_one = _derive_slice_pair if sources.slices else _derive_subject
@@ -386,15 +447,19 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
         for sp in (*SPLITS, "mini_test"):
             (tmp / sp / "images").mkdir(parents=True)
             (tmp / sp / "masks").mkdir(parents=True)
-        for subject in tqdm(sources.labelled, desc="deriving slices", unit="subject",
-                            disable=not progress):
+        for subject in tqdm(sources.labelled, desc="deriving slices", unit="subject", disable=not progress):
             # The split of each slice (by its index): the subject's, or drawn slice by slice.
-            split_for = (_slice_splitter(cfg, subject.name) if d.split_by == "slice"
-                         else lambda _index, sp=split_of[subject_of[subject.name]]: sp)
+            split_for = (
+                _slice_splitter(cfg, subject.name)
+                if d.split_by == "slice"
+                else lambda _index, sp=split_of[subject_of[subject.name]]: sp
+            )
             rows.extend(derive_one(subject, split_for, cfg, tmp, labels, box))
         if d.split_by == "slice":
-            logger.warning("[derive] split_by = \"slice\": test slices have neighbours in training; "
-                           "the test scores will be inflated (for teaching only)")
+            logger.warning(
+                '[derive] split_by = "slice": test slices have neighbours in training; '
+                "the test scores will be inflated (for teaching only)"
+            )
             split = {sp: sorted({r["subject"] for r in rows if r["split"] == sp}) for sp in SPLITS}
         for r in _choose_mini_test(rows, d.mini_test_size):
             for key in ("image", "mask"):
@@ -403,9 +468,15 @@ def _derive_into(cfg: Config, sources: SourceSet, checksums: dict[str, str], fp:
         write_csv(rows, tmp / "manifest.csv", MANIFEST_COLUMNS)
         counts = {sp: sum(r["split"] == sp for r in rows) for sp in SPLITS}
         meta = {
-            "fingerprint": fp, "hippo_utils_version": __version__, "layout": sources.layout,
-            "source_dir": str(d.source_dir), "config": str(cfg.path), "counts": counts,
-            "subjects": split, "image_size": list(cfg.image_size), "plane": d.plane,
+            "fingerprint": fp,
+            "hippo_utils_version": __version__,
+            "layout": sources.layout,
+            "source_dir": str(d.source_dir),
+            "config": str(cfg.path),
+            "counts": counts,
+            "subjects": split,
+            "image_size": list(cfg.image_size),
+            "plane": d.plane,
             "label_map": {str(k): v for k, v in d.label_map.items()},
             "rgb_map": [[list(c), v] for c, v in cfg.mask.rgb_map.items()],
             "sources_sha256": dict(sorted(checksums.items())),
@@ -427,10 +498,16 @@ def split_summary(rows: list[dict[str, str]]) -> list[dict[str, int | str]]:
     for sp in SPLITS:
         mine = [r for r in rows if r["split"] == sp]
         labelled = sum(str(r["has_label"]) == "1" for r in mine)
-        table.append({"split": sp, "subjects": len({r["subject"] for r in mine}), "slices": len(mine),
-                      "labelled": labelled, "label_free": len(mine) - labelled})
+        table.append(
+            {
+                "split": sp,
+                "subjects": len({r["subject"] for r in mine}),
+                "slices": len(mine),
+                "labelled": labelled,
+                "label_free": len(mine) - labelled,
+            }
+        )
     return table
-
 
 
 # ------------------------------------------------------------------- slices to look at
@@ -444,8 +521,10 @@ def sample_slices(dataset_dir: str | Path, rows: Sequence[dict], n: int = 6, spl
     if not pool:
         pool = [r for r in rows if int(r["has_label"])]
     pick = [pool[i] for i in np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)] if pool else []
-    slices = [Slice(f"{r['subject']} #{r['slice_index']}", read_grey(root / r["image"]), read_rgb(root / r["mask"]))
-              for r in pick]
+    slices = [
+        Slice(f"{r['subject']} #{r['slice_index']}", read_grey(root / r["image"]), read_rgb(root / r["mask"]))
+        for r in pick
+    ]
     return SliceSamples(slices, dataset_plane(root), split)
 
 
@@ -469,11 +548,12 @@ def leakage_example(dataset_dir: str | Path, rows: Sequence[dict]):
     train = [r for r in rows if r["split"] == "train" and int(r["has_label"])]
     by_key = {(r["subject"], int(r["slice_index"])): r for r in rows}
     test = sorted(test, key=lambda r: -int(r["label_pixels"]))
-    centre = next((r for r in test if all((r["subject"], int(r["slice_index"]) + d) in by_key for d in (-1, 1))),
-                  None)
+    centre = next((r for r in test if all((r["subject"], int(r["slice_index"]) + d) in by_key for d in (-1, 1))), None)
     if centre is None or not any(r["subject"] != centre["subject"] for r in train):
-        raise ValueError(f"{root}: needs a test slice with hippocampus whose two neighbours were derived, "
-                         "and a training subject besides (a dataset split by subject, from volumes)")
+        raise ValueError(
+            f"{root}: needs a test slice with hippocampus whose two neighbours were derived, "
+            "and a training subject besides (a dataset split by subject, from volumes)"
+        )
 
     def load(r):
         return read_grey(root / r["image"]).astype(np.float32)
@@ -489,8 +569,17 @@ def leakage_example(dataset_dir: str | Path, rows: Sequence[dict]):
     k = int(centre["slice_index"])
     neighbours = [by_key[(centre["subject"], k + d)] for d in (-1, 1)]
     other = max((r for r in train if r["subject"] != centre["subject"]), key=corr)
-    shown = [(centre, "test slice"), (neighbours[0], "its neighbour"), (neighbours[1], "its neighbour"),
-             (other, "most alike slice\nof another head")]
-    slices = [Slice(f"{what}\n{r['subject']} #{r['slice_index']}" + ("" if r is centre else f", r = {corr(r):.2f}"),
-                    load(r)[box].astype(np.uint8)) for r, what in shown]
+    shown = [
+        (centre, "test slice"),
+        (neighbours[0], "its neighbour"),
+        (neighbours[1], "its neighbour"),
+        (other, "most alike slice\nof another head"),
+    ]
+    slices = [
+        Slice(
+            f"{what}\n{r['subject']} #{r['slice_index']}" + ("" if r is centre else f", r = {corr(r):.2f}"),
+            load(r)[box].astype(np.uint8),
+        )
+        for r, what in shown
+    ]
     return LeakageExample(slices, dataset_plane(root))

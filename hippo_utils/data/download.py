@@ -47,10 +47,13 @@ class Archive:
 
 
 MSD_TASK04 = Archive(
-    name="msd-task04", url="https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar",
-    md5="9d24dba78a72977dbd1d2e110310f31b", folder="Task04_Hippocampus",
+    name="msd-task04",
+    url="https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar",
+    md5="9d24dba78a72977dbd1d2e110310f31b",
+    folder="Task04_Hippocampus",
     citation="Antonelli et al., The Medical Segmentation Decathlon, Nature Communications 13, 4128 (2022); "
-             "CC-BY-SA 4.0")
+    "CC-BY-SA 4.0",
+)
 
 
 def cache_dir() -> Path:
@@ -61,8 +64,13 @@ def cache_dir() -> Path:
     return Path(base) / "hippo_utils"
 
 
-def fetch(archive: Archive | None = None, cache: str | os.PathLike[str] | None = None,
-          progress: bool = True, timeout: float = 30.0, wait: float = 1800.0) -> Path:
+def fetch(
+    archive: Archive | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+    wait: float = 1800.0,
+) -> Path:
     """The archive's folder in the cache (default: :data:`MSD_TASK04`), downloaded, verified
     and extracted first if needed. Another process fetching it (a second notebook) is waited
     for, up to ``wait`` seconds.
@@ -102,11 +110,15 @@ def _fetch_locked(archive: Archive, cache: Path, dest: Path, progress: bool, tim
         if by_hand:  # not ours to delete
             bad = tar_path.with_name(tar_path.name + ".bad")
             os.replace(tar_path, bad)
-            raise ValueError(f"{tar_path}: its MD5 is {got}, not the published {archive.md5} of {archive.url}; "
-                             f"it is not that archive (renamed to {bad.name}): download it again")
+            raise ValueError(
+                f"{tar_path}: its MD5 is {got}, not the published {archive.md5} of {archive.url}; "
+                f"it is not that archive (renamed to {bad.name}): download it again"
+            )
         tar_path.unlink()
-        raise ValueError(f"{archive.url}: the download's MD5 is {got}, not the published {archive.md5}; "
-                         "it was removed: download it again (a proxy or a broken connection can change a file)")
+        raise ValueError(
+            f"{archive.url}: the download's MD5 is {got}, not the published {archive.md5}; "
+            "it was removed: download it again (a proxy or a broken connection can change a file)"
+        )
     with atomic_dir(dest, "download", what=f"the {archive.name} cache folder") as tmp:
         _extract(tar_path, archive.folder, tmp)
     logger.info("%s: extracted into %s (%s)", archive.filename, dest, archive.citation)
@@ -130,8 +142,9 @@ def _download(archive: Archive, tar_path: Path, progress: bool, timeout: float) 
         raise ConnectionError(f"cannot download {archive.url}: HTTP {exc.code} {exc.reason}; {hand}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConnectionError(f"cannot download {archive.url} ({reason}): are you offline? Try again online, "
-                              f"{hand}") from None
+        raise ConnectionError(
+            f"cannot download {archive.url} ({reason}): are you offline? Try again online, {hand}"
+        ) from None
     with response:
         resumed = have and response.status == 206
         ranged = re.match(r"bytes (\d+)-\d+/(\d+)", response.headers.get("Content-Range", ""))
@@ -144,19 +157,31 @@ def _download(archive: Archive, tar_path: Path, progress: bool, timeout: float) 
             logger.info("%s: the server does not resume downloads; starting again", archive.url)
         total = int(ranged[2]) if ranged else response.length
         logger.info("downloading %s%s", archive.url, f" (resuming after {have} bytes)" if resumed else "")
-        with open(part, "ab" if resumed else "wb") as out, \
-                tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
-                     desc=archive.filename, disable=not progress) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as out,
+            tqdm(
+                total=total,
+                initial=have if resumed else 0,
+                unit="B",
+                unit_scale=True,
+                desc=archive.filename,
+                disable=not progress,
+            ) as bar,
+        ):
             try:
                 while block := response.read(1 << 16):
                     out.write(block)
                     bar.update(len(block))
             except (OSError, http.client.HTTPException) as exc:  # the part stays: the next attempt continues it
-                raise ConnectionError(f"the download of {archive.url} broke off after {out.tell()} bytes ({exc}); "
-                                      "run again to continue it") from None
+                raise ConnectionError(
+                    f"the download of {archive.url} broke off after {out.tell()} bytes ({exc}); "
+                    "run again to continue it"
+                ) from None
     if total is not None and part.stat().st_size != total:
-        raise ConnectionError(f"the download of {archive.url} ended after {part.stat().st_size} of {total} bytes; "
-                              "run again to continue it")
+        raise ConnectionError(
+            f"the download of {archive.url} ended after {part.stat().st_size} of {total} bytes; "
+            "run again to continue it"
+        )
     os.replace(part, tar_path)
 
 
@@ -170,11 +195,13 @@ def _extract(tar_path: Path, folder: str, dest: Path) -> None:
             name = member.name[2:] if member.name.startswith("./") else member.name
             if not (name.startswith(prefix) or name == folder):
                 continue
-            rel = Path(name[len(prefix):]) if name != folder else Path()
+            rel = Path(name[len(prefix) :]) if name != folder else Path()
             odd = ":" in name or "\\" in name  # a Windows drive, stream or separator
             if odd or rel.is_absolute() or ".." in rel.parts or not (member.isfile() or member.isdir()):
-                raise ValueError(f"{tar_path}: {member.name} is not a plain file inside {folder}/; "
-                                 "the archive is not the published one")
+                raise ValueError(
+                    f"{tar_path}: {member.name} is not a plain file inside {folder}/; "
+                    "the archive is not the published one"
+                )
             members.append((member, rel))
         if not any(m.isfile() for m, _ in members):
             raise ValueError(f"{tar_path}: no files under {folder}/; the archive is not the published one")

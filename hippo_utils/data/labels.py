@@ -43,8 +43,10 @@ def map_labels(labels: np.ndarray, label_map: dict[int, int], name: str) -> np.n
     present = set(np.unique(labels).tolist()) - {0}
     unknown = sorted(present - set(label_map))
     if unknown:
-        raise ValueError(f"{name}: label values {unknown} are not in [derive] label_map "
-                         f"{label_map}; map them (e.g. {{{unknown[0]}: 1}}) or fix the file")
+        raise ValueError(
+            f"{name}: label values {unknown} are not in [derive] label_map "
+            f"{label_map}; map them (e.g. {{{unknown[0]}: 1}}) or fix the file"
+        )
     return lut[labels]
 
 
@@ -67,8 +69,10 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[RGB, int], name: str, exact:
         unknown = np.setdiff1d(np.unique(keys), ckeys)
         if unknown.size:
             bad = [(int(k >> 16) & 255, int(k >> 8) & 255, int(k) & 255) for k in unknown[:5]]
-            raise ValueError(f"{name}: mask colours {bad} are not in [mask] rgb_map "
-                             f"{dict(rgb_map)}; add them to rgb_map or fix the mask")
+            raise ValueError(
+                f"{name}: mask colours {bad} are not in [mask] rgb_map "
+                f"{dict(rgb_map)}; add them to rgb_map or fix the mask"
+            )
         order = np.argsort(ckeys)
         return classes[order][np.searchsorted(ckeys[order], keys)].reshape(rgb.shape[:2])
     is_grey = np.abs(rgb.astype(np.int16) - rgb[..., :1]).max() <= 16
@@ -76,9 +80,11 @@ def mask_to_classes(mask: np.ndarray, rgb_map: dict[RGB, int], name: str, exact:
         return (rgb[..., 0] > 127).astype(np.uint8) * int(classes[np.argmax(colours.sum(1))])
     off = _off_the_map(rgb, colours)
     if off is not None:
-        raise ValueError(f"{name}: mask colour {off} is neither an [mask] rgb_map colour {dict(rgb_map)} nor a "
-                         "blend of two of them (JPEG noise); it would be read as a class it is not. Add it to "
-                         "rgb_map or fix the mask")
+        raise ValueError(
+            f"{name}: mask colour {off} is neither an [mask] rgb_map colour {dict(rgb_map)} nor a "
+            "blend of two of them (JPEG noise); it would be read as a class it is not. Add it to "
+            "rgb_map or fix the mask"
+        )
     dist = ((rgb[..., None, :].astype(np.int32) - colours) ** 2).sum(-1)
     return classes[np.argmin(dist, axis=-1)]
 
@@ -102,7 +108,7 @@ def palette(rgb_map: dict[RGB, int] | None = None, n: int = 256) -> np.ndarray:
     """(n, 3) uint8 colours per label value: ``rgb_map``'s colour of class v where it has one,
     else :data:`LABEL_COLOURS` (1 red, 2 yellow, 3 cyan, 4 magenta, repeating)."""
     pal = np.zeros((n, 3), np.uint8)
-    defaults = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in LABEL_COLOURS]
+    defaults = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in LABEL_COLOURS]
     for v in range(1, n):
         pal[v] = defaults[(v - 1) % (len(defaults) - 1) + 1]
     for colour, cls in (rgb_map or {}).items():

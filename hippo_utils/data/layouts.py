@@ -75,8 +75,10 @@ def _volumes_by_name(folder: Path, strip: str = "") -> dict[str, Path]:
         if strip and name.endswith(strip):
             name = name[: -len(strip)]
         if name in found:
-            raise ValueError(f"{folder}: duplicate subject ID {name!r}: {found[name].name} and "
-                             f"{path.name}; keep one file per subject")
+            raise ValueError(
+                f"{folder}: duplicate subject ID {name!r}: {found[name].name} and "
+                f"{path.name}; keep one file per subject"
+            )
         found[name] = path
     return found
 
@@ -105,15 +107,16 @@ def _strip_channel(images: dict[str, Path], labels: dict[str, Path], strict: boo
         return images
     if several:
         found = channels[several[0]]
-        raise ValueError(f"{found['0000'].parent}: {several[0]} has the channels {', '.join(sorted(found))} "
-                         f"({len(several)} subjects have several): only single-channel images (NAME_0000, "
-                         "a T1w scan) are supported; keep the _0000 files only")
+        raise ValueError(
+            f"{found['0000'].parent}: {several[0]} has the channels {', '.join(sorted(found))} "
+            f"({len(several)} subjects have several): only single-channel images (NAME_0000, "
+            "a T1w scan) are supported; keep the _0000 files only"
+        )
     stripped = {subject: found["0000"] for subject, found in channels.items()}
     return stripped if not labels or set(stripped) & set(labels) else images
 
 
-def _pair(images: dict[str, Path], labels: dict[str, Path], where: str,
-          skip_unpaired: bool) -> list[Subject]:
+def _pair(images: dict[str, Path], labels: dict[str, Path], where: str, skip_unpaired: bool) -> list[Subject]:
     images = _strip_channel(images, labels)
     missing_label = sorted(set(images) - set(labels))
     missing_image = sorted(set(labels) - set(images))
@@ -123,8 +126,10 @@ def _pair(images: dict[str, Path], labels: dict[str, Path], where: str,
             parts.append(f"images without a label: {', '.join(missing_label)}")
         if missing_image:
             parts.append(f"labels without an image: {', '.join(missing_image)}")
-        raise ValueError(f"{where}: {'; '.join(parts)}. Images and labels are paired by name; "
-                         "fix the names, remove the strays, or set [derive] skip_unpaired = True")
+        raise ValueError(
+            f"{where}: {'; '.join(parts)}. Images and labels are paired by name; "
+            "fix the names, remove the strays, or set [derive] skip_unpaired = True"
+        )
     for name in missing_label + missing_image:
         logger.warning("%s: skipping unpaired subject %s", where, name)
     return [Subject(n, images[n], labels[n]) for n in sorted(set(images) & set(labels))]
@@ -195,8 +200,7 @@ def _hfh_find(root: Path, skip_unpaired: bool) -> Found:
     labels_dir = _find_dir(train, "Labels") if train else None
     if train is None or labels_dir is None:
         raise ValueError(f"{root}: not the hfh layout: no Train/ folder with Train/Labels/ inside")
-    labelled = _pair(_volumes_by_name(train), _volumes_by_name(labels_dir, HFH_LABEL_SUFFIX), str(train),
-                     skip_unpaired)
+    labelled = _pair(_volumes_by_name(train), _volumes_by_name(labels_dir, HFH_LABEL_SUFFIX), str(train), skip_unpaired)
     test = _find_dir(train.parent, "Test")
     return labelled, (_volumes_by_name(test) if test is not None else {})
 
@@ -229,20 +233,40 @@ def _slices_find(root: Path, skip_unpaired: bool) -> Found:
 
     def by_name(folder: Path) -> dict[str, Path]:
         ours = result_files(folder)  # a derived dataset's or an inference's own pictures
-        return {p.stem: p for p in sorted(folder.iterdir())
-                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.name not in ours}
+        return {
+            p.stem: p
+            for p in sorted(folder.iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.name not in ours
+        }
 
     return _pair(by_name(dirs[0]), by_name(dirs[1]), str(dirs[0].parent), skip_unpaired), {}
 
 
-register_layout(Layout("hfh", "Train/HFH_NNN.img with Train/Labels/HFH_NNN_Hipp_Labels.img",
-                       _hfh_detect, _hfh_find, detect_rank=3))
-register_layout(Layout("msd", "imagesTr/, labelsTr/, dataset.json",
-                       lambda root: _find_dir(root, "imagesTr") is not None, _msd_find, detect_rank=0))
-register_layout(Layout("pairs", "images/NAME.nii.gz with labels/NAME.nii.gz", _pairs_detect, _pairs_find,
-                       detect_rank=1))
-register_layout(Layout("slices", "images/ and masks/ with 2D .png/.jpg files of the same names",
-                       lambda root: _slice_dirs(root) is not None, _slices_find, slices=True, detect_rank=2))
+register_layout(
+    Layout("hfh", "Train/HFH_NNN.img with Train/Labels/HFH_NNN_Hipp_Labels.img", _hfh_detect, _hfh_find, detect_rank=3)
+)
+register_layout(
+    Layout(
+        "msd",
+        "imagesTr/, labelsTr/, dataset.json",
+        lambda root: _find_dir(root, "imagesTr") is not None,
+        _msd_find,
+        detect_rank=0,
+    )
+)
+register_layout(
+    Layout("pairs", "images/NAME.nii.gz with labels/NAME.nii.gz", _pairs_detect, _pairs_find, detect_rank=1)
+)
+register_layout(
+    Layout(
+        "slices",
+        "images/ and masks/ with 2D .png/.jpg files of the same names",
+        lambda root: _slice_dirs(root) is not None,
+        _slices_find,
+        slices=True,
+        detect_rank=2,
+    )
+)
 
 
 def detect_layout(root: Path) -> str:
@@ -254,8 +278,7 @@ def detect_layout(root: Path) -> str:
     raise ValueError(f"{root}: unrecognised layout. Expected one of: {', '.join(expected[:-1])} or {expected[-1]}")
 
 
-def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
-                  skip_unpaired: bool = False) -> SourceSet:
+def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto", skip_unpaired: bool = False) -> SourceSet:
     """Find and pair the subjects of a source folder.
 
     Args:
@@ -281,8 +304,7 @@ def find_subjects(source_dir: str | os.PathLike[str], layout: str = "auto",
     labelled, unlabelled = LAYOUTS[layout].find(root, skip_unpaired)
     if not labelled:
         raise ValueError(f"{root}: no labelled subjects found in the {layout} layout")
-    return SourceSet(layout, root, tuple(labelled),
-                     tuple(Subject(n, p) for n, p in sorted(unlabelled.items())))
+    return SourceSet(layout, root, tuple(labelled), tuple(Subject(n, p) for n, p in sorted(unlabelled.items())))
 
 
 def find_label_file(labels_dir: Path, name: str) -> Path:
@@ -296,5 +318,6 @@ def find_label_file(labels_dir: Path, name: str) -> Path:
         for suffix in VOLUME_SUFFIXES:
             if (labels_dir / f"{stem}{suffix}").exists():
                 return labels_dir / f"{stem}{suffix}"
-    raise FileNotFoundError(f"--labels {labels_dir}: no label file for {name} "
-                            f"(looked for {name}.nii.gz, {name}{HFH_LABEL_SUFFIX}.img, ...)")
+    raise FileNotFoundError(
+        f"--labels {labels_dir}: no label file for {name} (looked for {name}.nii.gz, {name}{HFH_LABEL_SUFFIX}.img, ...)"
+    )

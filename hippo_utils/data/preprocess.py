@@ -64,20 +64,28 @@ class SliceGeometry:
         d = asdict(self)
         if d["crop"] is None:
             del d["crop"]
-        return {k: "x".join(f"{v:g}" for v in val) if isinstance(val, tuple) else val
-                for k, val in d.items()}
+        return {k: "x".join(f"{v:g}" for v in val) if isinstance(val, tuple) else val for k, val in d.items()}
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> SliceGeometry:
         """Inverse of :meth:`as_row`, for manifest rows read as strings."""
+
         def pair(key: str, typ: type) -> tuple:
             return tuple(typ(float(v)) for v in row[key].split("x"))
+
         return cls(
-            plane=row["plane"], axis=int(row["axis"]), row_axis=int(row["row_axis"]),
-            col_axis=int(row["col_axis"]), flip_rows=row["flip_rows"] in ("True", "1", True),
-            flip_cols=row["flip_cols"] in ("True", "1", True), in_shape=pair("in_shape", int),
-            pixel_mm=pair("pixel_mm", float), resized=pair("resized", int), pad=pair("pad", int),
-            out_size=pair("out_size", int), crop=pair("crop", int) if row.get("crop") else None,
+            plane=row["plane"],
+            axis=int(row["axis"]),
+            row_axis=int(row["row_axis"]),
+            col_axis=int(row["col_axis"]),
+            flip_rows=row["flip_rows"] in ("True", "1", True),
+            flip_cols=row["flip_cols"] in ("True", "1", True),
+            in_shape=pair("in_shape", int),
+            pixel_mm=pair("pixel_mm", float),
+            resized=pair("resized", int),
+            pad=pair("pad", int),
+            out_size=pair("out_size", int),
+            crop=pair("crop", int) if row.get("crop") else None,
         )
 
     # -- whole volumes -------------------------------------------------------------
@@ -107,7 +115,7 @@ class SliceGeometry:
             small = _resize_float(slice2d, (h, w))
             out = np.zeros(self.out_size, np.float32)
         top, left = self.pad
-        out[top:top + h, left:left + w] = small
+        out[top : top + h, left : left + w] = small
         return out
 
     def from_model(self, image: np.ndarray, is_label: bool = False) -> np.ndarray:
@@ -119,7 +127,7 @@ class SliceGeometry:
         """
         top, left = self.pad
         h, w = self.resized
-        part = image[top:top + h, left:left + w]
+        part = image[top : top + h, left : left + w]
         shape = self.in_shape if self.crop is None else self.crop[2:]
         if is_label:
             return self.unwindow(resize_labels(part, shape))
@@ -136,7 +144,9 @@ class SliceGeometry:
         top, left, h, w = self.crop
         out = np.zeros((h, w, *slice2d.shape[2:]), slice2d.dtype)
         rows, cols = _overlap(top, h, slice2d.shape[0]), _overlap(left, w, slice2d.shape[1])
-        out[rows[0] - top:rows[1] - top, cols[0] - left:cols[1] - left] = slice2d[rows[0]:rows[1], cols[0]:cols[1]]
+        out[rows[0] - top : rows[1] - top, cols[0] - left : cols[1] - left] = slice2d[
+            rows[0] : rows[1], cols[0] : cols[1]
+        ]
         return out
 
     def unwindow(self, part: np.ndarray, background: bool = False) -> np.ndarray:
@@ -149,7 +159,7 @@ class SliceGeometry:
         if background:
             out[..., 0] = 1
         rows, cols = _overlap(top, h, self.in_shape[0]), _overlap(left, w, self.in_shape[1])
-        out[rows[0]:rows[1], cols[0]:cols[1]] = part[rows[0] - top:rows[1] - top, cols[0] - left:cols[1] - left]
+        out[rows[0] : rows[1], cols[0] : cols[1]] = part[rows[0] - top : rows[1] - top, cols[0] - left : cols[1] - left]
         return out
 
 
@@ -158,11 +168,13 @@ def _overlap(start: int, length: int, size: int) -> tuple[int, int]:
     return max(start, 0), max(min(start + length, size), max(start, 0))
 
 
-def _resize_float(image: np.ndarray, shape: tuple[int, int],
-                  resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+def _resize_float(
+    image: np.ndarray, shape: tuple[int, int], resample: Image.Resampling = Image.Resampling.BILINEAR
+) -> np.ndarray:
     """Resize one 2D channel to ``shape`` (H, W); bilinear is anti-aliased when shrinking."""
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image, np.float32), mode="F").resize(
-        (shape[1], shape[0]), resample))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(image, np.float32), mode="F").resize((shape[1], shape[0]), resample)
+    )
 
 
 def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -198,8 +210,9 @@ def context_indices(index: int, n: int, context: int, step: int = 1) -> list[int
     return [min(max(index + k * step, 0), n - 1) for k in range(-context, context + 1)]
 
 
-def model_slices(slices01: np.ndarray, geom: SliceGeometry, context: int = 0, step: int = 1,
-                 indices: Sequence[int] | None = None) -> np.ndarray:
+def model_slices(
+    slices01: np.ndarray, geom: SliceGeometry, context: int = 0, step: int = 1, indices: Sequence[int] | None = None
+) -> np.ndarray:
     """The model's input images, 8-bit: the one function derivation (which stores them as
     PNG) and inference (which feeds them to the model through :func:`model_batch`) share.
 
@@ -216,8 +229,9 @@ def model_slices(slices01: np.ndarray, geom: SliceGeometry, context: int = 0, st
     """
     indices = range(len(slices01)) if indices is None else indices
     if slices01.ndim == 4:
-        images = [np.stack([geom.to_model(s[..., k]) for k in range(s.shape[-1])], axis=-1)
-                  for s in slices01[list(indices)]]
+        images = [
+            np.stack([geom.to_model(s[..., k]) for k in range(s.shape[-1])], axis=-1) for s in slices01[list(indices)]
+        ]
     else:
         resized: dict[int, np.ndarray] = {}  # a slice is the neighbour of others: resize it once
 
@@ -226,8 +240,7 @@ def model_slices(slices01: np.ndarray, geom: SliceGeometry, context: int = 0, st
                 resized[k] = geom.to_model(slices01[k])
             return resized[k]
 
-        images = [np.stack([at(k) for k in context_indices(i, len(slices01), context, step)], axis=-1)
-                  for i in indices]
+        images = [np.stack([at(k) for k in context_indices(i, len(slices01), context, step)], axis=-1) for i in indices]
     if not images:
         return np.zeros((0, *geom.out_size, 1), np.uint8)
     return np.rint(np.clip(np.stack(images), 0, 1) * 255).astype(np.uint8)
@@ -272,8 +285,10 @@ def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:
     def axis_of(letters: str) -> int:
         hits = [i for i, c in enumerate(codes) if c in letters]
         if len(hits) != 1:
-            raise ValueError(f"{volume.path or 'volume'}: cannot find the {letters} axis in its "
-                             f"orientation {''.join(codes)}; use plane = axis0/axis1/axis2")
+            raise ValueError(
+                f"{volume.path or 'volume'}: cannot find the {letters} axis in its "
+                f"orientation {''.join(codes)}; use plane = axis0/axis1/axis2"
+            )
         return hits[0]
 
     axis = axis_of(slice_letters)
@@ -282,12 +297,13 @@ def plane_axes(volume: Volume, plane: str) -> tuple[int, int, int, bool, bool]:
     return axis, row_axis, col_axis, codes[row_axis] != row_dir, codes[col_axis] != col_dir
 
 
-def display_stack(data: np.ndarray, axis: int, row_axis: int, col_axis: int, flip_rows: bool,
-                  flip_cols: bool) -> np.ndarray:
+def display_stack(
+    data: np.ndarray, axis: int, row_axis: int, col_axis: int, flip_rows: bool, flip_cols: bool
+) -> np.ndarray:
     """Source array -> (slices, H, W) in display orientation (a view), for the axes and flips
     that :func:`plane_axes` returns."""
     out = np.transpose(data, (axis, row_axis, col_axis))
-    return out[:, ::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
+    return out[:, :: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
 
 
 def display_directions(plane: str) -> dict[str, str] | None:
@@ -301,9 +317,13 @@ def display_directions(plane: str) -> dict[str, str] | None:
     return {"top": _OPPOSITE[row_dir], "bottom": row_dir, "left": _OPPOSITE[col_dir], "right": col_dir}
 
 
-def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int],
-                   crop_mm: tuple[float, float, float, float] | None = None,
-                   normalised: np.ndarray | None = None) -> SliceGeometry:
+def slice_geometry(
+    volume: Volume,
+    plane: str,
+    out_size: tuple[int, int],
+    crop_mm: tuple[float, float, float, float] | None = None,
+    normalised: np.ndarray | None = None,
+) -> SliceGeometry:
     """The geometry that maps ``volume``'s slices along ``plane`` to ``out_size`` images.
 
     Args:
@@ -330,14 +350,16 @@ def slice_geometry(volume: Volume, plane: str, out_size: tuple[int, int],
     r0, c0 = int(np.floor(centre[0] + top / pixel_mm[0])), int(np.floor(centre[1] + left / pixel_mm[1]))
     r1, c1 = int(np.ceil(centre[0] + bottom / pixel_mm[0])), int(np.ceil(centre[1] + right / pixel_mm[1]))
     crop = (r0, c0, r1 - r0, c1 - c0)
-    inside = (np.subtract(*_overlap(r0, r1 - r0, in_shape[0])[::-1]) *
-              np.subtract(*_overlap(c0, c1 - c0, in_shape[1])[::-1])) / float((r1 - r0) * (c1 - c0))
+    inside = (
+        np.subtract(*_overlap(r0, r1 - r0, in_shape[0])[::-1]) * np.subtract(*_overlap(c0, c1 - c0, in_shape[1])[::-1])
+    ) / float((r1 - r0) * (c1 - c0))
     if inside < 0.5:
         raise ValueError(
             f"{volume.path or 'volume'}: only {inside:.0%} of the window the model was trained on "
             f"({bottom - top:.0f} x {right - left:.0f} mm around the head's centre) lies inside this scan's "
             f"{in_shape[0] * pixel_mm[0]:.0f} x {in_shape[1] * pixel_mm[1]:.0f} mm slices; the model needs "
-            "whole-head scans like its training set (or a model trained without [derive] crop)")
+            "whole-head scans like its training set (or a model trained without [derive] crop)"
+        )
     geom = _fit(plane, axis, row_axis, col_axis, flip_rows, flip_cols, crop[2:], pixel_mm, out_size)
     return dataclasses.replace(geom, in_shape=in_shape, crop=crop)
 
@@ -355,20 +377,26 @@ def head_centre(oriented01: np.ndarray, threshold: float = 0.1) -> tuple[float, 
     return centre[0], centre[1]
 
 
-def label_box_mm(oriented_labels: np.ndarray, centre: tuple[float, float],
-                 pixel_mm: tuple[float, float]) -> tuple[float, float, float, float] | None:
+def label_box_mm(
+    oriented_labels: np.ndarray, centre: tuple[float, float], pixel_mm: tuple[float, float]
+) -> tuple[float, float, float, float] | None:
     """(top, bottom, left, right) in mm from ``centre`` of every labelled voxel of display-
     oriented label slices (N, H, W), voxel edges included; None without labels."""
     rows = np.nonzero(oriented_labels.any(axis=(0, 2)))[0]
     cols = np.nonzero(oriented_labels.any(axis=(0, 1)))[0]
     if not rows.size:
         return None
-    return ((rows[0] - centre[0]) * pixel_mm[0], (rows[-1] + 1 - centre[0]) * pixel_mm[0],
-            (cols[0] - centre[1]) * pixel_mm[1], (cols[-1] + 1 - centre[1]) * pixel_mm[1])
+    return (
+        (rows[0] - centre[0]) * pixel_mm[0],
+        (rows[-1] + 1 - centre[0]) * pixel_mm[0],
+        (cols[0] - centre[1]) * pixel_mm[1],
+        (cols[-1] + 1 - centre[1]) * pixel_mm[1],
+    )
 
 
-def crop_window(boxes: Sequence[tuple[float, float, float, float]], margin_mm: float,
-                out_size: tuple[int, int]) -> tuple[float, float, float, float]:
+def crop_window(
+    boxes: Sequence[tuple[float, float, float, float]], margin_mm: float, out_size: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """The window ([derive] crop = "auto") that holds every box with ``margin_mm`` to spare,
     widened about its centre to the model image's aspect (square pixels, none wasted)."""
     b = np.asarray(boxes, np.float64)
@@ -377,31 +405,57 @@ def crop_window(boxes: Sequence[tuple[float, float, float, float]], margin_mm: f
     h, w = bottom - top, right - left
     mm_per_px = max(h / out_size[0], w / out_size[1])
     dh, dw = (out_size[0] * mm_per_px - h) / 2, (out_size[1] * mm_per_px - w) / 2
-    return (round(float(top - dh), 2), round(float(bottom + dh), 2), round(float(left - dw), 2),
-            round(float(right + dw), 2))
+    return (
+        round(float(top - dh), 2),
+        round(float(bottom + dh), 2),
+        round(float(left - dw), 2),
+        round(float(right + dw), 2),
+    )
 
 
-def image_geometry(shape: tuple[int, int], out_size: tuple[int, int],
-                   pixel_mm: tuple[float, float] = (1.0, 1.0)) -> SliceGeometry:
+def image_geometry(
+    shape: tuple[int, int], out_size: tuple[int, int], pixel_mm: tuple[float, float] = (1.0, 1.0)
+) -> SliceGeometry:
     """The geometry of a single 2D image (rows, cols) of ``pixel_mm`` pixels."""
     return _fit("image", 2, 0, 1, False, False, (int(shape[0]), int(shape[1])), pixel_mm, out_size)
 
 
-def _fit(plane: str, axis: int, row_axis: int, col_axis: int, flip_rows: bool, flip_cols: bool,
-         in_shape: tuple[int, int], pixel_mm: tuple[float, float],
-         out_size: tuple[int, int]) -> SliceGeometry:
+def _fit(
+    plane: str,
+    axis: int,
+    row_axis: int,
+    col_axis: int,
+    flip_rows: bool,
+    flip_cols: bool,
+    in_shape: tuple[int, int],
+    pixel_mm: tuple[float, float],
+    out_size: tuple[int, int],
+) -> SliceGeometry:
     """Square output pixels, scaled to fit ``out_size``, centred with padding."""
     (H, W), (row_mm, col_mm) = in_shape, pixel_mm
     scale = min(out_size[0] / (H * row_mm), out_size[1] / (W * col_mm))  # px per mm
     h = max(1, min(out_size[0], round(H * row_mm * scale)))
     w = max(1, min(out_size[1], round(W * col_mm * scale)))
     pad = ((out_size[0] - h) // 2, (out_size[1] - w) // 2)
-    return SliceGeometry(plane, axis, row_axis, col_axis, flip_rows, flip_cols, (H, W),
-                         (float(row_mm), float(col_mm)), (h, w), pad, tuple(out_size))
+    return SliceGeometry(
+        plane,
+        axis,
+        row_axis,
+        col_axis,
+        flip_rows,
+        flip_cols,
+        (H, W),
+        (float(row_mm), float(col_mm)),
+        (h, w),
+        pad,
+        tuple(out_size),
+    )
 
 
-def normalize_intensity(volume: Volume | np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
-                        ) -> np.ndarray:
+def normalize_intensity(
+    volume: Volume | np.ndarray,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> np.ndarray:
     """Scale a volume to 0..1 by its own robust intensity range.
 
     The low and high percentiles are mapped to 0 and 1 and values outside are clipped,

@@ -63,15 +63,19 @@ def _kaggle_hfh() -> Path:
     except ModuleNotFoundError as exc:
         if exc.name != "kagglehub":
             raise  # kagglehub is there but broken: its own error says why
-        raise ModuleNotFoundError("HIPPO_DATA=kaggle-hfh needs kagglehub: pip install kagglehub (and a Kaggle "
-                                  "account's API token), or download the data yourself and set HIPPO_DATA to "
-                                  "its folder") from None
+        raise ModuleNotFoundError(
+            "HIPPO_DATA=kaggle-hfh needs kagglehub: pip install kagglehub (and a Kaggle "
+            "account's API token), or download the data yourself and set HIPPO_DATA to "
+            "its folder"
+        ) from None
     try:
         return Path(kagglehub.dataset_download(KAGGLE_DATASET))
     except Exception as exc:  # noqa: BLE001 (kagglehub raises many kinds; all mean "not downloaded")
-        raise ConnectionError(f"HIPPO_DATA=kaggle-hfh: kagglehub could not download {KAGGLE_DATASET} "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                              "download it yourself and set HIPPO_DATA to its folder") from None
+        raise ConnectionError(
+            f"HIPPO_DATA=kaggle-hfh: kagglehub could not download {KAGGLE_DATASET} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+            "download it yourself and set HIPPO_DATA to its folder"
+        ) from None
 
 
 def resolve_source(cfg: Config, data: str | None = None, allow_download: bool = True) -> DataSource:
@@ -94,29 +98,39 @@ def resolve_source(cfg: Config, data: str | None = None, allow_download: bool = 
         from hippo_utils.data.download import MSD_TASK04, fetch
 
         path = fetch(MSD_TASK04)
-        return DataSource(path, choice, f"Using the real MSD Task04 hippocampus crops in {path} "
-                                        f"({MSD_TASK04.citation}).")
+        return DataSource(
+            path, choice, f"Using the real MSD Task04 hippocampus crops in {path} ({MSD_TASK04.citation})."
+        )
     makes_synthetic = choice in ("synthetic", None) and _makes_synthetic(cfg)
     if choice == "synthetic" and not makes_synthetic:
-        raise ValueError(f"HIPPO_DATA=synthetic: {cfg.path} reads [derive] source_dir = {cfg.derive.source_dir}, "
-                         "which is not the synthetic set's place; the synthetic set is HFH-like and goes with "
-                         "the configs that have a [synthetic] section (demo, ci)")
+        raise ValueError(
+            f"HIPPO_DATA=synthetic: {cfg.path} reads [derive] source_dir = {cfg.derive.source_dir}, "
+            "which is not the synthetic set's place; the synthetic set is HFH-like and goes with "
+            "the configs that have a [synthetic] section (demo, ci)"
+        )
     if makes_synthetic:
         path = ensure_synthetic(cfg)
-        return DataSource(path, "synthetic", f"Using the SYNTHETIC HFH-like set in {path}: made by hippo_utils, "
-                                             "not real patients (set HIPPO_DATA to use another source).")
+        return DataSource(
+            path,
+            "synthetic",
+            f"Using the SYNTHETIC HFH-like set in {path}: made by hippo_utils, "
+            "not real patients (set HIPPO_DATA to use another source).",
+        )
     if choice is not None:  # a folder
         path = Path(choice).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(f"HIPPO_DATA={choice}: no such folder; name a folder of your data, or one of "
-                                    f"{', '.join(NAMED_SOURCES)}")
+            raise FileNotFoundError(
+                f"HIPPO_DATA={choice}: no such folder; name a folder of your data, or one of {', '.join(NAMED_SOURCES)}"
+            )
         layout = detect_layout(path)
         return DataSource(path, "user", f"Using your data in {path} ({layout} layout).")
     configured = cfg.derive.source_dir
     if configured is None or not configured.is_dir():
         hint = " (an environment variable in it is not set)" if "$" in str(configured) else ""
-        raise FileNotFoundError(f"{cfg.path}: [derive] source_dir = {configured} is not a folder{hint}; set "
-                                f"HIPPO_DATA to a folder of data, or to one of {', '.join(NAMED_SOURCES)}")
+        raise FileNotFoundError(
+            f"{cfg.path}: [derive] source_dir = {configured} is not a folder{hint}; set "
+            f"HIPPO_DATA to a folder of data, or to one of {', '.join(NAMED_SOURCES)}"
+        )
     layout = detect_layout(configured)  # an unknown layout is an error naming the folder
     return DataSource(configured, "config", f"Using [derive] source_dir {configured} ({layout} layout).")
 
@@ -128,9 +142,13 @@ def ensure_synthetic(cfg: Config, dest: str | os.PathLike[str] | None = None) ->
     parameters is an error (nothing the user has is overwritten).
     """
     dest = Path(dest or cfg.derive.source_dir or "synthetic_hfh")
-    params = {"n_labelled": cfg.synthetic.n_labelled, "n_unlabelled": cfg.synthetic.n_unlabelled,
-              "seed": cfg.synthetic.seed, "atrophy_fraction": cfg.synthetic.atrophy_fraction,
-              "generator": GENERATOR_VERSION}
+    params = {
+        "n_labelled": cfg.synthetic.n_labelled,
+        "n_unlabelled": cfg.synthetic.n_unlabelled,
+        "seed": cfg.synthetic.seed,
+        "atrophy_fraction": cfg.synthetic.atrophy_fraction,
+        "generator": GENERATOR_VERSION,
+    }
     stamp = dest / "synthetic.json"
     if dest.exists():
         made = json.loads(stamp.read_text()) if stamp.is_file() else None
@@ -140,11 +158,18 @@ def ensure_synthetic(cfg: Config, dest: str | os.PathLike[str] | None = None) ->
             raise FileExistsError(
                 f"{dest} was made by version {made.get('generator', 1)} of the synthetic generator; this is "
                 f"version {GENERATOR_VERSION}, which draws other subjects. Remove {dest} (and the datasets "
-                "derived from it) to make the new one, or point [derive] source_dir elsewhere")
-        raise FileExistsError(f"{dest} exists but was not made by `synthesize` with {params}; "
-                              "choose another folder or remove it")
-    synthesize(dest, n_labelled=params["n_labelled"], n_unlabelled=params["n_unlabelled"],
-               seed=params["seed"], atrophy_fraction=params["atrophy_fraction"])
+                "derived from it) to make the new one, or point [derive] source_dir elsewhere"
+            )
+        raise FileExistsError(
+            f"{dest} exists but was not made by `synthesize` with {params}; choose another folder or remove it"
+        )
+    synthesize(
+        dest,
+        n_labelled=params["n_labelled"],
+        n_unlabelled=params["n_unlabelled"],
+        seed=params["seed"],
+        atrophy_fraction=params["atrophy_fraction"],
+    )
     return dest
 
 
@@ -193,9 +218,11 @@ def ensure_dataset(cfg: Config, data: str | None = None) -> Path:
         named = _named_path(cfg, choice)
         kaggle_elsewhere = choice == "kaggle-hfh" and KAGGLE_DATASET not in made_from.as_posix()
         if kaggle_elsewhere or (named is not None and named.resolve() != made_from.resolve()):
-            raise FileExistsError(f"{out} was derived from {made_from}, but HIPPO_DATA names {named or choice}: "
-                                  "derive into another [derive] output_dir (--set derive.output_dir=...), "
-                                  "or unset HIPPO_DATA to go on with this dataset; nothing was changed")
+            raise FileExistsError(
+                f"{out} was derived from {made_from}, but HIPPO_DATA names {named or choice}: "
+                "derive into another [derive] output_dir (--set derive.output_dir=...), "
+                "or unset HIPPO_DATA to go on with this dataset; nothing was changed"
+            )
         derive_dataset(with_source(cfg, made_from), progress=False)  # as it was derived: up to date, nothing written
         return out
     source = resolve_source(cfg, data)

@@ -44,8 +44,18 @@ SHAPE = (256, 100, 256)
 
 # Relative T1 intensities (white matter brightest inside the brain, fat brightest overall).
 T1 = {
-    "air": 0.0, "skin": 0.45, "fat": 0.95, "bone": 0.05, "diploe": 0.40, "csf": 0.12,
-    "gm": 0.52, "wm": 0.80, "deep_gm": 0.62, "brainstem": 0.72, "muscle": 0.33, "hippo": 0.55,
+    "air": 0.0,
+    "skin": 0.45,
+    "fat": 0.95,
+    "bone": 0.05,
+    "diploe": 0.40,
+    "csf": 0.12,
+    "gm": 0.52,
+    "wm": 0.80,
+    "deep_gm": 0.62,
+    "brainstem": 0.72,
+    "muscle": 0.33,
+    "hippo": 0.55,
 }
 
 # Healthy left-right asymmetry index AI = (L - R) / ((L + R) / 2): mean, SD, and clipped to
@@ -86,19 +96,18 @@ def _grid(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> l
 
 def _ellipsoid_r(x, y, z, centre, semi) -> np.ndarray:
     """Normalised ellipsoid radius: < 1 inside."""
-    return np.sqrt(((x - centre[0]) / semi[0]) ** 2 + ((y - centre[1]) / semi[1]) ** 2
-                   + ((z - centre[2]) / semi[2]) ** 2)
+    return np.sqrt(
+        ((x - centre[0]) / semi[0]) ** 2 + ((y - centre[1]) / semi[1]) ** 2 + ((z - centre[2]) / semi[2]) ** 2
+    )
 
 
-def _paint(img: np.ndarray, coords, centre, semi, value: float,
-           within: np.ndarray | None = None) -> None:
+def _paint(img: np.ndarray, coords, centre, semi, value: float, within: np.ndarray | None = None) -> None:
     """Set ``value`` inside an axis-aligned ellipsoid, touching only its bounding box."""
     sl = tuple(
         slice(int(np.searchsorted(c.ravel(), c0 - s0)), int(np.searchsorted(c.ravel(), c0 + s0)) + 1)
         for c, c0, s0 in zip(coords, centre, semi, strict=True)
     )
-    xs, ys, zs = (c[tuple(sl[i] if c.shape[i] > 1 else slice(None) for i in range(3))]
-                  for c in coords)
+    xs, ys, zs = (c[tuple(sl[i] if c.shape[i] > 1 else slice(None) for i in range(3))] for c in coords)
     inside = _ellipsoid_r(xs, ys, zs, centre, semi) < 1
     if within is not None:
         inside &= within[sl]
@@ -135,8 +144,9 @@ def _tube(x, y, z, path: np.ndarray, semi: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - best) * 4.0 + 0.5, 0.0, 1.0)
 
 
-def _hippocampus_path(side: float, length: float, width: float,
-                      centre: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _hippocampus_path(
+    side: float, length: float, width: float, centre: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Head-to-tail centre line and cross-section semi-axes of one hippocampus.
 
     ``length`` is in mm; ``width`` scales the cross-section (the volume goes with its
@@ -168,9 +178,13 @@ def _bbox(path: np.ndarray, semi: np.ndarray, coords, margin: float = 2.0):
     return tuple(sl)
 
 
-def make_subject(seed: int, atrophy_side: str = "", atrophy_factor: float = 1.0,
-                 shape: tuple[int, int, int] = SHAPE,
-                 spacing: tuple[float, float, float] = SPACING) -> tuple[np.ndarray, np.ndarray]:
+def make_subject(
+    seed: int,
+    atrophy_side: str = "",
+    atrophy_factor: float = 1.0,
+    shape: tuple[int, int, int] = SHAPE,
+    spacing: tuple[float, float, float] = SPACING,
+) -> tuple[np.ndarray, np.ndarray]:
     """Generate one head.
 
     Args:
@@ -203,8 +217,7 @@ def make_subject(seed: int, atrophy_side: str = "", atrophy_factor: float = 1.0,
     skull_base = -44.0 * scale
     neck = (np.sqrt((x / 48) ** 2 + ((y + 10) / 55) ** 2) < 1) & (z < skull_base - 20)
     img[neck] = tissue["muscle"]
-    layers = [(0, 1.5, "skin"), (1.5, 5.0, "fat"), (5.0, 7.0, "bone"), (7.0, 9.0, "diploe"),
-              (9.0, 11.0, "bone")]
+    layers = [(0, 1.5, "skin"), (1.5, 5.0, "fat"), (5.0, 7.0, "bone"), (7.0, 9.0, "diploe"), (9.0, 11.0, "bone")]
     for lo, hi, name in layers:
         img[(depth >= lo) & (depth < hi)] = tissue[name]
     inside = depth >= 11.0
@@ -297,8 +310,10 @@ def make_subject(seed: int, atrophy_side: str = "", atrophy_factor: float = 1.0,
     # Acquisition: partial volume, bias field, Rician noise.
     img = ndimage.gaussian_filter(img, sigma=(0.7, 0.35, 0.7))
     c = rng.normal(0, 1, 6)
-    bias = np.exp(0.12 * (c[0] * gx / 80 + c[1] * gy / 90 + c[2] * gz / 90)
-                  + 0.06 * (c[3] * (gx / 80) ** 2 + c[4] * (gz / 90) ** 2 + c[5] * gx * gy / 7200))
+    bias = np.exp(
+        0.12 * (c[0] * gx / 80 + c[1] * gy / 90 + c[2] * gz / 90)
+        + 0.06 * (c[3] * (gx / 80) ** 2 + c[4] * (gz / 90) ** 2 + c[5] * gx * gy / 7200)
+    )
     img *= bias
     sigma = np.float32(rng.uniform(0.02, 0.035))
     n1 = rng.standard_normal(img.shape, dtype=np.float32) * sigma
@@ -310,8 +325,7 @@ def make_subject(seed: int, atrophy_side: str = "", atrophy_factor: float = 1.0,
 def analyze_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> np.ndarray:
     """nibabel's default Analyze affine (x flipped), centred on the volume."""
     aff = np.diag([-spacing[0], spacing[1], spacing[2], 1.0])
-    aff[:3, 3] = [(shape[0] - 1) / 2 * spacing[0], -(shape[1] - 1) / 2 * spacing[1],
-                  -(shape[2] - 1) / 2 * spacing[2]]
+    aff[:3, 3] = [(shape[0] - 1) / 2 * spacing[0], -(shape[1] - 1) / 2 * spacing[1], -(shape[2] - 1) / 2 * spacing[2]]
     return aff
 
 
@@ -321,9 +335,15 @@ def _save_analyze(data: np.ndarray, path: Path, spacing: tuple[float, float, flo
     nib.save(img, str(path))
 
 
-def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled: int = 4,
-               seed: int = 2011, atrophy_fraction: float = 0.3, overwrite: bool = False,
-               shape: tuple[int, int, int] = SHAPE) -> Path:
+def synthesize(
+    dest: str | os.PathLike[str],
+    n_labelled: int = 20,
+    n_unlabelled: int = 4,
+    seed: int = 2011,
+    atrophy_fraction: float = 0.3,
+    overwrite: bool = False,
+    shape: tuple[int, int, int] = SHAPE,
+) -> Path:
     """Write a synthetic HFH-like data set in the Kaggle layout.
 
     Args:
@@ -345,19 +365,26 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
     dest = Path(dest)
     check_replaceable(dest, SYNTHETIC_KIND, what="the synthetic set's folder")  # overwrite never overrides it
     if dest.exists() and any(dest.iterdir()) and not overwrite:
-        raise FileExistsError(f"{dest} already exists; choose another folder, or replace this synthetic set "
-                              "with --force")
+        raise FileExistsError(
+            f"{dest} already exists; choose another folder, or replace this synthetic set with --force"
+        )
     rng = np.random.default_rng(seed)
     rows: list[SubjectTruth] = []
     from tqdm.auto import tqdm
 
-    with folder_lock(dest, "synthesize"), \
-            atomic_dir(dest, SYNTHETIC_KIND, replace=True, what="the synthetic set's folder") as tmp:
+    with (
+        folder_lock(dest, "synthesize"),
+        atomic_dir(dest, SYNTHETIC_KIND, replace=True, what="the synthetic set's folder") as tmp,
+    ):
         (tmp / "Train" / "Labels").mkdir(parents=True)
         (tmp / "Test").mkdir()
         total = n_labelled + n_unlabelled
-        for i in tqdm(range(total), desc="synthesising subjects", unit="subject",
-                      disable=logger.getEffectiveLevel() > logging.INFO):
+        for i in tqdm(
+            range(total),
+            desc="synthesising subjects",
+            unit="subject",
+            disable=logger.getEffectiveLevel() > logging.INFO,
+        ):
             name = f"HFH_{i + 1:03d}"
             labelled = i < n_labelled
             sub_seed = int(rng.integers(0, 2**31))
@@ -373,12 +400,25 @@ def synthesize(dest: str | os.PathLike[str], n_labelled: int = 20, n_unlabelled:
             _save_analyze(data, folder / f"{name}.hdr", SPACING)
             if labelled:
                 _save_analyze(labels, folder / "Labels" / f"{name}_Hipp_Labels.hdr", SPACING)
-            rows.append(SubjectTruth(name, labelled, side, round(factor, 4),
-                                     round(float((labels == 1).sum()) * voxel_mm3, 1),
-                                     round(float((labels == 2).sum()) * voxel_mm3, 1), round(scale, 1)))
+            rows.append(
+                SubjectTruth(
+                    name,
+                    labelled,
+                    side,
+                    round(factor, 4),
+                    round(float((labels == 1).sum()) * voxel_mm3, 1),
+                    round(float((labels == 2).sum()) * voxel_mm3, 1),
+                    round(scale, 1),
+                )
+            )
         write_csv([asdict(r) for r in rows], tmp / "synthetic_subjects.csv")
-        params = {"n_labelled": n_labelled, "n_unlabelled": n_unlabelled, "seed": seed,
-                  "atrophy_fraction": atrophy_fraction, "generator": GENERATOR_VERSION}
+        params = {
+            "n_labelled": n_labelled,
+            "n_unlabelled": n_unlabelled,
+            "seed": seed,
+            "atrophy_fraction": atrophy_fraction,
+            "generator": GENERATOR_VERSION,
+        }
         write_json(tmp / "synthetic.json", params)
         (tmp / "README.txt").write_text(
             "Synthetic HFH-like T1W data made by hippo_utils.data.synthetic (not real patients).\n"

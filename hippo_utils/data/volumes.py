@@ -128,21 +128,28 @@ def _load_image(path: Path) -> nib.spatialimages.SpatialImage:
         with _nibabel_quiet():
             img = nib.load(str(path))
     except errors as exc:
-        raise ValueError(f"{path}: cannot read this file as an Analyze or NIfTI volume "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path}: cannot read this file as an Analyze or NIfTI volume ({type(exc).__name__}: {exc})"
+        ) from None
     _check_claims(img, path)  # before any voxel is read or memory allocated
     _check_dtype(img, path)
     try:  # force the read now so that truncated or corrupt data fails here, with the name
         img.dataobj[(0,) * len(img.shape)] if img.shape else None
     except errors as exc:
-        raise ValueError(f"{path}: cannot read this file as an Analyze or NIfTI volume "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path}: cannot read this file as an Analyze or NIfTI volume ({type(exc).__name__}: {exc})"
+        ) from None
     return img
 
 
 def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:.1f} MiB" \
-        if nbytes >= 2**20 else f"{int(nbytes)} bytes"
+    return (
+        f"{nbytes / 2**30:.1f} GiB"
+        if nbytes >= 2**28
+        else f"{nbytes / 2**20:.1f} MiB"
+        if nbytes >= 2**20
+        else f"{int(nbytes)} bytes"
+    )
 
 
 def available_memory() -> int | None:
@@ -193,13 +200,14 @@ def _check_claims(img, path: Path) -> None:
     claim = f"the header claims {'x'.join(map(str, shape))} voxels of {dtype} ({_gib(nbytes)} from byte {offset})"
     held = _stored_bytes(data_file, offset + nbytes)
     if held < offset + nbytes:
-        raise ValueError(f"{path}: {claim}, but {Path(data_file).name} holds {_gib(max(held - offset, 0))} "
-                         "of data: the header or the file is wrong (truncated download?)")
+        raise ValueError(
+            f"{path}: {claim}, but {Path(data_file).name} holds {_gib(max(held - offset, 0))} "
+            "of data: the header or the file is wrong (truncated download?)"
+        )
     needed = nbytes + count * 4  # the stored data and its float32 copy
     free = available_memory()
     if free is not None and needed > free:
-        raise ValueError(f"{path}: {claim}; loading it needs {_gib(needed)} of memory and "
-                         f"{_gib(free)} is free")
+        raise ValueError(f"{path}: {claim}; loading it needs {_gib(needed)} of memory and {_gib(free)} is free")
 
 
 def _as_float32(img, path: Path) -> np.ndarray:
@@ -228,10 +236,17 @@ def _check_dtype(img, path: Path) -> None:
     values (whose imaginary part a conversion drops), anything not a number."""
     dtype = img.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "biuf":
-        what = ("colour (RGB) voxels" if dtype.fields is not None else
-                "complex voxels (an MR phase/magnitude pair?)" if dtype.kind == "c" else "voxels that are not numbers")
-        raise ValueError(f"{path}: {what}, data type {dtype}; a grey-scale volume of integers or floats is "
-                         "needed. Convert it first (the magnitude, or one channel)")
+        what = (
+            "colour (RGB) voxels"
+            if dtype.fields is not None
+            else "complex voxels (an MR phase/magnitude pair?)"
+            if dtype.kind == "c"
+            else "voxels that are not numbers"
+        )
+        raise ValueError(
+            f"{path}: {what}, data type {dtype}; a grey-scale volume of integers or floats is "
+            "needed. Convert it first (the magnitude, or one channel)"
+        )
 
 
 def _voxel_affine(img, path: Path, assume_spacing) -> tuple[np.ndarray, bool]:
@@ -246,14 +261,15 @@ def _voxel_affine(img, path: Path, assume_spacing) -> tuple[np.ndarray, bool]:
     if problem is None:
         return affine, False
     if assume_spacing is None:
-        raise ValueError(f"{path}: {problem}, so its volumes in mm³ would be wrong. Fix the header, or "
-                         "pass --assume-voxel-size X,Y,Z (mm) to take that size (the results are then "
-                         "marked as assumed)")
+        raise ValueError(
+            f"{path}: {problem}, so its volumes in mm³ would be wrong. Fix the header, or "
+            "pass --assume-voxel-size X,Y,Z (mm) to take that size (the results are then "
+            "marked as assumed)"
+        )
     return _assumed_affine(affine, assume_spacing), True
 
 
-def check_volume_file(path: str | os.PathLike[str],
-                      assume_spacing: tuple[float, float, float] | None = None) -> Volume:
+def check_volume_file(path: str | os.PathLike[str], assume_spacing: tuple[float, float, float] | None = None) -> Volume:
     """Check a volume file as :func:`load_volume` would, from its header alone (no voxel is
     loaded but the first): a batch refuses bad inputs before it writes anything.
 
@@ -295,8 +311,10 @@ def voxel_size_problem(img, path: Path) -> str | None:
         return f"{fields}: no voxel size"
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if not np.all((spacing >= VOXEL_MM[0]) & (spacing <= VOXEL_MM[1])):
-        return (f"{fields}: voxels of {' x '.join(f'{v:g}' for v in spacing)} mm are no scan's "
-                f"({VOXEL_MM[0]:g} to {VOXEL_MM[1]:g} mm)")
+        return (
+            f"{fields}: voxels of {' x '.join(f'{v:g}' for v in spacing)} mm are no scan's "
+            f"({VOXEL_MM[0]:g} to {VOXEL_MM[1]:g} mm)"
+        )
     return None
 
 
@@ -326,8 +344,7 @@ def _shape_3d(shape: tuple[int, ...], path: Path | str) -> tuple[int, int, int]:
                 "3D volume first"
             )
     if len(shape) != 3 or min(shape) < 2:
-        raise ValueError(f"{path}: a 3D volume is needed, but this one has shape {shape} "
-                         "(a 2D image?)")
+        raise ValueError(f"{path}: a 3D volume is needed, but this one has shape {shape} (a 2D image?)")
     return shape
 
 
@@ -335,10 +352,12 @@ def _as_3d(data: np.ndarray, path: Path | str) -> np.ndarray:
     return data.reshape(_shape_3d(data.shape, path))
 
 
-def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
-                spacing: tuple[float, float, float] | None = None,
-                check_finite: bool = True,
-                assume_spacing: tuple[float, float, float] | None = None) -> Volume:
+def load_volume(
+    source: str | os.PathLike[str] | Volume | np.ndarray,
+    spacing: tuple[float, float, float] | None = None,
+    check_finite: bool = True,
+    assume_spacing: tuple[float, float, float] | None = None,
+) -> Volume:
     """Load a 3D volume from a file, or wrap an in-memory array.
 
     Args:
@@ -371,8 +390,7 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
         try:
             data = _as_float32(img, path)
         except (EOFError, OSError, zlib.error, ValueError) as exc:
-            raise ValueError(f"{path}: the voxel data is truncated or corrupt "
-                             f"({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"{path}: the voxel data is truncated or corrupt ({type(exc).__name__}: {exc})") from None
         data = _as_3d(data, path)
         header = nib.Nifti1Header()
         header.set_data_shape(data.shape)
@@ -386,13 +404,16 @@ def load_volume(source: str | os.PathLike[str] | Volume | np.ndarray,
     if check_finite:
         bad = int(np.count_nonzero(~np.isfinite(vol.data)))
         if bad:
-            raise ValueError(f"{vol.path or 'array'}: {bad} voxels are NaN or infinite; "
-                             "clean the volume (e.g. replace them with 0) first")
+            raise ValueError(
+                f"{vol.path or 'array'}: {bad} voxels are NaN or infinite; "
+                "clean the volume (e.g. replace them with 0) first"
+            )
     return vol
 
 
-def load_labels(source: str | os.PathLike[str] | np.ndarray, like: Volume | None = None,
-                atol: float = 1e-3) -> np.ndarray:
+def load_labels(
+    source: str | os.PathLike[str] | np.ndarray, like: Volume | None = None, atol: float = 1e-3
+) -> np.ndarray:
     """Load an integer label volume, checked against its image when ``like`` is given (the
     voxel size ``like`` assumed, if it did, is assumed for the labels too).
 
@@ -409,13 +430,13 @@ def load_labels(source: str | os.PathLike[str] | np.ndarray, like: Volume | None
     if np.abs(vol.data - rounded).max(initial=0) > 1e-3:
         raise ValueError(f"{name}: label values must be integers; found non-integer values")
     if rounded.min(initial=0) < 0 or rounded.max(initial=0) > 255:
-        raise ValueError(f"{name}: label values must lie in 0..255, found "
-                         f"{rounded.min():g}..{rounded.max():g}")
+        raise ValueError(f"{name}: label values must lie in 0..255, found {rounded.min():g}..{rounded.max():g}")
     labels = rounded.astype(np.uint8)
     if like is not None:
         if labels.shape != like.shape:
-            raise ValueError(f"{name}: label shape {labels.shape} differs from image "
-                             f"{like.path or 'volume'} shape {like.shape}")
+            raise ValueError(
+                f"{name}: label shape {labels.shape} differs from image {like.path or 'volume'} shape {like.shape}"
+            )
         if not isinstance(source, np.ndarray) and not np.allclose(vol.affine, like.affine, atol=atol):
             raise ValueError(
                 f"{name}: label affine differs from the image {like.path or 'volume'}; they are not on the "
@@ -424,8 +445,13 @@ def load_labels(source: str | os.PathLike[str] | np.ndarray, like: Volume | None
     return labels
 
 
-def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike[str],
-               header: nib.Nifti1Header | None = None, input: str | None = None) -> Path:
+def save_nifti(
+    data: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike[str],
+    header: nib.Nifti1Header | None = None,
+    input: str | None = None,
+) -> Path:
     """Write ``data`` as NIfTI-1 atomically, keeping the affine (sform and qform) exactly;
     ``input``: the file it was made from, for the folder's record."""
     path = Path(path)

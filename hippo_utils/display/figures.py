@@ -83,6 +83,7 @@ class Figure(matplotlib.figure.Figure):
         self.savefig(buf, format="png", dpi=80, bbox_inches="tight")
         return buf.getvalue()
 
+
 SPLIT_COLOURS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#55A868"}
 LABEL_CMAP = matplotlib.colors.ListedColormap(LABEL_COLOURS)
 
@@ -104,8 +105,7 @@ def split_statistics(counts: dict[str, int], subjects: dict[str, list[str]] | No
     bars = ax.bar(names, [counts[n] for n in names], color=[SPLIT_COLOURS.get(n, "grey") for n in names])
     for bar, n in zip(bars, names, strict=True):
         label = f"{counts[n]}" + (f"\n{len(subjects[n])} subj." if subjects else "")
-        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=9)
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("images")
     ax.set_title("Derived slices per split (split by subject)")
     ax.margins(y=0.25)
@@ -138,8 +138,16 @@ def sample_grid(samples: SliceSamples) -> Figure:
     return fig
 
 
-def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.ndarray | None,
-                square_pixels: bool = False, contour: bool = False) -> None:
+def _draw_slice(
+    ax,
+    vol,
+    data: np.ndarray,
+    plane: str,
+    index: int,
+    labels: np.ndarray | None,
+    square_pixels: bool = False,
+    contour: bool = False,
+) -> None:
     """One slice in display orientation (radiological), ticks in the array's own indices,
     the physical aspect (unless ``square_pixels``) and R/L, A/P, S/I at the edges. Labels
     are filled in their colours, or outlined in red with ``contour``."""
@@ -162,8 +170,16 @@ def _draw_slice(ax, vol, data: np.ndarray, plane: str, index: int, labels: np.nd
         ax.contour(oriented(labels) > 0, levels=[0.5], colors="red", linewidths=0.8, origin="upper", extent=extent)
     elif labels is not None:
         lab = oriented(labels)
-        ax.imshow(np.ma.masked_where(lab == 0, lab), cmap=LABEL_CMAP, vmin=0, vmax=len(LABEL_COLOURS) - 1,
-                  alpha=0.55, aspect=aspect, extent=extent, interpolation="nearest")
+        ax.imshow(
+            np.ma.masked_where(lab == 0, lab),
+            cmap=LABEL_CMAP,
+            vmin=0,
+            vmax=len(LABEL_COLOURS) - 1,
+            alpha=0.55,
+            aspect=aspect,
+            extent=extent,
+            interpolation="nearest",
+        )
     ax.set_xlabel(f"array axis {col_axis}", fontsize=8)
     ax.set_ylabel(f"array axis {row_axis}", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -180,13 +196,29 @@ def letter_axes(ax, plane: str | None, fontsize: int = 10) -> None:
     outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]  # readable on bone and on air
     for edge, letter in ((display_directions(plane) if plane else None) or {}).items():
         x, y = {"top": (0.5, 0.95), "bottom": (0.5, 0.05), "left": (0.05, 0.5), "right": (0.95, 0.5)}[edge]
-        ax.text(x, y, letter, transform=ax.transAxes, color="white", fontsize=fontsize, fontweight="bold",
-                ha="center", va="center", path_effects=outline)
+        ax.text(
+            x,
+            y,
+            letter,
+            transform=ax.transAxes,
+            color="white",
+            fontsize=fontsize,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            path_effects=outline,
+        )
 
 
-def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndarray | None = None,
-                 point: Sequence[int] | None = None, title: str = "", data: np.ndarray | None = None,
-                 anatomical: bool = True) -> Figure:
+def three_planes(
+    volume,
+    spacing: Sequence[float] | None = None,
+    labels: np.ndarray | None = None,
+    point: Sequence[int] | None = None,
+    title: str = "",
+    data: np.ndarray | None = None,
+    anatomical: bool = True,
+) -> Figure:
     """Sagittal, coronal and axial slices through ``point`` (default: the label centre), in
     the radiological display orientation with direction letters, the physical aspect for
     anisotropic voxels, and ticks in the array's own indices.
@@ -210,15 +242,21 @@ def three_planes(volume, spacing: Sequence[float] | None = None, labels: np.ndar
         from matplotlib.patches import Patch
 
         present = [int(v) for v in np.unique(labels) if 0 < v < len(LABEL_COLOURS)]
-        fig.legend(handles=[Patch(color=LABEL_COLOURS[v], label=f"label {v}") for v in present],
-                   loc="lower center", ncol=max(1, len(present)), fontsize=8, frameon=False)
+        fig.legend(
+            handles=[Patch(color=LABEL_COLOURS[v], label=f"label {v}") for v in present],
+            loc="lower center",
+            ncol=max(1, len(present)),
+            fontsize=8,
+            frameon=False,
+        )
     fig.suptitle((f"{title}\n" if title else "") + display_note(planes), fontsize=10)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.16, top=0.84, wspace=0.25)  # fits untrimmed, too
     return fig
 
 
-def aspect_comparison(volume, spacing: Sequence[float] | None = None, axis: int = 0, index: int = 0,
-                      labels: np.ndarray | None = None) -> Figure:
+def aspect_comparison(
+    volume, spacing: Sequence[float] | None = None, axis: int = 0, index: int = 0, labels: np.ndarray | None = None
+) -> Figure:
     """The same slice drawn with square pixels (wrong for anisotropic voxels) and with
     the physical aspect, to show why in-plane resampling matters."""
     vol = _as_volume(volume, spacing)
@@ -227,8 +265,10 @@ def aspect_comparison(volume, spacing: Sequence[float] | None = None, axis: int 
     fig = Figure(figsize=(11, 4.4))
     axes = fig.subplots(1, 2)
     sp = vol.spacing
-    for ax, square, title in ((axes[0], True, "pixels drawn square (distorted)"),
-                              (axes[1], False, f"physical aspect ({' x '.join(f'{sp[a]:g}' for a in rest)} mm)")):
+    for ax, square, title in (
+        (axes[0], True, "pixels drawn square (distorted)"),
+        (axes[1], False, f"physical aspect ({' x '.join(f'{sp[a]:g}' for a in rest)} mm)"),
+    ):
         _draw_slice(ax, vol, vol.data, plane, index, labels, square_pixels=square, contour=True)
         ax.set_title(f"{plane} slice {index}: {title}", fontsize=9)
     return fig
@@ -263,14 +303,21 @@ def history_plot(history: dict[str, list[float]], columns: Sequence[str], title:
     return fig
 
 
-def plot_history(ax, history: dict[str, list[float]], columns: Sequence[str], title: str = "",
-                 small: bool = False) -> None:
+def plot_history(
+    ax, history: dict[str, list[float]], columns: Sequence[str], title: str = "", small: bool = False
+) -> None:
     """Draw ``columns`` of ``history`` per epoch on ``ax``: training solid, validation (``val_``)
     dashed, the epochs 1-based and whole. ``small``: the type of a panel of several plots."""
     for col in columns:
         values = history.get(col, [])
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
-                linestyle="--" if col.startswith("val_") else "-", label=col)
+        ax.plot(
+            range(1, len(values) + 1),
+            values,
+            marker="o",
+            markersize=3,
+            linestyle="--" if col.startswith("val_") else "-",
+            label=col,
+        )
     ax.set_xlabel("epoch", fontsize=8 if small else None)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(title, fontsize=9 if small else None)
@@ -300,34 +347,65 @@ def architecture(m, specs: Sequence, title: str = "") -> Figure:
     width, height = 2.9, 0.6
 
     def box(x, y, text, colour):
-        ax.add_patch(FancyBboxPatch((x, y - height / 2), width, height, boxstyle="round,pad=0.03",
-                                    facecolor=colour, edgecolor="#333333", linewidth=0.8))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y - height / 2),
+                width,
+                height,
+                boxstyle="round,pad=0.03",
+                facecolor=colour,
+                edgecolor="#333333",
+                linewidth=0.8,
+            )
+        )
         ax.text(x + width / 2, y, text, ha="center", va="center", fontsize=8)
 
     def arrow(xy0, xy1, style="-|>", colour="#333333", ls="-"):
-        ax.add_patch(FancyArrowPatch(xy0, xy1, arrowstyle=style, mutation_scale=9, color=colour,
-                                     linestyle=ls, linewidth=0.9))
+        ax.add_patch(
+            FancyArrowPatch(xy0, xy1, arrowstyle=style, mutation_scale=9, color=colour, linestyle=ls, linewidth=0.9)
+        )
 
     for s in specs:
         y = -s.level
-        label = (f"{'bridge' if s.level == L - 1 else f'enc{s.level}'}: {s.filters} filters, "
-                 f"{s.kernel}x{s.kernel}" + (f" d{s.dilation}" if s.dilation > 1 else "")
-                 + f"\n{s.size[0]}x{s.size[1]}, dropout {s.dropout:.2f}")
+        label = (
+            f"{'bridge' if s.level == L - 1 else f'enc{s.level}'}: {s.filters} filters, "
+            f"{s.kernel}x{s.kernel}"
+            + (f" d{s.dilation}" if s.dilation > 1 else "")
+            + f"\n{s.size[0]}x{s.size[1]}, dropout {s.dropout:.2f}"
+        )
         x = 3.55 if s.level == L - 1 else 0.3
         box(x, y, label, "#d6e4f0" if s.level < L - 1 else "#f3d9c6")
         if s.level < L - 1:
-            box(6.8, y, f"dec{s.level}: up 2x2 -> {s.filters}, concat\n{s.filters} filters, "
-                f"{s.kernel}x{s.kernel}, {s.size[0]}x{s.size[1]}", "#dcefd8")
-            arrow((0.3 + width / 2, y - height / 2), (0.3 + width / 2 if s.level < L - 2 else 3.55,
-                                                      y - 1 + (height / 2 if s.level < L - 2 else 0)))
+            box(
+                6.8,
+                y,
+                f"dec{s.level}: up 2x2 -> {s.filters}, concat\n{s.filters} filters, "
+                f"{s.kernel}x{s.kernel}, {s.size[0]}x{s.size[1]}",
+                "#dcefd8",
+            )
+            arrow(
+                (0.3 + width / 2, y - height / 2),
+                (0.3 + width / 2 if s.level < L - 2 else 3.55, y - 1 + (height / 2 if s.level < L - 2 else 0)),
+            )
             arrow((0.3 + width, y), (6.8, y), style="-|>", colour="#888888", ls="--")
             start = (6.8 + width / 2, y - 1 + height / 2) if s.level < L - 2 else (3.55 + width, y - 1)
             arrow(start, (6.8 + width / 2, y - height / 2))
     ax.text(8.25, 0.75, f"head: 1x1 conv -> {m.num_classes} classes, softmax", ha="center", fontsize=8)
-    ax.text(1.75, 0.75, f"input {m.image_height}x{m.image_width}x{m.image_channels}"
-            + (" (/255)" if m.input_normalize else ""), ha="center", fontsize=8)
-    ax.text(5.0, -L - 0.35, "dashed: skip connections; down: 2x2 max-pool; up: 2x2 stride-2 transposed conv",
-            ha="center", fontsize=7, color="#555555")
+    ax.text(
+        1.75,
+        0.75,
+        f"input {m.image_height}x{m.image_width}x{m.image_channels}" + (" (/255)" if m.input_normalize else ""),
+        ha="center",
+        fontsize=8,
+    )
+    ax.text(
+        5.0,
+        -L - 0.35,
+        "dashed: skip connections; down: 2x2 max-pool; up: 2x2 stride-2 transposed conv",
+        ha="center",
+        fontsize=7,
+        color="#555555",
+    )
     if title:
         ax.set_title(title, fontsize=10)
     return fig
@@ -369,7 +447,8 @@ def epoch_previews(previews: EpochPreviews) -> Figure:
         truth = _resized_mask(previews.truths[c], img.shape) if with_truth else None
         box = zoom_box([truth, *preds] if truth is not None else preds, img.shape)
         panels = ([overlay(img, truth)] if truth is not None else []) + [
-            agreement(img, truth, p) if truth is not None else overlay(img, p) for p in preds]
+            agreement(img, truth, p) if truth is not None else overlay(img, p) for p in preds
+        ]
         for r, panel in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(panel[box], interpolation="nearest")
@@ -398,8 +477,11 @@ def split_leakage(example: LeakageExample) -> Figure:
         ax.set_title(s.title, fontsize=8)
         ax.set_axis_off()
         letter_axes(ax, example.plane, fontsize=8)
-    fig.suptitle("a slice split would put the neighbours in training: nearly the test slice itself "
-                 "(r: pixel correlation with the test slice)", fontsize=9)
+    fig.suptitle(
+        "a slice split would put the neighbours in training: nearly the test slice itself "
+        "(r: pixel correlation with the test slice)",
+        fontsize=9,
+    )
     return fig
 
 
@@ -418,8 +500,14 @@ def dice_per_subject(subjects: list[dict]) -> Figure:
         ax.annotate(f"mean {values.mean():.3f}", (i + 0.27, values.mean()), va="center", fontsize=8)
         if len(values) <= 6:
             for xi, v, r in zip(x, values, subjects, strict=True):
-                ax.annotate(str(r.get("subject", "")), (xi, v), xytext=(4, 2), textcoords="offset points",
-                            fontsize=7, color="#555555")
+                ax.annotate(
+                    str(r.get("subject", "")),
+                    (xi, v),
+                    xytext=(4, 2),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="#555555",
+                )
     ax.set_xticks(range(len(cols)), [c.removesuffix("_dice") for c in cols])
     ax.set_xlim(-0.5, len(cols) - 0.2)
     ax.set_ylabel("3D Dice per subject")

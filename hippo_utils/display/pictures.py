@@ -14,8 +14,11 @@ from hippo_utils.data.labels import LABEL_COLOURS
 
 # Where a prediction meets the truth: both (true positive), the prediction alone (false
 # positive: over-segmentation) and the truth alone (false negative: under-segmentation).
-AGREEMENT_COLOURS = {"both (TP)": (40, 200, 70), "prediction only (FP)": (255, 60, 50),
-                     "truth only (FN)": (40, 120, 255)}
+AGREEMENT_COLOURS = {
+    "both (TP)": (40, 200, 70),
+    "prediction only (FP)": (255, 60, 50),
+    "truth only (FN)": (40, 120, 255),
+}
 
 
 AGREEMENT_CAPTION = "green: both agree (TP) · red: prediction only (FP) · blue: missed, truth only (FN)"
@@ -41,8 +44,9 @@ def agreement(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, alpha: flo
     return out.clip(0, 255).astype(np.uint8)
 
 
-def zoom_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 0.25,
-             min_size: int = 32) -> tuple[slice, slice]:
+def zoom_box(
+    masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 0.25, min_size: int = 32
+) -> tuple[slice, slice]:
     """A square crop around everything in ``masks``, ``margin`` times its size on each side
     and at least ``min_size`` pixels; the whole image when the masks are empty."""
     on = np.zeros(shape, bool)
@@ -70,8 +74,12 @@ def mark_directions(rgb: np.ndarray, directions: dict[str, str], size: int = 14)
     font = pil_font(size)
     draw = ImageDraw.Draw(image)
     w, h = image.size
-    where = {"top": (w / 2, 3, "mt"), "bottom": (w / 2, h - 3, "mb"), "left": (4, h / 2, "lm"),
-             "right": (w - 4, h / 2, "rm")}
+    where = {
+        "top": (w / 2, 3, "mt"),
+        "bottom": (w / 2, h - 3, "mb"),
+        "left": (4, h / 2, "lm"),
+        "right": (w - 4, h / 2, "rm"),
+    }
     for edge, letter in directions.items():
         x, y, anchor = where[edge]
         draw.text((x, y), letter, fill="white", font=font, anchor=anchor, stroke_width=2, stroke_fill="black")
@@ -135,8 +143,14 @@ def display_note(planes: Sequence[tuple[str, int]]) -> str:
     return "radiological display: the subject's right on the image's left"
 
 
-def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | None = None, title: str = "",
-                height: int = 280, anatomical: bool = True) -> np.ndarray:
+def qc_snapshot(
+    volume,
+    labels: np.ndarray | None = None,
+    data: np.ndarray | None = None,
+    title: str = "",
+    height: int = 280,
+    anatomical: bool = True,
+) -> np.ndarray:
     """What :func:`three_planes` shows, drawn with NumPy and PIL alone (no matplotlib: 0.08 s
     against 0.35-0.6 s a volume), as an RGB array: the batch QC picture of every segmented volume.
 
@@ -166,14 +180,16 @@ def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | Non
             rgb[on] = 0.45 * rgb[on] + 0.55 * colours[lab[on]]
         sp = vol.spacing
         width = max(1, round(height * grey.shape[1] * sp[axes[2]] / (grey.shape[0] * sp[axes[1]])))
-        image = np.asarray(Image.fromarray(np.rint(rgb).astype(np.uint8)).resize((width, height),
-                                                                                 Image.Resampling.NEAREST))
+        image = np.asarray(
+            Image.fromarray(np.rint(rgb).astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
+        )
         directions = display_directions(plane)
         panels.append(mark_directions(image, directions) if directions else image)
         captions.append(f"{plane}: array axis {axis} = {point[axis]}")
     gap, top, bottom = 16, 56, 34
-    canvas = Image.new("RGB", (sum(p.shape[1] for p in panels) + gap * (len(panels) + 1), height + top + bottom),
-                       "white")
+    canvas = Image.new(
+        "RGB", (sum(p.shape[1] for p in panels) + gap * (len(panels) + 1), height + top + bottom), "white"
+    )
     draw = ImageDraw.Draw(canvas)
     x = gap
     for panel, caption in zip(panels, captions, strict=True):
@@ -192,8 +208,13 @@ def qc_snapshot(volume, labels: np.ndarray | None = None, data: np.ndarray | Non
     return np.asarray(canvas)
 
 
-def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                  tile: int = 160, plane: str | None = None) -> np.ndarray:
+def preview_strip(
+    images: np.ndarray,
+    truths: Sequence[np.ndarray],
+    preds: Sequence[np.ndarray],
+    tile: int = 160,
+    plane: str | None = None,
+) -> np.ndarray:
     """A uint8 RGB grid: one column per slice, rows image / ground truth / prediction against
     the truth (AGREEMENT_COLOURS), each zoomed on the slice's hippocampus. With the slices'
     ``plane``, the image row carries the direction letters (R/L, S/I, ...).
@@ -211,13 +232,13 @@ def preview_strip(images: np.ndarray, truths: Sequence[np.ndarray], preds: Seque
         pred = _resized_mask(pred, grey.shape)
         box = zoom_box([truth], grey.shape)
         column = [np.repeat(grey[..., None], 3, axis=2), overlay(grey, truth), agreement(grey, truth, pred)]
-        column = [np.asarray(Image.fromarray(np.ascontiguousarray(c[box])).resize((tile, tile),
-                                                                                Image.Resampling.NEAREST))
-                  for c in column]
+        column = [
+            np.asarray(Image.fromarray(np.ascontiguousarray(c[box])).resize((tile, tile), Image.Resampling.NEAREST))
+            for c in column
+        ]
         if directions:
             column[0] = mark_directions(column[0], directions, size=max(9, tile // 11))
-        cols.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255)
-                                    for c in column], axis=0))
+        cols.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in column], axis=0))
     return np.concatenate(cols, axis=1) if cols else np.zeros((tile, tile, 3), np.uint8)
 
 

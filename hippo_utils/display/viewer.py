@@ -46,8 +46,17 @@ class SliceViewer:
     The viewer shows itself when it is the last expression of a cell.
     """
 
-    def __init__(self, volume, label=None, prediction=None, spacing=None, rgb_map=None,
-                 plane: str = "coronal", title: str = "", display_size: int = 420):
+    def __init__(
+        self,
+        volume,
+        label=None,
+        prediction=None,
+        spacing=None,
+        rgb_map=None,
+        plane: str = "coronal",
+        title: str = "",
+        display_size: int = 420,
+    ):
         self.volume: Volume = load_volume(volume, spacing=spacing)
         self.label = None if label is None else load_labels(label, like=self.volume)
         self.prediction = None if prediction is None else load_labels(prediction, like=self.volume)
@@ -60,8 +69,9 @@ class SliceViewer:
 
     # -------------------------------------------------------------- alternative input
     @classmethod
-    def from_dataset(cls, dataset_dir: str | os.PathLike[str], split: str = "test", rgb_map=None,
-                     title: str = "") -> SliceViewer:
+    def from_dataset(
+        cls, dataset_dir: str | os.PathLike[str], split: str = "test", rgb_map=None, title: str = ""
+    ) -> SliceViewer:
         """Page through the image/mask pairs of a derived 2D dataset split."""
         root = Path(dataset_dir)
         pairs = pair_files(root / split / "images", root / split / "masks")
@@ -154,13 +164,23 @@ class SliceViewer:
                     shown = contour(shown, pred[idx], colour=(0, 255, 255)) if show_gt else fill(shown, pred[idx])
             panels = 1
         h, w = self.display_shape(plane)
-        out = np.asarray(Image.fromarray(shown).resize((w * panels + (3 if panels == 2 else 0), h),
-                                                       Image.Resampling.NEAREST))
+        out = np.asarray(
+            Image.fromarray(shown).resize((w * panels + (3 if panels == 2 else 0), h), Image.Resampling.NEAREST)
+        )
         directions = None if self._pages else display_directions(plane)
         if directions and self.show_directions.value:  # R/L, A/P, S/I at the edges of each panel
-            out = np.concatenate([mark_directions(out[:, :w], directions), out[:, w:w + 3],
-                                  mark_directions(out[:, w + 3:], directions)], axis=1) if panels == 2 \
+            out = (
+                np.concatenate(
+                    [
+                        mark_directions(out[:, :w], directions),
+                        out[:, w : w + 3],
+                        mark_directions(out[:, w + 3 :], directions),
+                    ],
+                    axis=1,
+                )
+                if panels == 2
                 else mark_directions(out, directions)
+            )
         return out
 
     def info(self) -> str:
@@ -176,8 +196,7 @@ class SliceViewer:
         centre[axis] = idx
         world = self.volume.affine[:3, :3] @ centre + self.volume.affine[:3, 3]
         w_axis = _WORLD_AXIS.get(plane, axis)
-        text = (f"<b>{plane}</b> {counted}<br>position {world[w_axis]:+.1f} mm "
-                f"({'xyz'[w_axis]}, scanner space)")
+        text = f"<b>{plane}</b> {counted}<br>position {world[w_axis]:+.1f} mm ({'xyz'[w_axis]}, scanner space)"
         if lab is not None and pred is not None:
             text += f"<br>slice Dice {dice_score(lab[idx] > 0, pred[idx] > 0):.3f}"
             if self.mode.value == "agreement":
@@ -201,35 +220,70 @@ class SliceViewer:
 
         style = {"description_width": "70px"}
         planes = list(PLANES) if not plane.startswith("axis") else [plane]
-        self.plane = w.Dropdown(options=planes, value=plane, description="plane", style=style,
-                                disabled=len(planes) == 1, layout=w.Layout(width="200px"))
+        self.plane = w.Dropdown(
+            options=planes,
+            value=plane,
+            description="plane",
+            style=style,
+            disabled=len(planes) == 1,
+            layout=w.Layout(width="200px"),
+        )
         n = self._oriented(plane)[0].shape[0]
-        self.slider = w.IntSlider(min=0, max=n - 1, value=0, description="slice", style=style,
-                                  continuous_update=True, layout=w.Layout(width="420px"))
+        self.slider = w.IntSlider(
+            min=0,
+            max=n - 1,
+            value=0,
+            description="slice",
+            style=style,
+            continuous_update=True,
+            layout=w.Layout(width="420px"),
+        )
         self.slider.value = self.best_slice(plane)
         self.opacity = w.FloatSlider(min=0, max=1, step=0.05, value=0.5, description="opacity", style=style)
-        self.window = w.FloatRangeSlider(min=0, max=1, step=0.01, value=(0.0, 1.0), description="window",
-                                         style=style)
-        self.show_label = w.Checkbox(value=self.label is not None, description="ground truth",
-                                     disabled=self.label is None, indent=False)
-        self.show_prediction = w.Checkbox(value=self.prediction is not None, description="prediction",
-                                          disabled=self.prediction is None, indent=False)
-        self.mode = w.ToggleButtons(options=MODES, value="overlay", style={"button_width": "110px"},
-                                    tooltips=["labels filled", "ground truth | prediction", "outlines",
-                                              "green both, red prediction only, blue missed"])
+        self.window = w.FloatRangeSlider(min=0, max=1, step=0.01, value=(0.0, 1.0), description="window", style=style)
+        self.show_label = w.Checkbox(
+            value=self.label is not None, description="ground truth", disabled=self.label is None, indent=False
+        )
+        self.show_prediction = w.Checkbox(
+            value=self.prediction is not None, description="prediction", disabled=self.prediction is None, indent=False
+        )
+        self.mode = w.ToggleButtons(
+            options=MODES,
+            value="overlay",
+            style={"button_width": "110px"},
+            tooltips=[
+                "labels filled",
+                "ground truth | prediction",
+                "outlines",
+                "green both, red prediction only, blue missed",
+            ],
+        )
         self.show_directions = w.Checkbox(value=True, description="R/L, A/P, S/I", indent=False)
         self.image = w.Image(format="png")
         self.status = w.HTML()
-        for control in (self.slider, self.opacity, self.window, self.show_label, self.show_prediction, self.mode,
-                        self.show_directions):
+        for control in (
+            self.slider,
+            self.opacity,
+            self.window,
+            self.show_label,
+            self.show_prediction,
+            self.mode,
+            self.show_directions,
+        ):
             control.observe(self._update, names="value")
         self.plane.observe(self._on_plane, names="value")
         self.title = title
         header = w.HTML(f"<b>{title}</b>") if title else w.HTML()
-        self.widget = w.VBox([
-            header, w.HBox([self.plane, self.mode]), self.slider, w.HBox([self.opacity, self.window]),
-            w.HBox([self.show_label, self.show_prediction, self.show_directions]), w.HBox([self.image, self.status]),
-        ])
+        self.widget = w.VBox(
+            [
+                header,
+                w.HBox([self.plane, self.mode]),
+                self.slider,
+                w.HBox([self.opacity, self.window]),
+                w.HBox([self.show_label, self.show_prediction, self.show_directions]),
+                w.HBox([self.image, self.status]),
+            ]
+        )
         self.widget.add_class("hippo-slice-viewer")
         self._update()
 

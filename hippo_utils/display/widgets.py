@@ -23,8 +23,9 @@ from hippo_utils.display import figures, pictures
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 # What the rows and columns of the panel's previews are (under the live widget and in its picture).
-PREVIEW_CAPTION = ("columns: mini_test slices, zoomed on the hippocampus; rows: image, ground truth, "
-                   "prediction against the truth")
+PREVIEW_CAPTION = (
+    "columns: mini_test slices, zoomed on the hippocampus; rows: image, ground truth, prediction against the truth"
+)
 CURVES = (("loss", ("loss", "val_loss"), "loss"), ("dice", ("dice_fg", "val_dice_fg"), "foreground Dice"))
 
 
@@ -140,7 +141,8 @@ class LiveTrainingPanel:
     def notice(self, text: str, warning: str | None = None) -> None:
         """A line about the run (its precision and memory), and a warning to stand out, if any."""
         self.notes.value = f"<small>{html.escape(text, quote=False)}</small>" + (
-            f"<br><b style='color:#b00'>{html.escape(warning, quote=False)}</b>" if warning else "")
+            f"<br><b style='color:#b00'>{html.escape(warning, quote=False)}</b>" if warning else ""
+        )
 
     def epoch_begin(self, epoch: int) -> None:
         self.bar.value = 0
@@ -150,14 +152,16 @@ class LiveTrainingPanel:
         self.bar.value = min(batch + 1, self.bar.max)
 
     def epoch_end(self, epoch: int, logs: dict[str, float], history: dict[str, list[float]]) -> None:
-        shown = " · ".join(f"{k} <b>{logs[k]:.4f}</b>" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg")
-                           if k in logs)
+        shown = " · ".join(
+            f"{k} <b>{logs[k]:.4f}</b>" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg") if k in logs
+        )
         self.status.value = f"epoch {epoch + 1}/{self.total} · {shown}"
         self.curves.value = curves_png(history)
 
     def show_previews(self, epoch: int, update: dict) -> None:
-        strip = pictures.preview_strip(update["images"], update["truths"], update["preds"],
-                                    tile=128, plane=update.get("plane"))
+        strip = pictures.preview_strip(
+            update["images"], update["truths"], update["preds"], tile=128, plane=update.get("plane")
+        )
         self.previews.value = png_bytes(strip)
 
     def train_end(self, history: dict[str, list[float]]) -> None:
@@ -165,8 +169,9 @@ class LiveTrainingPanel:
         if history and history.get("loss"):
             self.curves.value = curves_png(history)
             last = {k: v[-1] for k, v in history.items() if v}
-            shown = " · ".join(f"{k} <b>{last[k]:.4f}</b>" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg")
-                               if k in last)
+            shown = " · ".join(
+                f"{k} <b>{last[k]:.4f}</b>" for k in ("loss", "val_loss", "dice_fg", "val_dice_fg") if k in last
+            )
             self.status.value = f"epoch {len(history['loss'])}/{self.total} · {shown}"
         self.status.value += " · <b>done</b>"
         if self._handle is not None:

@@ -62,7 +62,7 @@ def _slice_level(model, cfg: Config) -> tuple[dict[str, float], list[dict], list
     per_slice = []
     batch = cfg.infer.batch_size
     for start in range(0, len(pairs), batch):
-        chunk = pairs[start:start + batch]
+        chunk = pairs[start : start + batch]
         probs = predict_batches(model, load_images([p[0] for p in chunk], cfg), batch, flip=cfg.infer.flip_tta)
         truths = load_masks([p[1] for p in chunk], cfg)
         onehot = metrics.one_hot(truths, n_classes)
@@ -70,10 +70,18 @@ def _slice_level(model, cfg: Config) -> tuple[dict[str, float], list[dict], list
         dcm_sum += float(metrics.dice_coef_multiclass_per_sample(onehot, probs).sum())
         preds = probs.argmax(-1)
         counts += metrics.confusion_counts(truths, preds, n_classes)
-        per_slice += [(img.stem, metrics.dice_score(t > 0, p > 0))
-                      for (img, _), t, p in zip(chunk, truths, preds, strict=True)]
-    rows = [{"class": c, **metrics.scores_from_counts(*counts[c]), "true_pixels": int(counts[c, 0] + counts[c, 2]),
-             "predicted_pixels": int(counts[c, 0] + counts[c, 1])} for c in range(1, n_classes)]
+        per_slice += [
+            (img.stem, metrics.dice_score(t > 0, p > 0)) for (img, _), t, p in zip(chunk, truths, preds, strict=True)
+        ]
+    rows = [
+        {
+            "class": c,
+            **metrics.scores_from_counts(*counts[c]),
+            "true_pixels": int(counts[c, 0] + counts[c, 2]),
+            "predicted_pixels": int(counts[c, 0] + counts[c, 1]),
+        }
+        for c in range(1, n_classes)
+    ]
     original = {"categorical_crossentropy": ce_sum / len(pairs), "dice_coef_multiclass": dcm_sum / len(pairs)}
     return original, rows, per_slice
 
@@ -92,17 +100,25 @@ def _subject_level(model, cfg: Config, progress: bool) -> list[dict]:
 
     table = []
     subjects = split_volumes(cfg.derive.output_dir, "test")
-    for name, (source, label_source) in tqdm(sorted(subjects.items()), desc="test subjects (3D)",
-                                             unit="subject", disable=not progress):
+    for name, (source, label_source) in tqdm(
+        sorted(subjects.items()), desc="test subjects (3D)", unit="subject", disable=not progress
+    ):
         volume, truth, pred = segment_against_truth(model, cfg, source, label_source)
         classes = list(range(1, cfg.model.num_classes))
-        table.append({"subject": name, **metrics.labelled_volume_metrics(
-            truth, pred, volume.spacing, classes if len(classes) > 1 else [], "class", volume.voxel_mm3)})
+        table.append(
+            {
+                "subject": name,
+                **metrics.labelled_volume_metrics(
+                    truth, pred, volume.spacing, classes if len(classes) > 1 else [], "class", volume.voxel_mm3
+                ),
+            }
+        )
     return table
 
 
-def evaluate(cfg: Config, model=None, model_dir: str | os.PathLike[str] | None = None,
-             progress: bool = True) -> EvaluationResult:
+def evaluate(
+    cfg: Config, model=None, model_dir: str | os.PathLike[str] | None = None, progress: bool = True
+) -> EvaluationResult:
     """Evaluate the model of ``model_dir`` (default ``[train] model_dir``) on the test split.
 
     The results go to ``[train] eval_dir``, which is locked meanwhile and must be this model
@@ -127,8 +143,10 @@ def _evaluate(model, cfg: Config, eval_dir: Path, progress: bool) -> EvaluationR
     """The body of :func:`evaluate`, run while it holds the evaluation folder's lock."""
     original, slices, per_slice = _slice_level(model, cfg)
     write_key_values(eval_dir / "evaluation.csv", original)
-    write_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in slices],
-                eval_dir / "evaluation_slices.csv")
+    write_table(
+        [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in slices],
+        eval_dir / "evaluation_slices.csv",
+    )
     subjects = _subject_level(model, cfg, progress)
     if subjects:
         write_table(subjects, eval_dir / "evaluation_subjects.csv", with_summary=True)
@@ -153,14 +171,16 @@ def best_worst_figure(model, cfg: Config, per_slice: list[tuple[str, float]], n:
         grey = img[..., 0].astype(np.uint8)
         truth = read_rgb(masks_dir / f"{name}.png")
         window = pictures.zoom_box([truth, pred], grey.shape)
-        for row, shown in enumerate((np.repeat(grey[..., None], 3, 2), pictures.overlay(grey, truth),
-                                     pictures.agreement(grey, truth, pred))):
+        for row, shown in enumerate(
+            (np.repeat(grey[..., None], 3, 2), pictures.overlay(grey, truth), pictures.agreement(grey, truth, pred))
+        ):
             axes[row, i].imshow(shown[window], interpolation="nearest")
             axes[row, i].set_xticks([])
             axes[row, i].set_yticks([])
         area = int(np.count_nonzero(truth.any(axis=-1)))
-        axes[0, i].set_title(f"{'worst' if i < len(chosen) // 2 else 'best'}: {name}\nDice {dice:.2f} · "
-                             f"{area} px of truth", fontsize=8)
+        axes[0, i].set_title(
+            f"{'worst' if i < len(chosen) // 2 else 'best'}: {name}\nDice {dice:.2f} · {area} px of truth", fontsize=8
+        )
     for row, label in enumerate(("image", "ground truth", "prediction")):
         axes[row, 0].set_ylabel(label, fontsize=9)
     for ax in axes.ravel():

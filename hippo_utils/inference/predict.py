@@ -27,8 +27,9 @@ from hippo_utils.data.preprocess import (
 from hippo_utils.data.volumes import Volume
 
 
-def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool = False,
-                    desc: str = "predicting", flip: bool = False) -> np.ndarray:
+def predict_batches(
+    model, inputs: np.ndarray, batch_size: int, progress: bool = False, desc: str = "predicting", flip: bool = False
+) -> np.ndarray:
     """Class probabilities for (N, H, W, C) inputs, in batches.
 
     Uses the model's compiled ``predict_on_batch`` (faster than an eager call on CPU). The
@@ -43,7 +44,7 @@ def predict_batches(model, inputs: np.ndarray, batch_size: int, progress: bool =
     run = getattr(model, "predict_on_batch", None) or (lambda b: model(b, training=False))
     out = []
     for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress):
-        batch = inputs[start:start + batch_size]
+        batch = inputs[start : start + batch_size]
         probs = np.asarray(run(batch))
         if flip:
             probs = (probs + np.asarray(run(np.ascontiguousarray(batch[:, :, ::-1])))[:, :, ::-1]) / 2
@@ -75,19 +76,22 @@ class Ensemble:
         first = self.members[0][1]
         for i, (_, cfg) in enumerate(self.members[1:], 1):
             name = self.names[i] if i < len(self.names) else f"member {i}"
-            for what, a, b in (("[model] num_classes", first.model.num_classes, cfg.model.num_classes),
-                               ("[derive] label_map", first.derive.label_map, cfg.derive.label_map),
-                               ("[mask] rgb_map", first.mask.rgb_map, cfg.mask.rgb_map)):
+            for what, a, b in (
+                ("[model] num_classes", first.model.num_classes, cfg.model.num_classes),
+                ("[derive] label_map", first.derive.label_map, cfg.derive.label_map),
+                ("[mask] rgb_map", first.mask.rgb_map, cfg.mask.rgb_map),
+            ):
                 if a != b:
-                    raise ValueError(f"{name}: its {what} {b!r} differs from the first model's {a!r}; "
-                                     "only models that predict the same classes can be fused")
+                    raise ValueError(
+                        f"{name}: its {what} {b!r} differs from the first model's {a!r}; "
+                        "only models that predict the same classes can be fused"
+                    )
 
     @property
     def cfg(self) -> Config:
         return self.members[0][1]
 
-    def probabilities(self, volume: Volume, batch_size: int | None = None,
-                      progress: bool = False) -> np.ndarray:
+    def probabilities(self, volume: Volume, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Mean class probabilities (X, Y, Z, C) of the members on ``volume``'s grid."""
         total = None
         for model, cfg in self.members:
@@ -111,18 +115,26 @@ def prepare_volume(cfg: Config, volume: Volume) -> PreparedVolume:
     d = cfg.derive
     normalised = normalize_intensity(volume, d.intensity_percentiles)
     geom = slice_geometry(volume, d.plane, cfg.image_size, crop_mm=crop_box(cfg), normalised=normalised)
-    inputs = model_batch(model_slices(geom.orient(normalised), geom, d.context_slices, d.context_step),
-                         cfg.model.image_channels)
+    inputs = model_batch(
+        model_slices(geom.orient(normalised), geom, d.context_slices, d.context_step), cfg.model.image_channels
+    )
     return PreparedVolume(volume, geom, inputs, normalised)
 
 
-def slice_probabilities(model, cfg: Config, prepared: PreparedVolume, batch_size: int | None = None,
-                        progress: bool = False) -> np.ndarray:
+def slice_probabilities(
+    model, cfg: Config, prepared: PreparedVolume, batch_size: int | None = None, progress: bool = False
+) -> np.ndarray:
     """Model-size class probabilities (N, H, W, C) of each prepared slice ([infer] flip_tta and
     slice_smoothing applied)."""
     volume = prepared.volume
-    probs = predict_batches(model, prepared.inputs, batch_size or cfg.infer.batch_size, progress,
-                            desc=volume.path.name if volume.path else "volume", flip=cfg.infer.flip_tta)
+    probs = predict_batches(
+        model,
+        prepared.inputs,
+        batch_size or cfg.infer.batch_size,
+        progress,
+        desc=volume.path.name if volume.path else "volume",
+        flip=cfg.infer.flip_tta,
+    )
     return smooth_across_slices(probs) if cfg.infer.slice_smoothing else probs
 
 
@@ -147,16 +159,18 @@ def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
     return 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
 
 
-def volume_probabilities(model, cfg: Config, volume: Volume, batch_size: int | None = None,
-                         progress: bool = False) -> np.ndarray:
+def volume_probabilities(
+    model, cfg: Config, volume: Volume, batch_size: int | None = None, progress: bool = False
+) -> np.ndarray:
     """Class probabilities (X, Y, Z, C), float32, on ``volume``'s own grid and axis order."""
     prepared = prepare_volume(cfg, volume)
     probs = slice_probabilities(model, cfg, prepared, batch_size, progress)
     return prepared.geom.unorient(np.stack([prepared.geom.from_model(p) for p in probs]).astype(np.float32))
 
 
-def segment_volume(model, cfg: Config, volume: Volume, batch_size: int | None = None,
-                   progress: bool = False) -> np.ndarray:
+def segment_volume(
+    model, cfg: Config, volume: Volume, batch_size: int | None = None, progress: bool = False
+) -> np.ndarray:
     """Predicted class indices (uint8) on ``volume``'s own grid and axis order.
 
     ``model`` may be an :class:`Ensemble`: its members' probabilities are averaged.

@@ -81,10 +81,17 @@ class VolumeResult:
     assumed_voxel_size: bool = False  # the volumes rest on --assume-voxel-size
 
 
-def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, out_dir: str | os.PathLike[str],
-                 truth: str | os.PathLike[str] | None = None, progress: bool = False,
-                 qc: bool = True, name: str | None = None,
-                 assume_voxel_size: tuple[float, float, float] | None = None) -> VolumeResult:
+def infer_volume(
+    model,
+    cfg: Config,
+    source: str | os.PathLike[str] | Volume,
+    out_dir: str | os.PathLike[str],
+    truth: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    qc: bool = True,
+    name: str | None = None,
+    assume_voxel_size: tuple[float, float, float] | None = None,
+) -> VolumeResult:
     """Segment one volume; write ``NAME_labels.nii.gz`` (input affine and shape) and
     ``NAME_qc.png``; compare with ``truth`` labels when given.
 
@@ -101,9 +108,16 @@ def infer_volume(model, cfg: Config, source: str | os.PathLike[str] | Volume, ou
     return _write_volume(cfg, volume, classes, Path(out_dir), name, truth, qc)
 
 
-def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Path, name: str | None,
-                  truth: str | os.PathLike[str] | None, qc: bool, normalised: np.ndarray | None = None,
-                  ) -> VolumeResult:
+def _write_volume(
+    cfg: Config,
+    volume: Volume,
+    classes: np.ndarray,
+    out_dir: Path,
+    name: str | None,
+    truth: str | os.PathLike[str] | None,
+    qc: bool,
+    normalised: np.ndarray | None = None,
+) -> VolumeResult:
     """Post-process a volume's predicted classes and write its results (the last stage).
     ``normalised``: the volume scaled for display, when the caller has it already."""
     labels_of = Labels.from_config(cfg)
@@ -117,17 +131,24 @@ def _write_volume(cfg: Config, volume: Volume, classes: np.ndarray, out_dir: Pat
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}{LABELS_SUFFIX}", volume.header, input=source)
     row = volumetry(labels, volume, cfg)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
-    result = VolumeResult(name, volume.path, labels_path, out_dir / f"{name}{QC_SUFFIX}", row,
-                          assumed_voxel_size=volume.assumed_spacing)
+    result = VolumeResult(
+        name, volume.path, labels_path, out_dir / f"{name}{QC_SUFFIX}", row, assumed_voxel_size=volume.assumed_spacing
+    )
     if qc:
         if normalised is None:
             normalised = normalize_intensity(volume, cfg.derive.intensity_percentiles)
-        picture = pictures.qc_snapshot(volume, labels, normalised, title=f"{name}: predicted hippocampus",
-                                    anatomical=not cfg.derive.plane.startswith("axis"))
+        picture = pictures.qc_snapshot(
+            volume,
+            labels,
+            normalised,
+            title=f"{name}: predicted hippocampus",
+            anatomical=not cfg.derive.plane.startswith("axis"),
+        )
         atomic_write_bytes(result.qc_path, png_bytes(picture, compress_level=1), input=source)
     if gt is not None:
-        result.metrics.update(labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label",
-                                                      volume.voxel_mm3))
+        result.metrics.update(
+            labelled_volume_metrics(gt, labels, volume.spacing, labels_of.output_values(), "label", volume.voxel_mm3)
+        )
     return result
 
 
@@ -142,9 +163,17 @@ def _yield_to_the_model() -> None:
         pass
 
 
-def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, names: dict[Path, str],
-                   truths: dict[Path, Path | None], assume_voxel_size,
-                   progress: bool, record) -> tuple[list[VolumeResult], Exception | None]:
+def _segment_batch(
+    model,
+    cfg: Config,
+    files: Sequence[Path],
+    out_dir: Path,
+    names: dict[Path, str],
+    truths: dict[Path, Path | None],
+    assume_voxel_size,
+    progress: bool,
+    record,
+) -> tuple[list[VolumeResult], Exception | None]:
     """Segment ``files`` in a pipeline that keeps the model busy: one background thread
     writes the last volume's results and then loads and prepares the next volume while the
     model predicts this one. At most two volumes are held at a time (the one predicted,
@@ -165,12 +194,21 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
 
     def finish(path: Path, prepared, probs: np.ndarray) -> VolumeResult:
         if ensemble:  # the members' probabilities are on the volume's grid already
-            result = _write_volume(cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path],
-                                   truths[path], qc=True)
+            result = _write_volume(
+                cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path], truths[path], qc=True
+            )
         else:
             classes = classes_on_grid(prepared.geom, probs)
-            result = _write_volume(cfg, prepared.volume, classes, out_dir, names[path], truths[path], qc=True,
-                                   normalised=prepared.normalised)
+            result = _write_volume(
+                cfg,
+                prepared.volume,
+                classes,
+                out_dir,
+                names[path],
+                truths[path],
+                qc=True,
+                normalised=prepared.normalised,
+            )
         record(result)
         return result
 
@@ -184,8 +222,7 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
                 prepared = loading.result()
                 if i + 1 < len(files):  # queued after the last volume's writing: two volumes at most
                     loading = worker.submit(load, files[i + 1])
-                probs = (model.probabilities(prepared) if ensemble else
-                         slice_probabilities(model, cfg, prepared))
+                probs = model.probabilities(prepared) if ensemble else slice_probabilities(model, cfg, prepared)
                 done.append(worker.submit(finish, path, prepared, probs))
                 del prepared, probs
         except Exception as exc:  # noqa: BLE001 (raised by the caller, once the finished volumes are recorded)
@@ -205,8 +242,9 @@ def _segment_batch(model, cfg: Config, files: Sequence[Path], out_dir: Path, nam
     return results, first_failure or error  # the earliest failure, in input order
 
 
-def output_names(files: Sequence[Path], taken: dict[str, str] | None = None,
-                 reserved: Iterable[str] = ()) -> dict[Path, str]:
+def output_names(
+    files: Sequence[Path], taken: dict[str, str] | None = None, reserved: Iterable[str] = ()
+) -> dict[Path, str]:
     """A distinct output name for each input, that shows which input it is.
 
     The name is the file's stem; where inputs share a stem (``a/scan.nii`` and
@@ -244,23 +282,30 @@ def _truths(files: Sequence[Path], labels_dir: Path | None) -> dict[Path, Path |
         FileNotFoundError: an input without a label file.
         ValueError: two inputs that would be scored against the same label file.
     """
-    truths = {path: find_label_file(labels_dir, strip_volume_suffix(path.name)) if labels_dir else None
-              for path in files}
+    truths = {
+        path: find_label_file(labels_dir, strip_volume_suffix(path.name)) if labels_dir else None for path in files
+    }
     seen: dict[Path, Path] = {}
     for path, truth in truths.items():
         if truth is not None and truth in seen:
-            raise ValueError(f"--labels: {seen[truth]} and {path} would both be scored against {truth}; "
-                             "score inputs that share a file name in separate runs")
+            raise ValueError(
+                f"--labels: {seen[truth]} and {path} would both be scored against {truth}; "
+                "score inputs that share a file name in separate runs"
+            )
         if truth is not None:
             seen[truth] = path
     return truths
 
 
-def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-                  inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                  labels_dir: str | os.PathLike[str] | None = None,
-                  progress: bool = True, overrides: Sequence[str] = (),
-                  assume_voxel_size: tuple[float, float, float] | None = None) -> list[VolumeResult]:
+def infer_volumes(
+    model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    labels_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    overrides: Sequence[str] = (),
+    assume_voxel_size: tuple[float, float, float] | None = None,
+) -> list[VolumeResult]:
     """Segment many volumes with the model in ``model_dir``; write one summary table.
 
     ``inputs`` may name files or folders (every volume inside is taken). Writes, in
@@ -287,15 +332,19 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
     """
     for item in overrides:
         if not item.strip().startswith("infer."):
-            raise ValueError(f"--set {item}: only [infer] settings can change at inference; the model was "
-                             "trained with the rest of its config")
+            raise ValueError(
+                f"--set {item}: only [infer] settings can change at inference; the model was "
+                "trained with the rest of its config"
+            )
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; give a folder (it is made when missing)")
     dirs = [Path(model_dir)] if isinstance(model_dir, (str, os.PathLike)) else [Path(d) for d in model_dir]
     labels_dir = Path(labels_dir) if labels_dir else None
-    check_outputs_apart([("--out", out_dir)], [*(("the input", Path(i)) for i in inputs), ("--labels", labels_dir),
-                                               *(("the model folder", d) for d in dirs)])
+    check_outputs_apart(
+        [("--out", out_dir)],
+        [*(("the input", Path(i)) for i in inputs), ("--labels", labels_dir), *(("the model folder", d) for d in dirs)],
+    )
     files = _volume_files(inputs)
     with folder_lock(out_dir, "infer-volume"):
         for table in _TABLES + (_METRIC_TABLES if labels_dir is not None else ()):  # before they are read
@@ -313,15 +362,19 @@ def infer_volumes(model_dir: str | os.PathLike[str] | Sequence[str | os.PathLike
         truths = _truths(files, labels_dir)
         _check_inputs(cfg, files, truths, assume_voxel_size)  # before anything is written
         old_rows = read_rows(out_dir / "volumetry.json", "input")
-        names = output_names(files, {**_recorded_results(out_dir), **{r["input"]: r["subject"] for r in old_rows}},
-                             reserved=_results_on_disk(out_dir))
+        names = output_names(
+            files,
+            {**_recorded_results(out_dir), **{r["input"]: r["subject"] for r in old_rows}},
+            reserved=_results_on_disk(out_dir),
+        )
         for name in names.values():  # nothing of the user's is replaced; refused before the batch starts
             for suffix in (LABELS_SUFFIX, QC_SUFFIX):
                 check_may_write(out_dir / f"{name}{suffix}")
         book = _Records(out_dir, dirs, old_rows, labels_dir is not None)
         out_dir.mkdir(parents=True, exist_ok=True)
-        results, error = _segment_batch(model, cfg, files, out_dir, names, truths, assume_voxel_size, progress,
-                                        book.add)
+        results, error = _segment_batch(
+            model, cfg, files, out_dir, names, truths, assume_voxel_size, progress, book.add
+        )
         if error is not None:
             raise error
     return results
@@ -331,7 +384,7 @@ def _results_on_disk(out_dir: Path) -> set[str]:
     """Output names whose label volume is in ``out_dir``."""
     if not out_dir.is_dir():
         return set()
-    return {p.name[:-len(LABELS_SUFFIX)] for p in out_dir.glob(f"*{LABELS_SUFFIX}")}
+    return {p.name[: -len(LABELS_SUFFIX)] for p in out_dir.glob(f"*{LABELS_SUFFIX}")}
 
 
 def _recorded_results(out_dir: Path) -> dict[str, str]:
@@ -373,8 +426,9 @@ class _Records:
         self.rows = merge_rows(self.rows, [{"subject": result.name, **ident, **result.volumetry}], "input")
         write_table(self.rows, self.out_dir / "volumetry.csv")
         if self.metric_rows is not None:
-            self.metric_rows = merge_rows(self.metric_rows, [{"subject": result.name, **ident, **result.metrics}],
-                                          "input")
+            self.metric_rows = merge_rows(
+                self.metric_rows, [{"subject": result.name, **ident, **result.metrics}], "input"
+            )
             write_table(self.metric_rows, self.out_dir / "metrics.csv", with_summary=True)
         write_run_record(self.out_dir, self.dirs, self.ids)
 
@@ -393,8 +447,7 @@ def _volume_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
             files.extend(found)
         elif item.exists():
             if recorded_input(item) is not None:
-                raise ValueError(f"{item} is a result hippo_utils wrote, not a scan; give the scans it was "
-                                 "made from")
+                raise ValueError(f"{item} is a result hippo_utils wrote, not a scan; give the scans it was made from")
             files.append(item)
         else:
             raise FileNotFoundError(f"input not found: {item}")
@@ -411,8 +464,10 @@ def _check_same_models(out_dir: Path, dirs: Sequence[Path]) -> None:
     before = [e["model_dir"] for e in record.get("ensemble", [])] or [record.get("model_dir")]
     now = [str(d.resolve()) for d in dirs]
     if before != now:
-        raise ValueError(f"--out {out_dir} holds the results of {', '.join(map(str, before))}; those of "
-                         f"{', '.join(now)} would mix with them. Choose another --out")
+        raise ValueError(
+            f"--out {out_dir} holds the results of {', '.join(map(str, before))}; those of "
+            f"{', '.join(now)} would mix with them. Choose another --out"
+        )
 
 
 def write_run_record(out_dir: Path, model_dirs: Sequence[str | os.PathLike[str]], inputs: dict[str, dict]) -> Path:
@@ -423,10 +478,14 @@ def write_run_record(out_dir: Path, model_dirs: Sequence[str | os.PathLike[str]]
     earlier = json.loads(run.read_text()).get("inputs", {}) if run.is_file() else {}
     dirs = [Path(d).resolve() for d in model_dirs]
     record = {
-        "hippo_utils": __version__, "model_dir": str(dirs[0]),
+        "hippo_utils": __version__,
+        "model_dir": str(dirs[0]),
         "model_provenance": read_provenance(dirs[0]),
-        **({"ensemble": [{"model_dir": str(d), "model_provenance": read_provenance(d)} for d in dirs]}
-           if len(dirs) > 1 else {}),
+        **(
+            {"ensemble": [{"model_dir": str(d), "model_provenance": read_provenance(d)} for d in dirs]}
+            if len(dirs) > 1
+            else {}
+        ),
         "inputs": {**earlier, **{name: {"path": i["input"], "sha256": i["sha256"]} for name, i in inputs.items()}},
     }
     return write_json(run, record)
@@ -440,8 +499,13 @@ class FolderResult:
     merged_dir: Path | None
 
 
-def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None = None,
-                 output_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> FolderResult:
+def infer_folder(
+    model,
+    cfg: Config,
+    images_dir: str | os.PathLike[str] | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> FolderResult:
     """Predict every image of a folder ([infer] images_dir), in batches.
 
     Writes, at each input's own size: the predicted mask coloured by ``rgb_map`` as
@@ -453,8 +517,10 @@ def infer_folder(model, cfg: Config, images_dir: str | os.PathLike[str] | None =
     output_dir = Path(output_dir or cfg.infer.output_dir)
     masks_dir = cfg.infer.masks_dir or images_dir.parent / "masks"
     merged_dir = cfg.infer.merged_dir or output_dir / "merged"
-    check_outputs_apart([("[infer] output_dir", output_dir), ("[infer] merged_dir", merged_dir)],
-                        [("[infer] images_dir", images_dir), ("[infer] masks_dir", masks_dir)])
+    check_outputs_apart(
+        [("[infer] output_dir", output_dir), ("[infer] merged_dir", merged_dir)],
+        [("[infer] images_dir", images_dir), ("[infer] masks_dir", masks_dir)],
+    )
     with folder_locks([(output_dir, "infer"), (merged_dir, "infer")]):
         return _infer_folder(model, cfg, images_dir, output_dir, masks_dir, merged_dir, progress)
 
@@ -479,22 +545,27 @@ def _folder_image(path: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     return (rgb[..., ::-1] if cfg.image.color_order == "BGR" else rgb), grey
 
 
-def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, masks_dir: Path, merged_dir: Path,
-                  progress: bool) -> FolderResult:
+def _infer_folder(
+    model, cfg: Config, images_dir: Path, output_dir: Path, masks_dir: Path, merged_dir: Path, progress: bool
+) -> FolderResult:
     """The body of :func:`infer_folder`, run while it holds the output folders' locks."""
     if not images_dir.is_dir():
         raise FileNotFoundError(f"[infer] images_dir not found: {images_dir}")
     ours = result_files(images_dir)
-    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in ours
-                   and not p.name.startswith("."))
+    paths = sorted(
+        p
+        for p in images_dir.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in ours and not p.name.startswith(".")
+    )
     if not paths:
         raise ValueError(f"{images_dir}: no .png or .jpg images to segment")
     by_stem: dict[str, Path] = {}
     for path in paths:  # results are named by the stem; case apart, as on macOS and Windows
         other = by_stem.setdefault(path.stem.lower(), path)
         if other is not path:
-            raise ValueError(f"{images_dir}: {other.name} and {path.name} would both be written as "
-                             f"{path.stem}.png; rename one")
+            raise ValueError(
+                f"{images_dir}: {other.name} and {path.name} would both be written as {path.stem}.png; rename one"
+            )
     for path in paths:  # nothing of the user's is replaced; refused before any is written
         check_may_write(output_dir / f"{path.stem}.png")
         check_may_write(output_dir / "overlays" / f"{path.stem}.png")
@@ -502,23 +573,34 @@ def _infer_folder(model, cfg: Config, images_dir: Path, output_dir: Path, masks_
     colours = Labels.from_config(cfg).colours
     arrays, greys = zip(*(_folder_image(p, cfg) for p in paths), strict=True)
     geoms = [image_geometry(g.shape, cfg.image_size) for g in greys]
-    inputs = model_batch(np.concatenate([model_slices(a[None], geom) for geom, a in zip(geoms, arrays, strict=True)]),
-                         cfg.model.image_channels)
-    probs = predict_batches(model, inputs, cfg.infer.batch_size, progress, desc=images_dir.name,
-                            flip=cfg.infer.flip_tta)
+    inputs = model_batch(
+        np.concatenate([model_slices(a[None], geom) for geom, a in zip(geoms, arrays, strict=True)]),
+        cfg.model.image_channels,
+    )
+    probs = predict_batches(
+        model, inputs, cfg.infer.batch_size, progress, desc=images_dir.name, flip=cfg.infer.flip_tta
+    )
     for path, grey, geom, prob in zip(paths, greys, geoms, probs, strict=True):
         pred = colours[classes_from_probs(geom, prob)]
         grey8 = np.rint(grey * 255).astype(np.uint8)
         source = str(path.resolve())
         atomic_write_bytes(output_dir / f"{path.stem}.png", png_bytes(pred), input=source)
-        atomic_write_bytes(output_dir / "overlays" / f"{path.stem}.png", png_bytes(pictures.overlay(grey8, pred)),
-                           input=source)
-        truth_path = next((masks_dir / f"{path.stem}{s}" for s in IMAGE_SUFFIXES
-                           if (masks_dir / f"{path.stem}{s}").exists()), None)
+        atomic_write_bytes(
+            output_dir / "overlays" / f"{path.stem}.png", png_bytes(pictures.overlay(grey8, pred)), input=source
+        )
+        truth_path = next(
+            (masks_dir / f"{path.stem}{s}" for s in IMAGE_SUFFIXES if (masks_dir / f"{path.stem}{s}").exists()), None
+        )
         if truth_path is not None:
             truth = Image.fromarray(read_rgb(truth_path))
             truth = np.asarray(truth.resize(grey8.shape[::-1], Image.Resampling.NEAREST))
-            strip = np.concatenate([np.repeat(grey8[..., None], 3, axis=2), pictures.overlay(grey8, truth),
-                                    pictures.agreement(grey8, truth, pred)], axis=1)
+            strip = np.concatenate(
+                [
+                    np.repeat(grey8[..., None], 3, axis=2),
+                    pictures.overlay(grey8, truth),
+                    pictures.agreement(grey8, truth, pred),
+                ],
+                axis=1,
+            )
             atomic_write_bytes(merged_dir / f"{path.stem}.png", png_bytes(strip), input=source)
     return FolderResult(output_dir, [p.stem for p in paths], merged_dir if masks_dir.is_dir() else None)

@@ -42,8 +42,9 @@ def read_synthetic_truth(source_dir: str | os.PathLike[str]) -> dict[str, dict[s
         return {row["subject"]: row for row in csv.DictReader(fh)}
 
 
-def volumetry_against_truth(measured: dict[str, dict[str, float]], truth: dict[str, dict],
-                            threshold: float = ASYMMETRY_THRESHOLD) -> list[dict]:
+def volumetry_against_truth(
+    measured: dict[str, dict[str, float]], truth: dict[str, dict], threshold: float = ASYMMETRY_THRESHOLD
+) -> list[dict]:
     """Measured left/right volumes beside the true ones, per subject: the relative volume
     errors, the true and measured asymmetry index and the side each flags.
 
@@ -61,14 +62,23 @@ def volumetry_against_truth(measured: dict[str, dict[str, float]], truth: dict[s
         left, right = float(v["left_mm3"]), float(v["right_mm3"])
         true_left, true_right = float(t["left_mm3"]), float(t["right_mm3"])
         ai, true_ai = asymmetry_index(left, right), asymmetry_index(true_left, true_right)
-        rows.append({
-            "subject": subject, "left_mm3": round(left, 1), "true_left": round(true_left, 1),
-            "left_err_%": round(100 * (left / true_left - 1), 1), "right_mm3": round(right, 1),
-            "true_right": round(true_right, 1), "right_err_%": round(100 * (right / true_right - 1), 1),
-            "AI": round(ai, 3), "true_AI": round(true_ai, 3), "AI_err": round(ai - true_ai, 3),
-            "flag": flagged_side(ai, threshold) or "-", "true_flag": flagged_side(true_ai, threshold) or "-",
-            "atrophy_made": t.get("atrophy_side") or "-",
-        })
+        rows.append(
+            {
+                "subject": subject,
+                "left_mm3": round(left, 1),
+                "true_left": round(true_left, 1),
+                "left_err_%": round(100 * (left / true_left - 1), 1),
+                "right_mm3": round(right, 1),
+                "true_right": round(true_right, 1),
+                "right_err_%": round(100 * (right / true_right - 1), 1),
+                "AI": round(ai, 3),
+                "true_AI": round(true_ai, 3),
+                "AI_err": round(ai - true_ai, 3),
+                "flag": flagged_side(ai, threshold) or "-",
+                "true_flag": flagged_side(true_ai, threshold) or "-",
+                "atrophy_made": t.get("atrophy_side") or "-",
+            }
+        )
     return rows
 
 
@@ -77,8 +87,9 @@ def volumetry(labels: np.ndarray, volume: Volume, cfg: Config) -> dict[str, floa
     config names the left/right labels. AI = (L - R) / ((L + R) / 2)."""
     voxel_mm3 = volume.voxel_mm3
     counts = np.bincount(labels.ravel(), minlength=256)
-    row: dict[str, float] = {f"label_{v}_mm3": round(float(counts[v]) * voxel_mm3, 2)
-                             for v in sorted(set(cfg.derive.label_map))}
+    row: dict[str, float] = {
+        f"label_{v}_mm3": round(float(counts[v]) * voxel_mm3, 2) for v in sorted(set(cfg.derive.label_map))
+    }
     row["total_mm3"] = round(float(counts[1:].sum()) * voxel_mm3, 2)
     lr = cfg.infer.left_right_labels
     if lr is not None:
@@ -101,8 +112,11 @@ def plausibility_flags(row: dict[str, float], assumed_voxel_size: bool = False) 
     if not row.get("total_mm3"):
         flags.append("empty prediction")
     else:
-        sides = [("left", row["left_mm3"]), ("right", row["right_mm3"])] if "left_mm3" in row \
+        sides = (
+            [("left", row["left_mm3"]), ("right", row["right_mm3"])]
+            if "left_mm3" in row
             else [("hippocampus", row["total_mm3"])]
+        )
         for side, value in sides:
             if not lo <= value <= hi:
                 flags.append(f"{side} {value:.0f} mm3 outside the adult range {lo:.0f}-{hi:.0f}")

@@ -45,14 +45,22 @@ def level_specs(m: ModelSection) -> list[LevelSpec]:
     """
     factor = 2 ** (m.num_layers - 1)
     if m.image_height % factor or m.image_width % factor:
-        raise ValueError(f"[model] image size {m.image_height}x{m.image_width} must be divisible by "
-                         f"2**(num_layers-1) = {factor} for num_layers = {m.num_layers}")
+        raise ValueError(
+            f"[model] image size {m.image_height}x{m.image_width} must be divisible by "
+            f"2**(num_layers-1) = {factor} for num_layers = {m.num_layers}"
+        )
     k0, d0 = m.base_kernels[0], m.dilation[0]
     if k0 % 2 == 0:
         raise ValueError(f"[model] base_kernels = {m.base_kernels}: kernels must be odd")
     return [
-        LevelSpec(i, m.base_filters * 2**i, max(3, k0 - 2 * i), max(1, d0 - i), m.dropout_rate * i,
-                  (m.image_height // 2**i, m.image_width // 2**i))
+        LevelSpec(
+            i,
+            m.base_filters * 2**i,
+            max(3, k0 - 2 * i),
+            max(1, d0 - i),
+            m.dropout_rate * i,
+            (m.image_height // 2**i, m.image_width // 2**i),
+        )
         for i in range(m.num_layers)
     ]
 
@@ -100,9 +108,16 @@ def build_flexunet(m: ModelSection, seed: int | None = None, dtype_policy: str |
 
     def conv_block(x, spec: LevelSpec, prefix: str):
         for n in (1, 2):
-            x = layers.Conv2D(spec.filters, spec.kernel, padding="same", activation="relu",
-                              kernel_initializer="he_normal", dilation_rate=spec.dilation,
-                              name=f"{prefix}_conv{n}", dtype=dtype_policy)(x)
+            x = layers.Conv2D(
+                spec.filters,
+                spec.kernel,
+                padding="same",
+                activation="relu",
+                kernel_initializer="he_normal",
+                dilation_rate=spec.dilation,
+                name=f"{prefix}_conv{n}",
+                dtype=dtype_policy,
+            )(x)
             if m.normalization:
                 x = layers.BatchNormalization(name=f"{prefix}_bn{n}", dtype=dtype_policy)(x)
             if n == 1:
@@ -110,8 +125,7 @@ def build_flexunet(m: ModelSection, seed: int | None = None, dtype_policy: str |
         return x
 
     inputs = keras.Input((m.image_height, m.image_width, m.image_channels), name="image")
-    x = (layers.Rescaling(1.0 / 255, name="input_rescale", dtype=dtype_policy)(inputs) if m.input_normalize
-         else inputs)
+    x = layers.Rescaling(1.0 / 255, name="input_rescale", dtype=dtype_policy)(inputs) if m.input_normalize else inputs
     skips = []
     for spec in specs:
         x = conv_block(x, spec, f"enc{spec.level}")
@@ -120,8 +134,7 @@ def build_flexunet(m: ModelSection, seed: int | None = None, dtype_policy: str |
             x = layers.MaxPooling2D(2, name=f"enc{spec.level}_pool", dtype=dtype_policy)(x)
     for spec in reversed(specs[:-1]):
         f = spec.level
-        x = layers.Conv2DTranspose(spec.filters, 2, strides=2, padding="same", name=f"dec{f}_up",
-                                   dtype=dtype_policy)(x)
+        x = layers.Conv2DTranspose(spec.filters, 2, strides=2, padding="same", name=f"dec{f}_up", dtype=dtype_policy)(x)
         x = layers.Concatenate(name=f"dec{f}_concat", dtype=dtype_policy)([x, skips[f]])
         x = conv_block(x, spec, f"dec{f}")
     # float32 whatever the policy: the probabilities, losses and metrics keep full precision
@@ -148,10 +161,12 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         mib = 2**20
-        return (f"model memory: parameters {self.parameters / mib:.1f} MiB (+ {self.training_state / mib:.1f} MiB "
-                f"gradients and Adam state), activations about {self.activations_per_image / mib:.1f} MiB an image, "
-                f"{self.activations_per_image * self.batch_size / mib:.0f} MiB at batch {self.batch_size}; "
-                f"about {self.total / mib:.0f} MiB in all")
+        return (
+            f"model memory: parameters {self.parameters / mib:.1f} MiB (+ {self.training_state / mib:.1f} MiB "
+            f"gradients and Adam state), activations about {self.activations_per_image / mib:.1f} MiB an image, "
+            f"{self.activations_per_image * self.batch_size / mib:.0f} MiB at batch {self.batch_size}; "
+            f"about {self.total / mib:.0f} MiB in all"
+        )
 
 
 def memory_estimate(model, batch_size: int) -> MemoryEstimate:
@@ -161,6 +176,9 @@ def memory_estimate(model, batch_size: int) -> MemoryEstimate:
     so it is a lower bound: on CPU it came to 0.89 of the measured growth of peak memory per
     image (tests/test_precision.py checks it within 0.6-1.4)."""
     weights = 4 * int(model.count_params())
-    per_image = sum(int(np.prod(layer.output.shape[1:])) * np.dtype(layer.compute_dtype).itemsize
-                    for layer in model.layers if layer.__class__.__name__ != "InputLayer")
+    per_image = sum(
+        int(np.prod(layer.output.shape[1:])) * np.dtype(layer.compute_dtype).itemsize
+        for layer in model.layers
+        if layer.__class__.__name__ != "InputLayer"
+    )
     return MemoryEstimate(weights, 3 * weights, per_image, batch_size)

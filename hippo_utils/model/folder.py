@@ -63,8 +63,9 @@ def read_state(model_dir: str | os.PathLike[str]) -> dict | None:
         state = json.loads(path.read_text())
         int(state["epoch"]), state["best"]  # noqa: B018 (the keys a resume needs)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a training state this version can resume ({exc!r}); "
-                         "train into a new [train] model_dir") from None
+        raise ValueError(
+            f"{path}: not a training state this version can resume ({exc!r}); train into a new [train] model_dir"
+        ) from None
     return state
 
 
@@ -86,8 +87,9 @@ def read_history(model_dir: str | os.PathLike[str], epochs: int | None = None) -
     return {k: v[:epochs] for k, v in history.items()} if epochs is not None else history
 
 
-def commit_epoch(model_dir: Path, model, epoch: int, history: dict, state: dict, improved: bool,
-                 weights_only: bool) -> None:
+def commit_epoch(
+    model_dir: Path, model, epoch: int, history: dict, state: dict, improved: bool, weights_only: bool
+) -> None:
     """Write epoch ``epoch`` (0-based) into ``model_dir``: the best model when ``improved``,
     the epoch's checkpoint, the history, then ``state.json`` (the commit), then ``last.keras``;
     older epoch checkpoints go last."""
@@ -134,18 +136,25 @@ def write_provenance(cfg: Config, precision=None) -> Path:
 
     text = cfg.to_ini()
     record: dict = {
-        "hippo_utils": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
-        "keras": keras.__version__, "config_source": str(cfg.path) if cfg.path else None,
-        "config_sha256": hashlib.sha256(text.encode()).hexdigest(), "config": text,
+        "hippo_utils": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "config_source": str(cfg.path) if cfg.path else None,
+        "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "config": text,
         **({"precision": precision.as_record()} if precision is not None else {}),
     }
     dataset_dir = _dataset_dir(cfg)
     if (dataset_dir / "dataset.json").is_file():
         dataset = read_dataset_meta(dataset_dir)
-        record["dataset"] = {"dir": str(dataset_dir), "fingerprint": dataset.get("fingerprint"),
-                             "hippo_utils": dataset.get("hippo_utils_version"),
-                             "source_dir": dataset.get("source_dir"),
-                             "sources_sha256": dataset.get("sources_sha256")}
+        record["dataset"] = {
+            "dir": str(dataset_dir),
+            "fingerprint": dataset.get("fingerprint"),
+            "hippo_utils": dataset.get("hippo_utils_version"),
+            "source_dir": dataset.get("source_dir"),
+            "sources_sha256": dataset.get("sources_sha256"),
+        }
     return write_json(cfg.train.model_dir / PROVENANCE_NAME, record)
 
 
@@ -175,9 +184,11 @@ def check_same_dataset(model_dir: str | os.PathLike[str], cfg: Config, doing: st
     except (OSError, ValueError):
         return
     if then and now and then != now:
-        raise ValueError(f"{model_dir} was trained on a dataset of fingerprint {then}, and {dataset_dir} is "
-                         f"{now} (other subjects, split or settings); {doing} it with the dataset it was "
-                         "trained on, or train a new model on this one")
+        raise ValueError(
+            f"{model_dir} was trained on a dataset of fingerprint {then}, and {dataset_dir} is "
+            f"{now} (other subjects, split or settings); {doing} it with the dataset it was "
+            "trained on, or train a new model on this one"
+        )
 
 
 def made_by(model_dir: Path) -> str:
@@ -186,8 +197,11 @@ def made_by(model_dir: Path) -> str:
 
     try:
         p = read_provenance(model_dir) or {}
-        made = (f"written by hippo_utils {p.get('hippo_utils')} with Keras {p.get('keras')}" if p
-                else "written by an unknown version (no provenance.json)")
+        made = (
+            f"written by hippo_utils {p.get('hippo_utils')} with Keras {p.get('keras')}"
+            if p
+            else "written by an unknown version (no provenance.json)"
+        )
     except (OSError, ValueError):
         made = "written by an unknown version (unreadable provenance.json)"
     return f"{made}; this is hippo_utils {__version__} with Keras {keras.__version__}"
@@ -205,9 +219,11 @@ def load_checkpoint(path: Path, model_dir: Path, compile: bool = True):
     try:
         return keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
     except Exception as exc:  # noqa: BLE001 (Keras raises many kinds; all mean "cannot load")
-        raise ValueError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); it was "
-                         f"{made_by(model_dir)}. Re-train, or use the version that wrote it") from None
+        raise ValueError(
+            f"{path}: cannot load this checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); it was "
+            f"{made_by(model_dir)}. Re-train, or use the version that wrote it"
+        ) from None
 
 
 def load_model_config(model_dir: str | os.PathLike[str], overrides=()) -> Config:
@@ -223,9 +239,12 @@ def load_model_config(model_dir: str | os.PathLike[str], overrides=()) -> Config
     cfg_path = model_dir / CONFIG_NAME
     if not cfg_path.is_file():
         others = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".h5", ".keras", ".pb"))
-        hint = (f" It holds {', '.join(others[:4])}: a model folder of another tool or of the original "
-                "FlexUNet system? hippo_utils needs the folder its own train wrote ([train] model_dir)."
-                if others else " Is this a training output folder ([train] model_dir)?")
+        hint = (
+            f" It holds {', '.join(others[:4])}: a model folder of another tool or of the original "
+            "FlexUNet system? hippo_utils needs the folder its own train wrote ([train] model_dir)."
+            if others
+            else " Is this a training output folder ([train] model_dir)?"
+        )
         raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}.{hint}")
     try:
         return load_config(cfg_path, list(overrides))
@@ -250,8 +269,7 @@ def load_model_dir(model_dir: str | os.PathLike[str], which: str = "best"):
     model_dir = Path(model_dir)
     cfg = load_model_config(model_dir)
     cfg_path = model_dir / CONFIG_NAME
-    path = {"best": [model_dir / "best.keras", model_dir / "best.weights.h5"],
-            "last": [model_dir / LAST_NAME]}[which]
+    path = {"best": [model_dir / "best.keras", model_dir / "best.weights.h5"], "last": [model_dir / LAST_NAME]}[which]
     found = next((p for p in path if p.exists()), None)
     if found is None:
         raise FileNotFoundError(f"{model_dir}: no {' or '.join(p.name for p in path)}")
@@ -265,16 +283,22 @@ def load_model_dir(model_dir: str | os.PathLike[str], which: str = "best"):
         try:
             model.load_weights(str(found))
         except ValueError as exc:
-            raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path} "
-                             f"({str(exc).splitlines()[0]}); the folder was {made_by(model_dir)}") from None
+            raise ValueError(
+                f"{found}: these weights do not fit the model built from {cfg_path} "
+                f"({str(exc).splitlines()[0]}); the folder was {made_by(model_dir)}"
+            ) from None
         except OSError as exc:
-            raise ValueError(f"{found}: not a readable weights file ({exc}); the folder was "
-                             f"{made_by(model_dir)}") from None
-    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)
-               or "freshly-initialized" in str(w.message)]
+            raise ValueError(
+                f"{found}: not a readable weights file ({exc}); the folder was {made_by(model_dir)}"
+            ) from None
+    skipped = [
+        str(w.message) for w in caught if "Skipping" in str(w.message) or "freshly-initialized" in str(w.message)
+    ]
     if skipped:
-        raise ValueError(f"{found}: these weights do not fit the model built from {cfg_path}: "
-                         f"{len(skipped)} parts could not be matched (e.g. {skipped[0][:120]})")
+        raise ValueError(
+            f"{found}: these weights do not fit the model built from {cfg_path}: "
+            f"{len(skipped)} parts could not be matched (e.g. {skipped[0][:120]})"
+        )
     return model, cfg
 
 
@@ -290,9 +314,13 @@ def preview_names(preview_dir: str | os.PathLike[str]) -> list[str]:
     return sorted({m.group(2) for m in found if m})
 
 
-def read_epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str],
-                        epochs: Sequence[int], names: Sequence[str] | None = None,
-                        masks_dir: str | os.PathLike[str] | None = None):
+def read_epoch_previews(
+    preview_dir: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    epochs: Sequence[int],
+    names: Sequence[str] | None = None,
+    masks_dir: str | os.PathLike[str] | None = None,
+):
     """The ``Epoch_{n}_{name}.png`` predictions saved after ``epochs``, with their slices
     from ``images_dir`` (``DATASET/split/images``) and, with ``masks_dir``, their masks;
     ``names``: the slices (default: every slice with previews). For
@@ -310,7 +338,11 @@ def read_epoch_previews(preview_dir: str | os.PathLike[str], images_dir: str | o
     if not names:
         raise FileNotFoundError(f"{preview_dir}: no epoch previews (train with [train] epoch_change_infer = True)")
     grey = [read_grey(images_dir / f"{name}.png") for name in names]
-    return EpochPreviews(names, list(epochs), grey,
-                         [[read_rgb(preview_path(preview_dir, e, name)) for e in epochs] for name in names],
-                         [read_rgb(Path(masks_dir) / f"{name}.png") for name in names] if masks_dir else None,
-                         dataset_plane(images_dir.parent.parent))
+    return EpochPreviews(
+        names,
+        list(epochs),
+        grey,
+        [[read_rgb(preview_path(preview_dir, e, name)) for e in epochs] for name in names],
+        [read_rgb(Path(masks_dir) / f"{name}.png") for name in names] if masks_dir else None,
+        dataset_plane(images_dir.parent.parent),
+    )

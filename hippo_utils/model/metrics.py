@@ -37,11 +37,16 @@ def confusion_counts(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> n
 def scores_from_counts(tp: float, fp: float, fn: float) -> dict[str, float]:
     """Dice, IoU, precision and recall from counts; each is 1.0 where its denominator is
     empty (nothing to find and nothing found: see the module docstring)."""
+
     def ratio(num: float, den: float) -> float:
         return float(num / den) if den else 1.0
 
-    return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn),
-            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+    return {
+        "dice": ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": ratio(tp, tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+    }
 
 
 def _binary_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -126,13 +131,19 @@ def volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, voxel_mm3: floa
     """
     voxel = float(voxel_mm3)
     vt, vp = float(np.count_nonzero(truth)) * voxel, float(np.count_nonzero(pred)) * voxel
-    return {"dice": dice_score(truth, pred), "hd95_mm": hd95(truth, pred, spacing),
-            "volume_true_mm3": vt, "volume_pred_mm3": vp, "volume_diff_mm3": vp - vt,
-            "volume_diff_rel": (vp - vt) / vt if vt else float("nan")}
+    return {
+        "dice": dice_score(truth, pred),
+        "hd95_mm": hd95(truth, pred, spacing),
+        "volume_true_mm3": vt,
+        "volume_pred_mm3": vp,
+        "volume_diff_mm3": vp - vt,
+        "volume_diff_rel": (vp - vt) / vt if vt else float("nan"),
+    }
 
 
-def labelled_volume_metrics(truth: np.ndarray, pred: np.ndarray, spacing, values, prefix: str,
-                            voxel_mm3: float) -> dict[str, float]:
+def labelled_volume_metrics(
+    truth: np.ndarray, pred: np.ndarray, spacing, values, prefix: str, voxel_mm3: float
+) -> dict[str, float]:
     """:func:`volume_metrics` of each label value in ``values`` (keys ``{prefix}{value}_dice``,
     ...) and of the whole hippocampus (any label; ``hippocampus_dice``, ...), rounded to 4 places."""
     row = {}

@@ -86,8 +86,13 @@ def visible_gpu_memory() -> int | None:
     try:
         first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
         which = ["--id", first] if first else []
-        out = subprocess.run(["nvidia-smi", *which, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", *which, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         return int(out.split()[0]) * 2**20
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None

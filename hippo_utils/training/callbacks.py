@@ -45,8 +45,9 @@ def write_history_files(history: dict[str, list[float]], cfg: Config) -> None:
     for name, cols in (("train_metrics", metric_cols), ("train_losses", ["loss", "val_loss"])):
         cols = [c for c in cols if c in history]
         write_history_csv(eval_dir / f"{name}.csv", history, cols)
-        figures.save_figure(figures.history_plot(history, cols, name.replace("_", " ")), eval_dir / f"{name}.png",
-                          tight=False)
+        figures.save_figure(
+            figures.history_plot(history, cols, name.replace("_", " ")), eval_dir / f"{name}.png", tight=False
+        )
 
 
 # ---------------------------------------------------------------- resumable counters
@@ -76,8 +77,11 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     _restored: dict | None = None
 
     def resume_state(self) -> dict:
-        return {"wait": int(self.wait), "cooldown": int(self.cooldown_counter),
-                "best": None if self.best is None else float(self.best)}
+        return {
+            "wait": int(self.wait),
+            "cooldown": int(self.cooldown_counter),
+            "best": None if self.best is None else float(self.best),
+        }
 
     def restore(self, state: dict | None) -> None:
         """Continue from :meth:`resume_state` of a saved run (None: start afresh)."""
@@ -97,9 +101,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
     state.json (:func:`~hippo_utils.model.folder.commit_epoch`); then the CSVs and plots of
     the history into ``eval_dir``."""
 
-    def __init__(self, cfg: Config, history: dict[str, list[float]], best: float | None,
-                 early_stopping: ResumableEarlyStopping | None = None,
-                 reducer: ResumableReduceLROnPlateau | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        history: dict[str, list[float]],
+        best: float | None,
+        early_stopping: ResumableEarlyStopping | None = None,
+        reducer: ResumableReduceLROnPlateau | None = None,
+    ):
         super().__init__()
         self.cfg, self.history, self.best = cfg, history, best
         self.early, self.reducer = early_stopping, reducer
@@ -125,13 +134,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if improved:
             self.best = float(logs[self.monitor])
         values = self.history.get(self.monitor)
-        state = {"best": self.best, "monitor": self.monitor,
-                 "best_epoch": int((np.argmax if self.mode == "max" else np.argmin)(values)) + 1 if values else None,
-                 "early_stopping_wait": self.early.resume_state() if self.early is not None else 0}
+        state = {
+            "best": self.best,
+            "monitor": self.monitor,
+            "best_epoch": int((np.argmax if self.mode == "max" else np.argmin)(values)) + 1 if values else None,
+            "early_stopping_wait": self.early.resume_state() if self.early is not None else 0,
+        }
         if self.reducer is not None:
             state["reducer"] = self.reducer.resume_state()
-        commit_epoch(self.cfg.train.model_dir, self.model, epoch, self.history, state, improved,
-                     self.cfg.train.save_weights_only)
+        commit_epoch(
+            self.cfg.train.model_dir, self.model, epoch, self.history, state, improved, self.cfg.train.save_weights_only
+        )
         write_history_files(self.history, self.cfg)
 
 
@@ -162,10 +175,17 @@ class EpochPreviews(keras.callbacks.Callback):
         preds = self.colours[np.argmax(probs, axis=-1)]
         if self.write_files:
             for name, pred in zip(self.names, preds, strict=True):
-                atomic_write_bytes(preview_path(self.cfg.train.epoch_change_infer_dir, epoch + 1, name),
-                                   png_bytes(pred))
-        update = {"names": self.names, "images": self.images, "truths": self.truths,
-                  "preds": list(preds), "logs": dict(logs or {}), "plane": self.plane}
+                atomic_write_bytes(
+                    preview_path(self.cfg.train.epoch_change_infer_dir, epoch + 1, name), png_bytes(pred)
+                )
+        update = {
+            "names": self.names,
+            "images": self.images,
+            "truths": self.truths,
+            "preds": list(preds),
+            "logs": dict(logs or {}),
+            "plane": self.plane,
+        }
         for listener in self.listeners:
             listener(epoch, update)
 
@@ -188,8 +208,9 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
         logs = logs or {}
-        logger.info("epoch %d/%d: %s", epoch + 1, self.total,
-                    ", ".join(f"{k} {logs[k]:.4f}" for k in SHOWN_LOGS if k in logs))
+        logger.info(
+            "epoch %d/%d: %s", epoch + 1, self.total, ", ".join(f"{k} {logs[k]:.4f}" for k in SHOWN_LOGS if k in logs)
+        )
 
 
 class Watch(keras.callbacks.Callback):
@@ -236,8 +257,9 @@ class TensorBoardPreviews:
     def __call__(self, epoch: int, update: dict) -> None:
         import tensorflow as tf
 
-        strip = pictures.preview_strip(update["images"], update["truths"], update["preds"],
-                                    tile=96, plane=update.get("plane"))
+        strip = pictures.preview_strip(
+            update["images"], update["truths"], update["preds"], tile=96, plane=update.get("plane")
+        )
         with self.writer.as_default():
             tf.summary.image("epoch_previews", strip[None], step=epoch)  # 0-based, as Keras logs the scalars
         self.writer.flush()
@@ -248,8 +270,10 @@ def tensorboard_callbacks(cfg: Config) -> tuple[list, list]:
     curves and the learning rate per epoch, and the preview listener; the logs go to
     ``eval_dir/tensorboard``."""
     log_dir = cfg.train.eval_dir / "tensorboard"
-    return ([keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch")],
-            [TensorBoardPreviews(log_dir / "previews")])
+    return (
+        [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch")],
+        [TensorBoardPreviews(log_dir / "previews")],
+    )
 
 
 # ---------------------------------------------------------------- a run's callbacks
@@ -271,16 +295,20 @@ def run_callbacks(cfg: Config, start, steps: int, watch=None, progress: bool = T
     callbacks: list = [early]
     reducer = None
     if t.learning_rate_reducer:
-        reducer = ResumableReduceLROnPlateau(monitor=t.monitor, mode=mode, factor=t.reducer_factor,
-                                             patience=t.reducer_patience, verbose=0)
+        reducer = ResumableReduceLROnPlateau(
+            monitor=t.monitor, mode=mode, factor=t.reducer_factor, patience=t.reducer_patience, verbose=0
+        )
         callbacks.append(reducer)
     if start.state is not None:  # carry the counters over the interruption
         early.restore(start.state.get("early_stopping_wait", 0), start.best)
         if reducer is not None:
             reducer.restore(start.state.get("reducer"))  # absent in runs saved before it was kept
     if t.lr_schedule == "cosine":  # a function of the epoch alone, so a resumed run follows it too
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)))
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(
+                functools.partial(cosine_learning_rate, base=cfg.model.learning_rate, epochs=t.epochs)
+            )
+        )
     callbacks.append(EpochCheckpoint(cfg, start.history, start.best, early, reducer))
     listeners = watch_listeners(watch)
     if t.tensorboard:

@@ -17,8 +17,9 @@ from hippo_utils.model.precision import visible_gpu_memory
 logger = logging.getLogger(__name__)
 
 
-def memory_report(model, batch_size: int, available: int | None = None,
-                  where: str = "the GPU's") -> tuple[str, str | None]:
+def memory_report(
+    model, batch_size: int, available: int | None = None, where: str = "the GPU's"
+) -> tuple[str, str | None]:
     """The model's training memory at ``batch_size`` in words (:func:`~hippo_utils.model.flexunet.memory_estimate`),
     and a warning when that is over the GPU's memory, with the batch that would fit (None otherwise).
 
@@ -39,10 +40,12 @@ def memory_report(model, batch_size: int, available: int | None = None,
         return estimate.describe(), (
             f"the weights, gradients and Adam state alone ({fixed // mib} MiB) "
             f"leave no room in {where} {available // mib} MiB for one image's activations "
-            f"({estimate.activations_per_image // mib} MiB): use fewer [model] num_layers or base_filters")
+            f"({estimate.activations_per_image // mib} MiB): use fewer [model] num_layers or base_filters"
+        )
     return estimate.describe(), (
         f"about {estimate.total // mib} MiB of training memory at batch {batch_size}, more than {where} "
-        f"{available // mib} MiB: set [train] batch_size = {fits} or less")
+        f"{available // mib} MiB: set [train] batch_size = {fits} or less"
+    )
 
 
 def check_memory(cfg: Config, model) -> tuple[str, str | None]:
@@ -53,8 +56,9 @@ def check_memory(cfg: Config, model) -> tuple[str, str | None]:
     """
     t = cfg.train
     gpu_memory = visible_gpu_memory()
-    memory, too_big = memory_report(model, t.batch_size, gpu_memory or available_memory(),
-                                    where="the GPU's" if gpu_memory else "the free memory's")
+    memory, too_big = memory_report(
+        model, t.batch_size, gpu_memory or available_memory(), where="the GPU's" if gpu_memory else "the free memory's"
+    )
     if too_big and not gpu_memory:  # on a CPU the system would kill the run: refuse it
         raise ValueError(f"{cfg.path}: [train] batch_size = {t.batch_size} cannot fit: {too_big}")
     if too_big:

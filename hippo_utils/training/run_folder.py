@@ -66,12 +66,17 @@ def _check_resume(cfg: Config) -> None:
     model_dir = cfg.train.model_dir
     saved = load_model_config(model_dir)
     before, now = dataclasses.asdict(saved.model), dataclasses.asdict(cfg.model)
-    changed = [f"[model] {k} = {now[k]!r} (was {before.get(k)!r})" for k in now
-               if k != "show_summary" and before.get(k) != now[k]]
+    changed = [
+        f"[model] {k} = {now[k]!r} (was {before.get(k)!r})"
+        for k in now
+        if k != "show_summary" and before.get(k) != now[k]
+    ]
     if changed:
-        raise ValueError(f"{model_dir}: --resume with other settings than the run began with: "
-                         f"{'; '.join(changed)}. Resume with the run's own settings (only [train] ones such as "
-                         "epochs may change), or train into a new [train] model_dir")
+        raise ValueError(
+            f"{model_dir}: --resume with other settings than the run began with: "
+            f"{'; '.join(changed)}. Resume with the run's own settings (only [train] ones such as "
+            "epochs may change), or train into a new [train] model_dir"
+        )
     check_same_dataset(model_dir, cfg, "resume")
 
 
@@ -83,7 +88,8 @@ def begin_run(cfg: Config, resume: bool) -> RunStart:
         raise FileExistsError(
             f"{model_dir} already holds a training run ({STATE_NAME}). Use --resume to continue "
             "it, or choose another [train] model_dir (e.g. --set train.model_dir=runs/new/models); "
-            "nothing was deleted")
+            "nothing was deleted"
+        )
     state = read_state(model_dir) if resume else None
     if resume and state is None:
         raise FileNotFoundError(f"{model_dir}: no run to resume (no {STATE_NAME}); train without --resume")

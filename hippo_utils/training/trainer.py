@@ -51,8 +51,13 @@ def compile_model(model, cfg: Config, optimizer=None, **options) -> None:
         if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
             opt = keras.optimizers.LossScaleOptimizer(opt)  # float16 gradients would underflow unscaled
     options.setdefault("jit_compile", cfg.train.jit_compile)
-    model.compile(optimizer=opt, loss=get_loss(m.loss, m.dice_weight), metrics=get_metrics(m.metrics, m.num_classes),
-                  steps_per_execution=cfg.train.steps_per_execution, **options)
+    model.compile(
+        optimizer=opt,
+        loss=get_loss(m.loss, m.dice_weight),
+        metrics=get_metrics(m.metrics, m.num_classes),
+        steps_per_execution=cfg.train.steps_per_execution,
+        **options,
+    )
 
 
 @dataclasses.dataclass
@@ -64,8 +69,9 @@ class TrainResult:
     model: object = None
 
 
-def train(cfg: Config, resume: bool = False, progress: bool = True, watch=None,
-          extra_callbacks: Sequence = ()) -> TrainResult:
+def train(
+    cfg: Config, resume: bool = False, progress: bool = True, watch=None, extra_callbacks: Sequence = ()
+) -> TrainResult:
     """Train the FlexUNet of ``cfg`` on its derived dataset.
 
     Args:
@@ -105,8 +111,9 @@ def _model(cfg: Config, start: RunStart, precision):
         return model
     model = load_checkpoint(cfg.train.model_dir / start.state.get("checkpoint", LAST_NAME), cfg.train.model_dir)
     compile_model(model, cfg, optimizer=model.optimizer)  # a saved ce_dice loads back with its default dice_weight
-    logger.info("resuming %s after epoch %d (best %s = %s)", cfg.train.model_dir, start.epoch, cfg.train.monitor,
-                start.best)
+    logger.info(
+        "resuming %s after epoch %d (best %s = %s)", cfg.train.model_dir, start.epoch, cfg.train.monitor, start.best
+    )
     return model
 
 
@@ -145,8 +152,16 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
     callbacks = [*cb.run_callbacks(cfg, start, train_ds.steps, watch, progress), *extra_callbacks]
     if start.state is None:
         write_provenance(cfg, precision)
-    model.fit(train_ds, validation_data=valid_ds, epochs=t.epochs, initial_epoch=start.epoch,
-              steps_per_epoch=train_ds.steps, callbacks=callbacks, verbose=0, shuffle=False)
+    model.fit(
+        train_ds,
+        validation_data=valid_ds,
+        epochs=t.epochs,
+        initial_epoch=start.epoch,
+        steps_per_epoch=train_ds.steps,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,
+    )
     final = read_state(t.model_dir)
     return TrainResult(t.model_dir, start.history, final["best"], final["epoch"], model)
 
