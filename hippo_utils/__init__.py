@@ -6,9 +6,11 @@ importing the package is cheap and has no side effects, because each verb's modu
 
 The sub-packages follow the notebooks: ``data`` (01), ``model`` (02), ``training`` (03),
 ``evaluation`` (04), ``inference`` (05) and ``display`` (06), on the foundations of
-``core``; each opens with a docstring that says what to read first. They form layers, and
-a module imports only from its own layer or the ones below, and never in a circle
-(``tests/test_layers.py`` checks it; a sub-package stands for all its modules):
+``core``; each opens with a docstring that says which notebook it serves and what to read
+first (``core``: what a learner can skip). The *modules* form layers, which cut across the
+folders: a module imports only from its own layer or the ones below, and no modules import
+each other in a circle (``tests/test_layers.py`` checks it). In this list a sub-package
+stands for those of its modules not named in another layer:
 
 1. foundations: ``_version``, ``core``, and the registries that the config check reads
    names from: ``model.losses`` (losses, metrics, optimizers) and ``data.layouts`` (with

@@ -1,6 +1,7 @@
 """The loss registry, and a worked example of adding a loss: one entry (here
 :func:`register_loss`, from outside the package), and a config may name it, training runs on
-it, a resumed run and inference load the saved model (which refers to it by name)."""
+it, a resumed run loads the saved model (which refers to it by name), and the model folder
+loads as inference loads it."""
 
 from __future__ import annotations
 
@@ -73,3 +74,21 @@ def test_a_registered_loss_trains_resumes_and_loads(focal, tiny_config, tmp_path
     assert cfg.model.loss == "focal" and model.output_shape[-1] == cfg.model.num_classes
     y = np.eye(2, dtype=np.float32)[np.array([[[0, 1]]])]
     assert float(get_loss("focal")(y, y * 0.98 + 0.01)) < float(get_loss("focal")(y, 1 - y * 0.98 - 0.01))
+
+
+def test_what_is_best_follows_the_registry():
+    """Checkpoints and early stopping look for the highest Dice and the lowest loss; a metric
+    registered as lower-is-better is minimised, whatever its name says."""
+    from hippo_utils.model.losses import METRICS, Metric, monitor_mode
+
+    assert [monitor_mode(n) for n in ("val_dice_fg", "dice_coef_multiclass", "val_loss", "loss")] == [
+        "max",
+        "max",
+        "min",
+        "min",
+    ]
+    METRICS["dice_distance"] = Metric(lambda y_true, y_pred: 0.0, mode="min")
+    try:
+        assert monitor_mode("val_dice_distance") == "min"
+    finally:
+        METRICS.pop("dice_distance")

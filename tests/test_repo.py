@@ -218,6 +218,6 @@ def test_notebooks_use_the_public_api(path):
                 assert node.module in NOTEBOOK_MODULES, f"{path.name} imports {node.module}: use the package root"
                 if node.module == "hippo_utils":
                     for alias in node.names:
-                        assert alias.name in hippo_utils.__all__ or alias.name in ("plots", "metrics"), alias.name
+                        assert alias.name in hippo_utils.__all__, alias.name
         leaked = [word for word in FILE_PARSING if word in source]
         assert not leaked, f"{path.name}: a cell reads the package's files itself ({leaked}):\n{source}"

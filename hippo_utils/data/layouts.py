@@ -1,4 +1,4 @@
-"""Finding subjects in the four supported source layouts, paired by name.
+"""Finding subjects in the supported source layouts (:data:`LAYOUTS`), paired by name.
 
 - ``hfh``: the Kaggle HFH set: ``Train/HFH_NNN.img`` with
   ``Train/Labels/HFH_NNN_Hipp_Labels.img``, unlabelled subjects in ``Test/``.
@@ -14,8 +14,9 @@
 Images and labels are always paired by subject name, never by listing order.
 
 Each layout is one entry of :data:`LAYOUTS` (how to detect it, how to find its subjects,
-2D or 3D); a new layout is one :func:`register_layout` call here, plus its test
-(``tests/test_layouts_registry.py`` adds one as a worked example).
+2D or 3D); a new layout is one :func:`register_layout` call plus its test (a built-in one
+here, with its line in this docstring and in the registry test's list of layouts);
+``tests/test_layouts_registry.py`` adds one as a worked example.
 """
 
 from __future__ import annotations

@@ -151,8 +151,9 @@ def qc_snapshot(
     height: int = 280,
     anatomical: bool = True,
 ) -> np.ndarray:
-    """What :func:`three_planes` shows, drawn with NumPy and PIL alone (no matplotlib: 0.08 s
-    against 0.35-0.6 s a volume), as an RGB array: the batch QC picture of every segmented volume.
+    """What :func:`~hippo_utils.display.figures.three_planes` shows, drawn with NumPy and PIL
+    alone (no matplotlib: 0.08 s against 0.35-0.6 s a volume), as an RGB array: the batch QC
+    picture of every segmented volume.
 
     Sagittal, coronal and axial slices through the labels' centre, radiological, at the
     physical aspect, with direction letters (the array's axes without ``anatomical``); labels

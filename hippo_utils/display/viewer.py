@@ -142,7 +142,7 @@ class SliceViewer:
                 out[edge] = self.palette[v] if colour is None else colour
             return out
 
-        if mode == "agreement" and show_gt and show_pred:  # TP green, FP red, FN blue (plots.AGREEMENT_COLOURS)
+        if mode == "agreement" and show_gt and show_pred:  # TP green, FP red, FN blue (pictures.AGREEMENT_COLOURS)
             shown, panels = agreement(base, lab[idx], pred[idx], alpha=alpha), 1
         elif mode == "side by side" and (show_gt or show_pred):
             left = fill(base, lab[idx]) if show_gt else base

@@ -11,8 +11,12 @@ Adding a loss is one entry in :data:`LOSSES` (or, from outside, :func:`register_
     def focal_loss(y_true, y_pred): ...
     register_loss("focal", lambda dice_weight: focal_loss, saved=(focal_loss,))
 
-and ``[model] loss = "focal"`` then loads, trains, resumes and infers
-(``tests/test_losses.py`` does exactly this).
+and ``[model] loss = "focal"`` then passes the config check, trains, resumes (a resumed run
+loads the saved model, which names the loss) and its model folder loads
+(``tests/test_losses.py`` does exactly this). A loss registered from a script or notebook
+exists in that process only: for the command line, add it to :data:`LOSSES` here. A new
+optimizer is one entry of :data:`OPTIMIZERS`, but the memory estimate
+(:func:`~hippo_utils.model.flexunet.memory_estimate`) counts Adam's two moments.
 
 **ForegroundDice** (``dice_fg``, always logged) pools intersections and sizes over all the
 slices of an epoch before dividing, so that empty slices do not dominate it; the value is
@@ -149,17 +153,39 @@ def ForegroundDice(num_classes: int, name: str = "dice_fg"):  # noqa: N802 - a c
     return _FG(num_classes, name=name)
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A metric by name: ``fn(y_true, y_pred)``, a function of that name; ``mode``:
+    ``"max"`` when higher is better (what checkpoints and early stopping look for)."""
+
+    fn: Callable
+    mode: str = "max"
+
+
 # [model] metrics: logged besides ``dice_fg``, which every model logs
-METRICS: dict[str, Callable] = {"dice_coef_multiclass": dice_coef_multiclass}
+METRICS: dict[str, Metric] = {"dice_coef_multiclass": Metric(dice_coef_multiclass, "max")}
 ALWAYS_LOGGED = ("loss", "dice_fg")
 
 
 def get_metrics(names, num_classes: int) -> list:
-    """The Keras metrics of a model: foreground Dice, then those of [model] metrics."""
+    """The Keras metrics of a model: foreground Dice, then those of [model] metrics (Keras logs
+    a function under its ``__name__``, so that must be the registry name)."""
     unknown = [x for x in names if x not in METRICS]
     if unknown:
         raise ValueError(f"[model] metrics {unknown}: known metrics are {', '.join(METRICS)}")
-    return [ForegroundDice(num_classes), *(METRICS[x] for x in names)]
+    misnamed = [x for x in names if METRICS[x].fn.__name__ != x]
+    if misnamed:
+        raise ValueError(f"METRICS {misnamed}: a metric function must be named as its entry (Keras logs it by name)")
+    return [ForegroundDice(num_classes), *(METRICS[x].fn for x in names)]
+
+
+def monitor_mode(monitor: str) -> str:
+    """Whether a logged name is best high (``"max"``: the Dice, a metric registered so) or low
+    (``"min"``: the losses)."""
+    name = monitor.removeprefix("val_")
+    if name == "dice_fg":
+        return "max"
+    return METRICS[name].mode if name in METRICS else "min"
 
 
 def logged_names(model_metrics) -> list[str]:
@@ -194,5 +220,5 @@ def custom_objects() -> dict:
     loss's saved functions, the metrics, and ForegroundDice."""
     ForegroundDice(2)  # defines and registers the class
     objects = {f.__name__: f for loss in LOSSES.values() for f in loss.saved}
-    objects.update({f.__name__: f for f in METRICS.values()})
+    objects.update({m.fn.__name__: m.fn for m in METRICS.values()})
     return {**objects, "ForegroundDice": _FG}

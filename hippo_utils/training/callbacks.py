@@ -27,15 +27,11 @@ from hippo_utils.data.derive import dataset_plane
 from hippo_utils.data.labels import Labels
 from hippo_utils.display import figures, pictures
 from hippo_utils.model.folder import commit_epoch, preview_path
+from hippo_utils.model.losses import monitor_mode
 
 logger = logging.getLogger(__name__)
 
 SHOWN_LOGS = ("loss", "val_loss", "dice_fg", "val_dice_fg")
-
-
-def monitor_mode(monitor: str) -> str:
-    """``max`` for a Dice, ``min`` for a loss."""
-    return "max" if "dice" in monitor else "min"
 
 
 def write_history_files(history: dict[str, list[float]], cfg: Config) -> None:

@@ -1,4 +1,4 @@
-"""Hardening of a training run's folders: a learner can skip this module.
+"""Hardening of a training run's folders: a learner can skip all but :class:`RunStart`.
 
 Before a run writes anything, :func:`begin_run` refuses what would lose or mix results: a
 model folder that already holds a run (unless resuming), a file of the user's where an

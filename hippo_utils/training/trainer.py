@@ -84,7 +84,8 @@ def train(
             :class:`hippo_utils.display.widgets.LiveTrainingPanel`. It may have any of
             ``train_begin(total_epochs, steps, initial_epoch)``, ``epoch_begin(epoch)``,
             ``batch_end(batch)``, ``epoch_end(epoch, logs, history)``,
-            ``show_previews(epoch, update)`` and ``train_end(history)``. A run that is already
+            ``show_previews(epoch, update)``, ``notice(text, warning)`` (the precision and
+            memory, with a warning when the batch may not fit) and ``train_end(history)``. A run that is already
             complete still tells it ``train_begin``, the last model's previews and ``train_end``.
         extra_callbacks: more Keras callbacks.
 
@@ -162,7 +163,7 @@ def _train(cfg: Config, resume: bool, progress: bool, watch, extra_callbacks: Se
         verbose=0,
         shuffle=False,
     )
-    final = read_state(t.model_dir)
+    final = read_state(t.model_dir)  # start.history now holds every epoch: the callbacks append to it
     return TrainResult(t.model_dir, start.history, final["best"], final["epoch"], model)
 
 
