@@ -184,6 +184,29 @@ def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
     assert json.loads(state_path.read_text())["reducer"]["wait"] == 0  # reset by the reduction
 
 
+def test_history_records_the_rate_each_epoch_trained_at(tiny_config, tmp_path):
+    """On an epoch that ends in a reduction, history.json keeps the rate that epoch used (as
+    TensorBoard shows it), not the lowered one the next epoch will use."""
+    run = tmp_path / "reduced"
+    sets = [
+        "train.reducer_patience=2",
+        "train.reducer_factor=0.5",
+        "train.epoch_change_infer=False",
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+    ]
+    train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), progress=False)
+    state_path = run / "models" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["reducer"].update(wait=1, best=2.0)  # the second epoch ends in a reduction
+    write_json(state_path, state)
+    result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
+    base = tiny_config.model.learning_rate
+    assert float(np.asarray(result.model.optimizer.learning_rate)) == pytest.approx(base * 0.5)
+    history = json.loads((run / "models" / "history.json").read_text())
+    assert history["learning_rate"] == pytest.approx([base, base])
+
+
 class Recorder:
     """A watcher that notes each event the trainer tells it (train(cfg, watch=...))."""
 

@@ -123,7 +123,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         logs["epoch_time_s"] = time.perf_counter() - self.t0
-        logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        # the rate this epoch trained at: a reducer that lowered it has logged the one it used
+        logs.setdefault("learning_rate", float(np.asarray(self.model.optimizer.learning_rate)))
         for k, v in logs.items():
             self.history.setdefault(k, []).append(float(v))
         improved = self._improves(logs.get(self.monitor))
