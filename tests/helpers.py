@@ -117,6 +117,20 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------ fresh environments
+def copy_checkout(dest: Path) -> Path:
+    """This working tree's files as a clone would hold them (tracked, and new unignored ones),
+    copied into ``dest``: what a build or an install from a clean clone sees."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 def preinstalled_env(root: Path) -> tuple[Path, Path]:
     """A fresh venv in ``root/env`` that sees this environment's packages, except hippo_utils,
     through a ``.pth`` file: a machine like Colab, with everything but this package.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ import pytest
 
 from hippo_utils.notebook import RELEASE
 
-from helpers import REPO, preinstalled_env
+from helpers import REPO, copy_checkout, preinstalled_env
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -52,14 +51,7 @@ CHECK = textwrap.dedent("""
 def _commit_checkout(dest: Path) -> None:
     """A git repository holding this working tree (tracked and new, unignored files), with
     the release tag the install cell names."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+    copy_checkout(dest)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "init.defaultBranch=main"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "release"], ["tag", RELEASE]):
         subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)

@@ -13,12 +13,13 @@ import pytest
 
 from hippo_utils import __version__
 
-from helpers import REPO, preinstalled_env
+from helpers import REPO, copy_checkout, preinstalled_env
 
 
 @pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
-    dist = tmp_path / "dist"
+    dist, checkout = tmp_path / "dist", tmp_path / "checkout"
+    copy_checkout(checkout)  # as a clone has it: no build/ left by an earlier build (it would ship stale modules)
     built = subprocess.run(
         [
             sys.executable,
@@ -30,7 +31,7 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
             "--disable-pip-version-check",
             "-w",
             str(dist),
-            str(REPO),
+            str(checkout),
         ],
         capture_output=True,
         text=True,
