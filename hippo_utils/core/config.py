@@ -47,7 +47,6 @@ from hippo_utils.core.schema import (  # noqa: F401 (the config's public names l
     SyntheticSection,
     TrainSection,
 )
-from hippo_utils.data.layouts import LAYOUTS
 from hippo_utils.model.losses import LOSSES, METRICS, OPTIMIZERS, logged_names
 
 logger = logging.getLogger(__name__)
@@ -566,7 +565,12 @@ def _check_derive_context(cfg: Config, err: Invalid) -> None:
 
 def _check_derive(cfg: Config, err: Invalid) -> None:
     """[derive]: layout, plane, split, percentiles, size and the label map."""
+    # imported here, not with this module: the registry's module reads volumes (nibabel, PIL),
+    # which importing the package need not load
+    from hippo_utils.data.layouts import LAYOUTS
+
     d, m = cfg.derive, cfg.model
+
     layouts = ("auto", *LAYOUTS)
     if d.layout not in layouts:
         err("derive", "layout", f"{d.layout!r} is not one of {', '.join(layouts)}.{_closest(d.layout, layouts)}")
