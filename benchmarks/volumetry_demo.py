@@ -30,22 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT  # benchmarks/ is sys.path[0]: this runs as a file
-
-
-def heads(source_dir: Path, dataset_dir: Path) -> dict[str, list[Path]]:
-    """The heads scored: ``unseen`` (the unlabelled ones, which no run or choice may look at) and
-    ``valid`` (the validation split's, which the runs select their checkpoint on: settings are
-    compared on these)."""
-    from hippo_utils.data.derive import read_dataset_meta
-    from hippo_utils.data.layouts import find_subjects
-
-    found = find_subjects(source_dir)
-    valid = set(read_dataset_meta(dataset_dir)["subjects"]["valid"])
-    return {
-        "unseen": [s.image for s in found.unlabelled],
-        "valid": [s.image for s in found.labelled if s.name in valid],
-    }
+from common import ROOT, heads  # benchmarks/ is sys.path[0]: this runs as a file
 
 
 def score(

@@ -117,6 +117,15 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------ fresh environments
+def run_sets(run: Path) -> list[str]:
+    """Config overrides that put a training run's folders (models, evaluation, previews) under ``run``."""
+    return [
+        f"train.model_dir={run / 'models'}",
+        f"train.eval_dir={run / 'eval'}",
+        f"train.epoch_change_infer_dir={run / 'previews'}",
+    ]
+
+
 def copy_checkout(dest: Path) -> Path:
     """This working tree's files as a clone would hold them (tracked, and new unignored ones),
     copied into ``dest``: what a build or an install from a clean clone sees."""

@@ -11,7 +11,7 @@ import pytest
 from hippo_utils import load_config, load_model_dir, train
 from hippo_utils.model.losses import LOSSES, custom_objects, get_loss, logged_names, register_loss
 
-from helpers import write_config
+from helpers import run_sets, write_config
 
 
 def focal_loss(y_true, y_pred):
@@ -60,13 +60,7 @@ def test_custom_objects_come_from_the_registry(focal):
 
 def test_a_registered_loss_trains_resumes_and_loads(focal, tiny_config, tmp_path):
     run = tmp_path / "run"
-    sets = [
-        'model.loss="focal"',
-        "train.epochs=1",
-        f"train.model_dir={run / 'models'}",
-        f"train.eval_dir={run / 'eval'}",
-        f"train.epoch_change_infer_dir={run / 'previews'}",
-    ]
+    sets = ['model.loss="focal"', "train.epochs=1", *run_sets(run)]
     train(load_config(tiny_config.path, sets), progress=False)
     resumed = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
     assert resumed.epochs_done == 2 and np.isfinite(resumed.history["loss"]).all()

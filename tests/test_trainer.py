@@ -8,6 +8,8 @@ from hippo_utils.core.tables import write_json
 from hippo_utils.model.folder import load_model_dir
 from hippo_utils.training.trainer import train
 
+from helpers import run_sets
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_config):
@@ -162,7 +164,9 @@ def test_cosine_schedule_follows_the_epoch_also_after_resume(tiny_config, tmp_pa
 
 def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
     """The plateau reducer waits `reducer_patience` epochs in all, not afresh after --resume:
-    a run stopped one epoch short of a reduction reduces in its first resumed epoch."""
+    a run stopped one epoch short of a reduction reduces in its first resumed epoch. And
+    history.json keeps the rate that epoch trained at (as TensorBoard shows it), not the
+    lowered one the next epoch will use."""
     run = tmp_path / "reducer"
     sets = [
         "train.reducer_patience=2",
@@ -182,27 +186,6 @@ def test_learning_rate_reducer_counters_survive_resume(tiny_config, tmp_path):
     base = tiny_config.model.learning_rate
     assert float(np.asarray(result.model.optimizer.learning_rate)) == pytest.approx(base * 0.5)
     assert json.loads(state_path.read_text())["reducer"]["wait"] == 0  # reset by the reduction
-
-
-def test_history_records_the_rate_each_epoch_trained_at(tiny_config, tmp_path):
-    """On an epoch that ends in a reduction, history.json keeps the rate that epoch used (as
-    TensorBoard shows it), not the lowered one the next epoch will use."""
-    run = tmp_path / "reduced"
-    sets = [
-        "train.reducer_patience=2",
-        "train.reducer_factor=0.5",
-        "train.epoch_change_infer=False",
-        f"train.model_dir={run / 'models'}",
-        f"train.eval_dir={run / 'eval'}",
-    ]
-    train(load_config(tiny_config.path, [*sets, "train.epochs=1"]), progress=False)
-    state_path = run / "models" / "state.json"
-    state = json.loads(state_path.read_text())
-    state["reducer"].update(wait=1, best=2.0)  # the second epoch ends in a reduction
-    write_json(state_path, state)
-    result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
-    base = tiny_config.model.learning_rate
-    assert float(np.asarray(result.model.optimizer.learning_rate)) == pytest.approx(base * 0.5)
     history = json.loads((run / "models" / "history.json").read_text())
     assert history["learning_rate"] == pytest.approx([base, base])
 
@@ -259,14 +242,6 @@ def test_a_watcher_is_told_the_run_and_a_finished_run_is_shown(tiny_config, tmp_
     assert again.events == [("train_begin", 2, steps, 2), ("show_previews", 1, 2), ("train_end", 2)]
 
 
-def _run_sets(run) -> list[str]:
-    return [
-        f"train.model_dir={run / 'models'}",
-        f"train.eval_dir={run / 'eval'}",
-        f"train.epoch_change_infer_dir={run / 'previews'}",
-    ]
-
-
 def test_resume_trains_on_the_configured_loss(tiny_config, tmp_path):
     """A saved ce_dice model loads back with the loss's default dice_weight: a resumed run must
     be compiled with the config's (it went on with Dice at weight 1 where the demo has 0.1)."""
@@ -274,7 +249,7 @@ def test_resume_trains_on_the_configured_loss(tiny_config, tmp_path):
 
     from hippo_utils.model.losses import ce_dice_loss
 
-    sets = ['model.loss="ce_dice"', "model.dice_weight=0.1", "train.epochs=1", *_run_sets(tmp_path)]
+    sets = ['model.loss="ce_dice"', "model.dice_weight=0.1", "train.epochs=1", *run_sets(tmp_path)]
     train(load_config(tiny_config.path, sets), progress=False)
     result = train(load_config(tiny_config.path, [*sets, "train.epochs=2"]), resume=True, progress=False)
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, heads
 
 
 def side_volumes(labels: np.ndarray, fg: np.ndarray, lr: tuple[int, int], voxel_mm3: float) -> dict:
@@ -53,12 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     from hippo_utils.core.backend import import_tensorflow
 
     import_tensorflow()
-    from hippo_utils.data.components import keep_largest
-    from hippo_utils.data.derive import read_dataset_meta, source_of
-    from hippo_utils.data.labels import Labels
-    from hippo_utils.data.layouts import find_subjects
+    from hippo_utils.data.derive import source_of
     from hippo_utils.data.volumes import load_volume, strip_volume_suffix
     from hippo_utils.inference.predict import volume_probabilities
+    from hippo_utils.inference.segment import output_labels
     from hippo_utils.inference.volumetry import read_synthetic_truth
     from hippo_utils.model.folder import load_model_dir
     from hippo_utils.notebook import table
@@ -69,20 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         dataset_dir = cfg.derive.output_dir
         source = source_of(dataset_dir)
         truth = read_synthetic_truth(source)
-        found = find_subjects(source)
-        valid = set(read_dataset_meta(dataset_dir)["subjects"]["valid"])
-        groups = {
-            "valid": [s.image for s in found.labelled if s.name in valid],
-            "unseen": [s.image for s in found.unlabelled],
-        }
-        labels_of = Labels.from_config(cfg)
-        for group, images in groups.items():
+        for group, images in heads(source, dataset_dir).items():
             rows = []
             for image in images:
                 volume = load_volume(image)
                 probs = volume_probabilities(model, cfg, volume)
-                classes = keep_largest(probs.argmax(-1).astype(np.uint8), cfg.infer.keep_largest_components)
-                labels = labels_of.to_source(classes, volume)
+                labels = output_labels(cfg, probs.argmax(-1).astype(np.uint8), volume)
                 t = truth[strip_volume_suffix(image.name)]
                 rows.append(
                     {

@@ -108,6 +108,14 @@ def infer_volume(
     return _write_volume(cfg, volume, classes, Path(out_dir), name, truth, qc)
 
 
+def output_labels(cfg: Config, classes: np.ndarray, volume: Volume, labels_of: Labels | None = None) -> np.ndarray:
+    """The label map written for a volume's predicted classes: the largest components kept
+    ([infer] keep_largest_components), classes back to the source's label values (left and
+    right split by hemisphere where the config says so). What volumetry counts."""
+    labels_of = labels_of or Labels.from_config(cfg)
+    return labels_of.to_source(keep_largest(classes, cfg.infer.keep_largest_components), volume)
+
+
 def _write_volume(
     cfg: Config,
     volume: Volume,
@@ -127,7 +135,7 @@ def _write_volume(
         gt = load_labels(truth, like=volume)
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
     source = str(volume.path.resolve()) if volume.path else None
-    labels = labels_of.to_source(keep_largest(classes, cfg.infer.keep_largest_components), volume)
+    labels = output_labels(cfg, classes, volume, labels_of)
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}{LABELS_SUFFIX}", volume.header, input=source)
     row = volumetry(labels, volume, cfg)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
