@@ -71,8 +71,8 @@ def bench_inference(args) -> None:
     import tracemalloc
 
     from hippo_utils.data.volumes import load_volume
-    from hippo_utils.inference.predict import classes_on_grid, predict_batches, prepare_volume, slice_probabilities
-    from hippo_utils.inference.segment import _segment_batch, infer_volume, output_names
+    from hippo_utils.inference.predict import predict_batches, prepare_volume, slice_probabilities
+    from hippo_utils.inference.segment import _segment_batch, _write_prediction, infer_volume, output_names
     from hippo_utils.model.folder import load_model_dir
 
     cfg = load_config(args.config)
@@ -83,7 +83,9 @@ def bench_inference(args) -> None:
 
     def batch(these, out) -> float:
         t = time.perf_counter()
-        results, error = _segment_batch(model, cfg, these, out, names, dict.fromkeys(these), None, False)
+        results, error = _segment_batch(
+            model, cfg, these, out, names, dict.fromkeys(these), None, False, record=lambda _: None
+        )
         assert error is None and len(results) == len(these), error
         return time.perf_counter() - t
 
@@ -126,18 +128,7 @@ def bench_inference(args) -> None:
         probs = slice_probabilities(model, cfg, prepared)
         stages["predict"] += time.perf_counter() - t
         t = time.perf_counter()
-        from hippo_utils.inference.segment import _write_volume
-
-        _write_volume(
-            cfg,
-            vol,
-            classes_on_grid(prepared.geom, probs),
-            out,
-            names[f],
-            None,
-            qc=True,
-            normalised=prepared.normalised,
-        )
+        _write_prediction(model, cfg, prepared, probs, out, names[f], None, qc=True)
         stages["reassemble + write"] += time.perf_counter() - t
     slices = sum(len(x) for x in inputs_all)
 

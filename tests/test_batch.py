@@ -337,6 +337,13 @@ def test_scored_inputs_sharing_a_name_and_old_tables_are_refused(tiny_model_dir,
     write_json(old / "volumetry.json", [{"subject": "scan", "total_mm3": 3000.0}])  # an older version's table
     with pytest.raises(ValueError, match=r"volumetry\.json: a table from an older version.*Use another folder"):
         infer_volumes(tiny_model_dir.train.model_dir, [a], old, progress=False)
+    # counted volumes (before partial volumes) are not mixed with partial ones, and stay as they were
+    counted = [{"subject": "b_scan", "input": str(b), "label_1_mm3": 900.0, "total_mm3": 900.0}]
+    write_json(old / "volumetry.json", counted)
+    with pytest.raises(ValueError, match=r"volumetry\.json: its volumes of b_scan are counted voxels.*another --out"):
+        infer_volumes(tiny_model_dir.train.model_dir, [a], old, progress=False)
+    assert json.loads((old / "volumetry.json").read_text()) == counted
+    assert not list(old.glob("*.nii.gz")) and not (old / "volumetry.csv").exists()  # refused before any write
 
 
 def test_a_truncated_gzip_is_caught_before_reading_and_analyze_hashes_cover_the_header(tmp_path):

@@ -30,6 +30,14 @@ class BrightIsHippocampus:
         return np.stack([1 - fg, fg], axis=-1)
 
 
+class SoftBright:
+    """A stand-in model whose hippocampus probability is the input's brightness (0..1)."""
+
+    def predict_on_batch(self, x):
+        fg = np.clip(np.asarray(x)[..., :1] / 255.0, 0, 1)
+        return np.concatenate([1 - fg, fg], axis=-1)
+
+
 def _cfg(tmp_path, plane="coronal", size=64, label_map=None, extra=""):
     derive = {"plane": plane, "label_map": label_map or {1: 1, 2: 1}}
     return load_config(write_config(tmp_path / "c.config", derive, size=size, extra=extra))
@@ -98,6 +106,12 @@ def test_ensemble_fuses_planes_on_the_source_grid(tmp_path):
     assert fused.shape == img.shape and dice_score(lab > 0, fused > 0) > 0.99
     for c in cfgs:
         assert dice_score(lab > 0, segment_volume(model, c, vol) > 0) > 0.97
+    # volumetry from an ensemble's probabilities (on the grid already) is the model's own
+    soft = SoftBright()
+    alone = infer_volume(soft, cfgs[0], vol, tmp_path / "alone", qc=False).volumetry
+    one = infer_volume(Ensemble(((soft, cfgs[0]),)), cfgs[0], vol, tmp_path / "one", qc=False).volumetry
+    assert alone["label_1_voxels"] > 0 and alone["label_1_mm3"] != alone["label_1_voxels"] * vol.voxel_mm3
+    assert one.pop("qc") == alone.pop("qc") and one == pytest.approx(alone, rel=1e-6)
 
 
 def test_ensemble_refuses_models_of_other_classes(tmp_path):
@@ -130,6 +144,85 @@ def test_volumetry_matches_a_hand_count(tmp_path):
     row = volumetry(labels, Volume(labels.astype(np.float32), affine), cfg)
     assert row["left_mm3"] == 24 * 1.5 and row["right_mm3"] == 10 * 1.5 and row["total_mm3"] == 34 * 1.5
     assert row["asymmetry_index"] == pytest.approx((36 - 15) / ((36 + 15) / 2), abs=1e-4)
+
+
+def test_partial_volumes_count_each_voxel_by_its_probability(tmp_path):
+    from hippo_utils.inference.volumetry import partial_volumes
+
+    labels = np.zeros((12, 8, 8), np.uint8)
+    labels[2:4, 2:4, 2:4] = 1  # 8 voxels of the left side of class 1
+    labels[5, 2:4, 2:4] = 2  # the right side, same class, one voxel gap to the left
+    labels[8:10, 2:4, 2:4] = 3  # another class, touching nothing
+    probs = np.zeros((*labels.shape, 3), np.float32)
+    probs[..., 0] = 1
+    certain = {1: 1, 2: 1, 3: 2}
+    for value, cls in certain.items():
+        probs[labels == value] = np.eye(3)[cls]
+    # certain probabilities: the partial volumes are the counts
+    assert partial_volumes(labels, probs, certain, 2.0) == {1: 16.0, 2: 8.0, 3: 16.0}
+    probs[4, 2, 2] = (0.6, 0.4, 0)  # in both hemispheres' shells: half of its 0.4 to each
+    probs[2, 2, 2] = (0.3, 0.7, 0)  # a voxel of the left that the model was unsure of
+    probs[11, 2, 2] = (0.5, 0, 0.5)  # two voxels from class 2: outside its shell, not counted
+    probs[0, 0, 0] = (0.1, 0.9, 0)  # far from every label: an island the post-processing dropped
+    got = partial_volumes(labels, probs, certain, 1.0)
+    assert got == pytest.approx({1: 8 - 0.3 + 0.2, 2: 4 + 0.2, 3: 8.0})
+    # a label at the volume's edge: its box is cut there, the shell is what lies inside
+    edge = np.zeros((3, 3, 3), np.uint8)
+    edge[0, 0, 0] = 1
+    p_edge = np.full((3, 3, 3, 2), 0.5, np.float32)
+    p_edge[0, 0, 0] = (0, 1)
+    assert partial_volumes(edge, p_edge, {1: 1}, 1.0) == {1: 1 + 3 * 0.5}
+    # the other hemisphere of the same class is never counted (its voxels are in the shell)
+    labels[4, 2:4, 2:4] = 2
+    probs[4, 2, 2] = (0, 1, 0)
+    assert partial_volumes(labels, probs, {1: 1, 2: 1}, 1.0)[1] == pytest.approx(8 - 0.3)
+
+
+def test_volumetry_from_probabilities_keeps_the_counts(tmp_path):
+    cfg = _cfg(tmp_path, extra="[infer]\nleft_right_labels = (1, 2)\n")
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[:2, :3, :4] = 1
+    labels[5:6, :5, :2] = 2
+    probs = np.stack([labels == 0, labels > 0], axis=-1).astype(np.float32)
+    probs[labels == 1] = (0.5, 0.5)  # the model is half sure of the left side
+    row = volumetry(labels, Volume(labels.astype(np.float32), np.eye(4)), cfg, probs)
+    assert (row["left_mm3"], row["right_mm3"], row["total_mm3"]) == (12.0, 10.0, 22.0)
+    assert (row["label_1_voxels"], row["label_2_voxels"]) == (24, 10)
+    assert row["asymmetry_index"] == pytest.approx(2 / 11, abs=1e-4)
+
+
+def test_probabilities_near_the_foreground_are_those_of_the_whole_grid(tmp_path):
+    from scipy import ndimage
+
+    from hippo_utils.inference.predict import classes_on_grid, grid_prediction, prepare_volume, slice_probabilities
+
+    img, lab = _blobs()
+    img[lab == 2] = 20.0  # one blob only
+    vol = Volume(img, np.diag([1.0, 1.2, 0.9, 1.0]))
+    for plane in ("coronal", "axial", "sagittal"):
+        cfg = _cfg(tmp_path, plane=plane)
+        prepared = prepare_volume(cfg, vol)
+        probs = 0.01 + 0.98 * slice_probabilities(BrightIsHippocampus(), cfg, prepared)  # never quite sure
+        whole = grid_prediction(prepared.geom, probs)[1]
+        classes, sparse = grid_prediction(prepared.geom, probs, near_foreground=True)
+        assert whole.shape == sparse.shape == (*vol.shape, 2)
+        shell = ndimage.binary_dilation(classes > 0)  # what volumetry reads
+        np.testing.assert_array_equal(sparse[shell], whole[shell], err_msg=plane)
+        np.testing.assert_array_equal(classes, classes_on_grid(prepared.geom, probs), err_msg=plane)
+        np.testing.assert_array_equal(classes, whole.argmax(-1), err_msg=plane)
+        assert ((sparse[..., 0] == 1) & (whole[..., 0] < 1)).any(), plane  # slices far from the blob: skipped
+
+
+def test_a_source_label_mapped_to_the_background_is_never_written(tmp_path):
+    labels_of = Labels({1: 1, 2: 0}, {(0, 0, 0): 0, (255, 0, 0): 1})  # label 2 ignored, as background
+    classes = np.zeros((4, 4, 4), np.uint8)
+    classes[1:3, 1:3, 1:3] = 1
+    written = labels_of.to_source(classes, Volume(classes.astype(np.float32), np.eye(4)))
+    np.testing.assert_array_equal(written, classes)  # the background stays 0, not 2
+    assert labels_of.output_values() == [1] and labels_of.background_values() == [2]
+    cfg = _cfg(tmp_path, label_map={1: 1, 2: 0}, extra="[infer]\nleft_right_labels = None\n")
+    row = volumetry(written, Volume(written.astype(np.float32), np.eye(4)), cfg)
+    assert row["label_1_voxels"] == 8 and "label_2_mm3" not in row and row["total_mm3"] == 8.0
 
 
 def test_merged_classes_map_back_to_source_labels(tmp_path):
@@ -233,7 +326,8 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     metrics = list(csv.DictReader((tmp_path / "out" / "metrics.csv").open()))
     assert [r["subject"] for r in metrics] == ["HFH_001", "mean", "std"]
     assert "label1_hd95_mm" in metrics[0] and "hippocampus_dice" in metrics[0]
-    # the one result names its input and its files, and its volumes are the written labels' voxels
+    # the one result names its input and its files; its voxel counts are the written labels',
+    # its volumes the model's probabilities over those labels and one voxel around them
     (result,) = results
     assert result.name == "HFH_001" and result.source == synthetic_hfh / "Train" / "HFH_001.img"
     assert result.labels_path == tmp_path / "out" / "HFH_001_labels.nii.gz"
@@ -241,14 +335,26 @@ def test_infer_volumes_with_a_trained_model(tiny_model_dir, synthetic_hfh, tmp_p
     labels = np.asarray(out.dataobj)
     assert set(np.unique(labels)) <= {0, 1, 2}
     voxel_mm3 = abs(np.linalg.det(src.affine[:3, :3]))
-    left, right = (labels == 1).sum() * voxel_mm3, (labels == 2).sum() * voxel_mm3
+    from scipy import ndimage
+
+    from hippo_utils.inference.predict import volume_probabilities
+    from hippo_utils.model.folder import load_model_dir
+
+    model, saved = load_model_dir(cfg.train.model_dir)
+    hippocampus = volume_probabilities(model, saved, src)[..., 1]  # every slice, the whole grid
+    left, right = (
+        hippocampus[ndimage.binary_dilation(labels == side) & (labels != other)].sum() * voxel_mm3
+        for side, other in ((1, 2), (2, 1))
+    )
     volumes = {k: v for k, v in result.volumetry.items() if k != "qc"}
     assert volumes == {
-        "label_1_mm3": round(left, 2),
-        "label_2_mm3": round(right, 2),
-        "total_mm3": round(left + right, 2),
-        "left_mm3": round(left, 2),
-        "right_mm3": round(right, 2),
+        "label_1_mm3": pytest.approx(left, abs=0.02),
+        "label_1_voxels": (labels == 1).sum(),
+        "label_2_mm3": pytest.approx(right, abs=0.02),
+        "label_2_voxels": (labels == 2).sum(),
+        "total_mm3": pytest.approx(left + right, abs=0.02),
+        "left_mm3": pytest.approx(left, abs=0.02),
+        "right_mm3": pytest.approx(right, abs=0.02),
         "asymmetry_index": pytest.approx((left - right) / ((left + right) / 2), abs=1e-4, nan_ok=True),
     }
     from hippo_utils.inference.volumetry import plausibility_flags
@@ -461,11 +567,6 @@ def test_slice_smoothing_makes_neighbouring_slices_agree(tmp_path):
     smoothing, filled with it: 0.25 + 0.5 * 0.3 + 0.25 = 0.65), and one lone half-bright
     slice among sure background (0.6: kept without smoothing, dropped with it: 0.3)."""
     from hippo_utils.inference.predict import smooth_across_slices
-
-    class SoftBright:
-        def predict_on_batch(self, x):
-            fg = np.clip(np.asarray(x)[..., :1] / 255.0, 0, 1)
-            return np.concatenate([1 - fg, fg], axis=-1)
 
     img = np.zeros((24, 20, 24), np.float32)
     img[8:16, 2:9, 8:16] = 255.0

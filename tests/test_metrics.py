@@ -117,7 +117,7 @@ def test_volumetry_against_truth_by_hand():
 
 def test_a_sheared_voxel_has_one_volume_in_volumetry_and_in_the_metrics():
     """A voxel's volume is |det| of the affine (the column norms' product overstates a sheared
-    one): the volumetry table and the evaluation metrics must say the same mm^3."""
+    one): counted volumes in the volumetry table and the evaluation metrics must say the same mm^3."""
     from hippo_utils.core.config import Config
     from hippo_utils.data.volumes import Volume
     from hippo_utils.inference.volumetry import volumetry

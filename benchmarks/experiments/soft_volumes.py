@@ -1,7 +1,8 @@
 """Partial-volume hippocampal volumes against counted voxels, on trained demo models (issue 27).
 
 A counted volume is the number of voxels the argmax gives a side; a boundary voxel counts 0 or
-1 whatever the model's probability. The partial-volume estimate sums instead the hippocampus
+1 whatever the model's probability. The partial-volume estimate (what volumetry reports since
+issue 27, :func:`hippo_utils.inference.volumetry.partial_volumes`) sums instead the hippocampus
 probability over the side's voxels and a one-voxel shell around them (the shell's voxels
 that the other side does not claim), so that a voxel the model puts at 0.4 counts 0.4. Scored
 on the validation heads (which settings are compared on) and the unseen ones, for each model
@@ -18,19 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, heads
-
-
-def side_volumes(labels: np.ndarray, fg: np.ndarray, lr: tuple[int, int], voxel_mm3: float) -> dict:
-    """Counted and partial-volume (left, right) in mm3 from the labels and the foreground probability."""
-    from scipy import ndimage
-
-    out = {}
-    masks = [labels == lr[0], labels == lr[1]]
-    for side, mask, other in (("left", masks[0], masks[1]), ("right", masks[1], masks[0])):
-        region = ndimage.binary_dilation(mask) & ~other
-        out[f"{side}_count"] = float(mask.sum()) * voxel_mm3
-        out[f"{side}_soft"] = float(fg[region].sum()) * voxel_mm3
-    return out
 
 
 def summary(rows: list[dict], kind: str) -> dict:
@@ -57,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from hippo_utils.data.volumes import load_volume, strip_volume_suffix
     from hippo_utils.inference.predict import volume_probabilities
     from hippo_utils.inference.segment import output_labels
-    from hippo_utils.inference.volumetry import read_synthetic_truth
+    from hippo_utils.inference.volumetry import read_synthetic_truth, volumetry
     from hippo_utils.model.folder import load_model_dir
     from hippo_utils.notebook import table
 
@@ -74,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
                 probs = volume_probabilities(model, cfg, volume)
                 labels = output_labels(cfg, probs.argmax(-1).astype(np.uint8), volume)
                 t = truth[strip_volume_suffix(image.name)]
+                counted, partial = volumetry(labels, volume, cfg), volumetry(labels, volume, cfg, probs)
                 rows.append(
                     {
-                        **side_volumes(labels, 1 - probs[..., 0], cfg.infer.left_right_labels, volume.voxel_mm3),
+                        **{f"{side}_count": counted[f"{side}_mm3"] for side in ("left", "right")},
+                        **{f"{side}_soft": partial[f"{side}_mm3"] for side in ("left", "right")},
                         "true_left": float(t["left_mm3"]),
                         "true_right": float(t["right_mm3"]),
                     }

@@ -156,11 +156,17 @@ class Labels:
         """Whether a class of these source values is split back into left and right."""
         return self.left_right is not None and len(sources) > 1 and set(self.left_right) <= set(sources)
 
+    def background_values(self) -> list[int]:
+        """The source label values mapped to class 0 (read as background)."""
+        return sorted(v for v, cls in self.label_map.items() if not cls)
+
     def output_values(self) -> list[int]:
-        """The source label values that :meth:`to_source` can write."""
+        """The source label values that :meth:`to_source` can write (none for class 0: a
+        source label mapped to the background is not predicted)."""
         values: list[int] = []
-        for sources in self.sources_by_class().values():
-            values.extend(self.left_right if self._splits(sources) else sources[:1])
+        for cls, sources in self.sources_by_class().items():
+            if cls:
+                values.extend(self.left_right if self._splits(sources) else sources[:1])
         return sorted(values)
 
     def to_source(self, classes: np.ndarray, volume: Volume) -> np.ndarray:
@@ -168,6 +174,8 @@ class Labels:
         hippocampus is split by hemisphere (:func:`~hippo_utils.data.components.split_hemispheres`)."""
         labels = np.zeros(classes.shape, np.uint8)
         for cls, sources in self.sources_by_class().items():
+            if not cls:  # a source label mapped to the background: the background stays 0
+                continue
             mask = classes == cls
             if self._splits(sources):
                 left, right = split_hemispheres(mask, volume)

@@ -93,15 +93,17 @@ class SliceGeometry:
         """Source array -> (slices, H, W) in display orientation."""
         return display_stack(data, self.axis, self.row_axis, self.col_axis, self.flip_rows, self.flip_cols)
 
-    def unorient(self, stack: np.ndarray) -> np.ndarray:
-        """(slices, H, W[, C]) in display orientation -> source array axis order."""
+    def unorient(self, stack: np.ndarray, copy: bool = True) -> np.ndarray:
+        """(slices, H, W[, C]) in display orientation -> source array axis order (without
+        ``copy``, a view of ``stack``: free, where a contiguous copy of a large 4D stack is not)."""
         if self.flip_rows:
             stack = stack[:, ::-1]
         if self.flip_cols:
             stack = stack[:, :, ::-1]
         order = [self.axis, self.row_axis, self.col_axis]
         inverse = [order.index(i) for i in range(3)] + list(range(3, stack.ndim))
-        return np.ascontiguousarray(np.transpose(stack, inverse))
+        view = np.transpose(stack, inverse)
+        return np.ascontiguousarray(view) if copy else view
 
     # -- single slices ---------------------------------------------------------------
     def to_model(self, slice2d: np.ndarray, is_label: bool = False) -> np.ndarray:

@@ -143,6 +143,34 @@ def classes_on_grid(geom: SliceGeometry, probs: np.ndarray) -> np.ndarray:
     return geom.unorient(np.stack([classes_from_probs(geom, p) for p in probs]))
 
 
+def grid_prediction(
+    geom: SliceGeometry, probs: np.ndarray, near_foreground: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model-size probabilities of every slice -> class indices (uint8) and class
+    probabilities (X, Y, Z, C, float32), both on the volume's grid (the probabilities as a
+    view of the slices in display orientation, not copied once more into the grid's order).
+
+    With ``near_foreground``, only the slices within one slice of one where a class other
+    than the background wins at some model pixel are resized back; the others are left as
+    certain background. That changes nothing for the argmax (:func:`classes_from_probs`'
+    shortcut), nor for what reads one voxel around the predicted labels (partial-volume
+    volumetry), and skips most of a head.
+    """
+    wanted = np.ones(len(probs), bool)
+    if near_foreground:
+        found = probs.argmax(-1).any(axis=(1, 2))
+        wanted = found.copy()
+        wanted[1:] |= found[:-1]
+        wanted[:-1] |= found[1:]
+    stack = np.empty((len(probs), *geom.in_shape, probs.shape[-1]), np.float32)
+    classes = np.zeros(stack.shape[:-1], np.uint8)
+    stack[~wanted] = np.eye(probs.shape[-1], dtype=np.float32)[0]
+    for i in np.flatnonzero(wanted):
+        stack[i] = geom.from_model(probs[i])
+        classes[i] = stack[i].argmax(-1)
+    return geom.unorient(classes), geom.unorient(stack, copy=False)
+
+
 def smooth_across_slices(probs: np.ndarray) -> np.ndarray:
     """Average each slice's class probabilities with its two neighbours' ([infer] slice_smoothing).
 
@@ -164,8 +192,8 @@ def volume_probabilities(
 ) -> np.ndarray:
     """Class probabilities (X, Y, Z, C), float32, on ``volume``'s own grid and axis order."""
     prepared = prepare_volume(cfg, volume)
-    probs = slice_probabilities(model, cfg, prepared, batch_size, progress)
-    return prepared.geom.unorient(np.stack([prepared.geom.from_model(p) for p in probs]).astype(np.float32))
+    probs = grid_prediction(prepared.geom, slice_probabilities(model, cfg, prepared, batch_size, progress))[1]
+    return np.ascontiguousarray(probs)
 
 
 def segment_volume(

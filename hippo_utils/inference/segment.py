@@ -53,11 +53,11 @@ from hippo_utils.data.volumes import (
 from hippo_utils.display import pictures
 from hippo_utils.inference.predict import (
     Ensemble,
-    classes_on_grid,
+    PreparedVolume,
     ensemble_classes,
+    grid_prediction,
     predict_batches,
     prepare_volume,
-    segment_volume,
     slice_probabilities,
 )
 from hippo_utils.inference.volumetry import plausibility_flags, volumetry
@@ -104,14 +104,42 @@ def infer_volume(
         FileNotFoundError, ValueError: unreadable input, or truth on another grid.
     """
     volume = load_volume(source, assume_spacing=assume_voxel_size)
-    classes = segment_volume(model, cfg, volume, progress=progress)
-    return _write_volume(cfg, volume, classes, Path(out_dir), name, truth, qc)
+    prepared = volume if isinstance(model, Ensemble) else prepare_volume(cfg, volume)
+    probs = _probabilities(model, cfg, prepared, progress)
+    return _write_prediction(model, cfg, prepared, probs, Path(out_dir), name, truth, qc)
+
+
+def _probabilities(model, cfg: Config, prepared: Volume | PreparedVolume, progress: bool = False) -> np.ndarray:
+    """An ensemble's probabilities of a loaded volume (on its grid), or one model's of a
+    prepared volume (model-size slices)."""
+    if isinstance(model, Ensemble):
+        return model.probabilities(prepared, progress=progress)
+    return slice_probabilities(model, cfg, prepared, progress=progress)
+
+
+def _write_prediction(
+    model,
+    cfg: Config,
+    prepared: Volume | PreparedVolume,
+    probs: np.ndarray,
+    out_dir: Path,
+    name: str | None,
+    truth: str | os.PathLike[str] | None,
+    qc: bool,
+) -> VolumeResult:
+    """Classes and volumetry from :func:`_probabilities`' output, then the volume's files."""
+    if isinstance(model, Ensemble):  # the members' probabilities are on the volume's grid already
+        return _write_volume(cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, name, truth, qc, probs)
+    classes, on_grid = grid_prediction(prepared.geom, probs, near_foreground=True)
+    return _write_volume(
+        cfg, prepared.volume, classes, out_dir, name, truth, qc, on_grid, normalised=prepared.normalised
+    )
 
 
 def output_labels(cfg: Config, classes: np.ndarray, volume: Volume, labels_of: Labels | None = None) -> np.ndarray:
     """The label map written for a volume's predicted classes: the largest components kept
     ([infer] keep_largest_components), classes back to the source's label values (left and
-    right split by hemisphere where the config says so). What volumetry counts."""
+    right split by hemisphere where the config says so). What volumetry measures."""
     labels_of = labels_of or Labels.from_config(cfg)
     return labels_of.to_source(keep_largest(classes, cfg.infer.keep_largest_components), volume)
 
@@ -124,20 +152,28 @@ def _write_volume(
     name: str | None,
     truth: str | os.PathLike[str] | None,
     qc: bool,
+    probabilities: np.ndarray | None = None,
     normalised: np.ndarray | None = None,
 ) -> VolumeResult:
     """Post-process a volume's predicted classes and write its results (the last stage).
-    ``normalised``: the volume scaled for display, when the caller has it already."""
+
+    Args:
+        probabilities: the class probabilities (X, Y, Z, C) on the volume's grid (at least
+            within one voxel of the predicted classes), for partial-volume volumetry; None
+            counts voxels.
+        normalised: the volume scaled for display, when the caller has it already.
+    """
     labels_of = Labels.from_config(cfg)
     name = name or (strip_volume_suffix(volume.path.name) if volume.path else "volume")
     gt = None
     if truth is not None:  # refused before anything of this volume is written
         gt = load_labels(truth, like=volume)
         labels_of.to_classes(gt, str(truth))  # refuses label values outside the map
+        gt = np.where(np.isin(gt, labels_of.background_values()), 0, gt).astype(gt.dtype)  # as the model saw it
     source = str(volume.path.resolve()) if volume.path else None
     labels = output_labels(cfg, classes, volume, labels_of)
     labels_path = save_nifti(labels, volume.affine, out_dir / f"{name}{LABELS_SUFFIX}", volume.header, input=source)
-    row = volumetry(labels, volume, cfg)
+    row = volumetry(labels, volume, cfg, probabilities)
     row["qc"] = plausibility_flags(row, volume.assumed_spacing)
     result = VolumeResult(
         name, volume.path, labels_path, out_dir / f"{name}{QC_SUFFIX}", row, assumed_voxel_size=volume.assumed_spacing
@@ -201,22 +237,7 @@ def _segment_batch(
         return volume if ensemble else prepare_volume(cfg, volume)
 
     def finish(path: Path, prepared, probs: np.ndarray) -> VolumeResult:
-        if ensemble:  # the members' probabilities are on the volume's grid already
-            result = _write_volume(
-                cfg, prepared, ensemble_classes(model, prepared, probs), out_dir, names[path], truths[path], qc=True
-            )
-        else:
-            classes = classes_on_grid(prepared.geom, probs)
-            result = _write_volume(
-                cfg,
-                prepared.volume,
-                classes,
-                out_dir,
-                names[path],
-                truths[path],
-                qc=True,
-                normalised=prepared.normalised,
-            )
+        result = _write_prediction(model, cfg, prepared, probs, out_dir, names[path], truths[path], qc=True)
         record(result)
         return result
 
@@ -230,7 +251,7 @@ def _segment_batch(
                 prepared = loading.result()
                 if i + 1 < len(files):  # queued after the last volume's writing: two volumes at most
                     loading = worker.submit(load, files[i + 1])
-                probs = model.probabilities(prepared) if ensemble else slice_probabilities(model, cfg, prepared)
+                probs = _probabilities(model, cfg, prepared)
                 done.append(worker.submit(finish, path, prepared, probs))
                 del prepared, probs
         except Exception as exc:  # noqa: BLE001 (raised by the caller, once the finished volumes are recorded)
@@ -369,7 +390,7 @@ def infer_volumes(
             cfg = model.cfg
         truths = _truths(files, labels_dir)
         _check_inputs(cfg, files, truths, assume_voxel_size)  # before anything is written
-        old_rows = read_rows(out_dir / "volumetry.json", "input")
+        old_rows = _partial_volume_rows(out_dir / "volumetry.json")
         names = output_names(
             files,
             {**_recorded_results(out_dir), **{r["input"]: r["subject"] for r in old_rows}},
@@ -386,6 +407,21 @@ def infer_volumes(
         if error is not None:
             raise error
     return results
+
+
+def _partial_volume_rows(table: Path) -> list[dict]:
+    """The rows of an output folder's volumetry table (:func:`read_rows`), refused when they
+    hold counted volumes (a table from before partial volumes: it has no ``label_N_voxels``
+    columns), which new rows would sit beside as if they measured the same."""
+    rows = read_rows(table, "input")
+    counted = [r["subject"] for r in rows if not any(k.endswith("_voxels") for k in r)]
+    if counted:
+        raise ValueError(
+            f"{table}: its volumes of {', '.join(counted[:3])}{' ...' if len(counted) > 3 else ''} are counted "
+            "voxels (written before volumetry gave partial-volume estimates), which new rows would not compare "
+            "with. Use another --out folder, or move volumetry.csv and volumetry.json away to measure them again"
+        )
+    return rows
 
 
 def _results_on_disk(out_dir: Path) -> set[str]:
