@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 "name the data: HIPPO_REAL_DATA=<folder holding msd-task04-hippocampus/> or HIPPO_DATA=msd-task04"
             )
-        os.environ["HIPPO_DATA"] = str(Path(real) / "msd-task04-hippocampus")
+        os.environ["HIPPO_DATA"] = str((Path(real) / "msd-task04-hippocampus").resolve())  # kernels run elsewhere
     work = args.work.resolve()
     cfg = load_config(
         named_config("msd_task04"),
