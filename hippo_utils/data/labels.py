@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hippo_utils.data.components import split_hemispheres
+from hippo_utils.data.components import bounding_box, split_hemispheres
 from hippo_utils.data.volumes import Volume
 
 if TYPE_CHECKING:
@@ -173,15 +173,18 @@ class Labels:
         """Classes -> source label values (uint8); a class that merged the left and right
         hippocampus is split by hemisphere (:func:`~hippo_utils.data.components.split_hemispheres`)."""
         labels = np.zeros(classes.shape, np.uint8)
+        box = bounding_box(classes)
+        if box is None:
+            return labels
+        inner, view = classes[box], labels[box]  # a head is mostly background: work in the classes' box
         for cls, sources in self.sources_by_class().items():
             if not cls:  # a source label mapped to the background: the background stays 0
                 continue
-            mask = classes == cls
             if self._splits(sources):
-                left, right = split_hemispheres(mask, volume)
-                labels[left], labels[right] = self.left_right
+                left, right = split_hemispheres(classes == cls, volume)
+                view[left[box]], view[right[box]] = self.left_right
             else:
-                labels[mask] = sources[0]
+                view[inner == cls] = sources[0]
         return labels
 
     # -- mask colours <-> classes ---------------------------------------------------

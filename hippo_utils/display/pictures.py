@@ -121,8 +121,11 @@ def _planes(vol, anatomical: bool = True) -> list[tuple[str, int]]:
 
 def _label_point(vol, labels: np.ndarray | None) -> list[int]:
     """The voxel the three planes cross at: the labels' median, else the volume's centre."""
-    if labels is not None and labels.any():
-        return [int(np.median(ix)) for ix in np.nonzero(labels)]
+    from hippo_utils.data.components import bounding_box
+
+    box = bounding_box(labels) if labels is not None else None
+    if box is not None:  # looked for in the labels' box only: a head is mostly background
+        return [int(np.median(ix)) + b.start for ix, b in zip(np.nonzero(labels[box]), box, strict=True)]
     return [s // 2 for s in vol.shape]
 
 

@@ -162,13 +162,15 @@ def grid_prediction(
         wanted = found.copy()
         wanted[1:] |= found[:-1]
         wanted[:-1] |= found[1:]
-    stack = np.empty((len(probs), *geom.in_shape, probs.shape[-1]), np.float32)
-    classes = np.zeros(stack.shape[:-1], np.uint8)
-    stack[~wanted] = np.eye(probs.shape[-1], dtype=np.float32)[0]
+    # channels first, so that the skipped slices' certain background is one contiguous write
+    stack = np.zeros((probs.shape[-1], len(probs), *geom.in_shape), np.float32)
+    stack[0, ~wanted] = 1
+    classes = np.zeros(stack.shape[1:], np.uint8)
     for i in np.flatnonzero(wanted):
-        stack[i] = geom.from_model(probs[i])
-        classes[i] = stack[i].argmax(-1)
-    return geom.unorient(classes), geom.unorient(stack, copy=False)
+        back = geom.from_model(probs[i])
+        stack[:, i] = np.moveaxis(back, -1, 0)
+        classes[i] = back.argmax(-1)
+    return geom.unorient(classes), geom.unorient(np.moveaxis(stack, 0, -1), copy=False)
 
 
 def smooth_across_slices(probs: np.ndarray) -> np.ndarray:

@@ -136,8 +136,14 @@ def volumetry(labels: np.ndarray, volume: Volume, cfg: Config, probabilities: np
     voxel volume (a label file alone). The ``*_voxels`` columns count the label file's voxels
     either way.
     """
+    from scipy import ndimage
+
     voxel_mm3 = volume.voxel_mm3
-    counts = np.bincount(labels.ravel(), minlength=256)
+    found = ndimage.find_objects(labels)  # each value's box: counted there, not over the whole head
+    counts = np.zeros(256, np.int64)
+    for value, box in enumerate(found, start=1):
+        if box is not None:
+            counts[value] = np.count_nonzero(labels[box] == value)
     values = sorted(v for v, cls in cfg.derive.label_map.items() if cls)  # not those mapped to the background
     if probabilities is None:
         mm3 = {v: float(counts[v]) * voxel_mm3 for v in values}
