@@ -104,9 +104,15 @@ def infer_volume(
         FileNotFoundError, ValueError: unreadable input, or truth on another grid.
     """
     volume = load_volume(source, assume_spacing=assume_voxel_size)
-    prepared = volume if isinstance(model, Ensemble) else prepare_volume(cfg, volume)
+    prepared = _prepare(model, cfg, volume)
     probs = _probabilities(model, cfg, prepared, progress)
     return _write_prediction(model, cfg, prepared, probs, Path(out_dir), name, truth, qc)
+
+
+def _prepare(model, cfg: Config, volume: Volume) -> Volume | PreparedVolume:
+    """What :func:`_probabilities` takes: the volume itself for an ensemble (each member
+    prepares it its own way), else the volume prepared for the model."""
+    return volume if isinstance(model, Ensemble) else prepare_volume(cfg, volume)
 
 
 def _probabilities(model, cfg: Config, prepared: Volume | PreparedVolume, progress: bool = False) -> np.ndarray:
@@ -230,11 +236,8 @@ def _segment_batch(
 
     from tqdm.auto import tqdm
 
-    ensemble = isinstance(model, Ensemble)
-
     def load(path: Path):
-        volume = load_volume(path, assume_spacing=assume_voxel_size)
-        return volume if ensemble else prepare_volume(cfg, volume)
+        return _prepare(model, cfg, load_volume(path, assume_spacing=assume_voxel_size))
 
     def finish(path: Path, prepared, probs: np.ndarray) -> VolumeResult:
         result = _write_prediction(model, cfg, prepared, probs, out_dir, names[path], truths[path], qc=True)
