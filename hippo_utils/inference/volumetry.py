@@ -83,7 +83,11 @@ def volumetry_against_truth(
 
 
 def partial_volumes(
-    labels: np.ndarray, probabilities: np.ndarray, class_of: dict[int, int], voxel_mm3: float
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_of: dict[int, int],
+    voxel_mm3: float,
+    boxes: list[tuple[slice, ...] | None] | None = None,
 ) -> dict[int, float]:
     """Partial-volume estimate, mm^3, of each label value in ``class_of`` (label -> class).
 
@@ -102,11 +106,12 @@ def partial_volumes(
         labels: the label map written (source values) on the volume's grid.
         probabilities: (X, Y, Z, C) class probabilities in the same axis order; only those
             within one voxel of a label are read (a view is fine).
+        boxes: ``scipy.ndimage.find_objects(labels)``, when the caller has it already.
     """
     from scipy import ndimage
 
     out = {}
-    found = ndimage.find_objects(labels)  # each value's bounding box, in one pass
+    found = ndimage.find_objects(labels) if boxes is None else boxes  # each value's bounding box, in one pass
     for value, cls in class_of.items():
         if value > len(found) or found[value - 1] is None:
             out[value] = 0.0
@@ -148,7 +153,8 @@ def volumetry(labels: np.ndarray, volume: Volume, cfg: Config, probabilities: np
     if probabilities is None:
         mm3 = {v: float(counts[v]) * voxel_mm3 for v in values}
     else:
-        mm3 = partial_volumes(labels, probabilities, {v: cfg.derive.label_map[v] for v in values}, voxel_mm3)
+        class_of = {v: cfg.derive.label_map[v] for v in values}
+        mm3 = partial_volumes(labels, probabilities, class_of, voxel_mm3, boxes=found)
     row: dict[str, float] = {}
     for v in values:
         row[f"label_{v}_mm3"] = round(mm3[v], 2)
